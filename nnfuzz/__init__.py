@@ -1,0 +1,23 @@
+"""nnfuzz: a coverage-guided fuzzer for PyTorch models.
+
+    import nnfuzz
+    result = nnfuzz.fuzz(model, seeds, objectives=["nonfinite"], max_time=30, seed=0)
+    assert not result.failures, result.failures[0].describe()
+
+The target-file contract, the commands and the output folder are described
+in the README and in DESIGN.md.
+"""
+
+from nnfuzz.errors import (CorpusError, NnfuzzError, OutputError, ReproducerError, TargetError,
+                           UsageError)
+from nnfuzz.loop import FuzzConfig, FuzzResult, StopReason, fuzz
+from nnfuzz.objectives import Finding, Objective
+from nnfuzz.reproducer import Failure, load_failure
+from nnfuzz.target import Target, load_target
+from nnfuzz.version import __version__
+
+__all__ = [
+    "CorpusError", "Failure", "Finding", "FuzzConfig", "FuzzResult", "NnfuzzError", "Objective",
+    "OutputError", "ReproducerError", "StopReason", "Target", "TargetError", "UsageError",
+    "__version__", "fuzz", "load_failure", "load_target",
+]

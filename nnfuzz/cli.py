@@ -1,0 +1,155 @@
+"""The ``nnfuzz`` command line: a thin shell over the library.
+
+Only this module prints and exits. Errors from the library become one line,
+``ERROR: ...``, and the exit code of DESIGN.md §6; the target's own traceback
+is shown above the line when the target itself raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from nnfuzz.errors import NnfuzzError, UsageError
+
+#: Exit code for a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+#: Set this variable to see nnfuzz's own traceback on an internal error.
+DEBUG_VARIABLE = "NNFUZZ_DEBUG"
+
+
+def _fail(message: str, code: int, context: str | None = None) -> None:
+    if context:
+        click.echo(context, err=True)
+    click.echo(f"ERROR: {message}", err=True)
+    sys.exit(code)
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int,
+                  file: Any = None, line: Any = None) -> None:
+    click.echo(f"WARNING: {message}", err=True)
+
+
+def handles_errors(command: Callable[..., int]) -> Callable[..., None]:
+    """Turn library errors and interrupts into one line and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        warnings.showwarning = _show_warning
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            code = command(*args, **kwargs)
+        except NnfuzzError as error:
+            _fail(str(error), error.exit_code, error.context)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except Exception as error:  # noqa: BLE001 - a bug in nnfuzz: one line unless debugging
+            if os.environ.get(DEBUG_VARIABLE):
+                raise
+            _fail(f"internal error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 "
+                  "for the traceback, and please report it)", 2)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        sys.exit(code)
+
+    return wrapper
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nnfuzz")
+def main() -> None:
+    """nnfuzz: coverage-guided fuzzing for PyTorch models."""
+
+
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("nnfuzz-out"),
+              show_default=True, help="Output folder; running again with it resumes.")
+@click.option("--corpus", type=click.Path(path_type=Path), help="Folder of starting inputs.")
+@click.option("--objective", "objectives", multiple=True,
+              help="Objective to check (repeatable): nonfinite, exception.")
+@click.option("--max-time", type=float, help="Stop after this many seconds.")
+@click.option("--runs", type=int, help="Stop after this many executions.")
+@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: where the model is).")
+@click.option("--radius", type=float, help="Bound on each mutant's distance from its seed.")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
+@click.option("--layer", "layers", multiple=True,
+              help="Module whose activations form the coverage vector (repeatable).")
+@click.option("--threshold", type=float, help="Nearest-neighbour distance that counts as new.")
+@click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
+@handles_errors
+def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...],
+        max_time: float | None, runs: int | None, batch_size: int, seed: int,
+        device: str | None, radius: float | None, norm: str, layers: tuple[str, ...],
+        threshold: float | None, stop_on_failure: bool) -> int:
+    """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
+    from nnfuzz.loop import fuzz
+    from nnfuzz.status import TerminalReporter
+    from nnfuzz.target import load_target
+
+    loaded = load_target(target, need_seeds=corpus is None and not (out / "corpus").is_dir())
+    if device is not None:
+        loaded.model.to(_device(device))
+    reporter = TerminalReporter(total_runs=runs, max_time=max_time)
+    result = fuzz(loaded.model, loaded.seeds, out=out, bounds=loaded.bounds,
+                  targets=loaded.targets, corpus=corpus, reporter=reporter,
+                  source=loaded.path, target_sha256=loaded.sha256,
+                  objectives=objectives or None, max_time=max_time, runs=runs,
+                  batch_size=batch_size, seed=seed, radius=radius, norm=norm,
+                  layers=layers, threshold=threshold, stop_on_failure=stop_on_failure)
+    if result.interrupted:
+        click.echo("INFO: interrupted; state saved in "
+                   f"{out} (run the same command again to resume)", err=True)
+        return EXIT_INTERRUPTED
+    return 1 if result.failures else 0
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine: use --device cpu.")
+    return device
+
+
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@handles_errors
+def replay(target: Path, paths: tuple[Path, ...]) -> int:
+    """Re-run reproducer files (or folders of them) against TARGET.py."""
+    from nnfuzz.replay import exit_code, replay as replay_all
+    from nnfuzz.reproducer import reproducer_paths
+    from nnfuzz.target import load_target
+
+    loaded = load_target(target, need_seeds=False)
+    files = reproducer_paths(list(paths))
+    if not files:
+        raise UsageError(f"no reproducer files in {', '.join(map(str, paths))}: "
+                         "give .safetensors files from OUT/crashes/.")
+    outcomes = replay_all(loaded, files)
+    for outcome in outcomes:
+        click.echo(outcome.line())
+    return exit_code(outcomes)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

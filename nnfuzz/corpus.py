@@ -1,0 +1,258 @@
+"""The corpus: inputs worth mutating again, each with its lineage.
+
+Every element knows its *root* (the seed it descends from, or itself when it
+came from a folder without a known seed) and its depth (how many mutations
+separate it from the root). The root bounds the distance with ``--radius``
+and names the seed in a reproducer. Sampling favours recent elements, as
+TensorFuzz does: new coverage is where the search is going.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nnfuzz.domain import Domain, Inputs
+from nnfuzz.errors import CorpusError
+from nnfuzz.storage import (TEMP_PREFIX, atomic_write, content_hash, ensure_folder,
+                            read_input_file, tensor_file_bytes)
+
+#: Share of each batch drawn from the most recent elements; the rest is uniform.
+RECENT_SHARE = 0.5
+#: How many of the newest elements count as recent.
+RECENT_WINDOW = 64
+CORPUS_SUFFIXES = (".safetensors", ".npy")
+
+
+@dataclass
+class Batch:
+    """Inputs with their lineage: root (B,), depth (B,)."""
+
+    inputs: Inputs
+    root: torch.Tensor
+    depth: torch.Tensor
+
+    def select(self, rows: torch.Tensor) -> "Batch":
+        return Batch(tuple(t[rows] for t in self.inputs), self.root[rows], self.depth[rows])
+
+    @property
+    def size(self) -> int:
+        return self.inputs[0].shape[0]
+
+
+class _Rows:
+    """A tensor that grows along its first dimension, doubling its capacity."""
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.data = torch.empty((max(16, like.shape[0]), *like.shape[1:]),
+                                dtype=like.dtype, device=like.device)
+        self.count = 0
+
+    def extend(self, rows: torch.Tensor) -> None:
+        needed = self.count + rows.shape[0]
+        if needed > self.data.shape[0]:
+            grown = torch.empty((max(needed, 2 * self.data.shape[0]), *self.data.shape[1:]),
+                                dtype=self.data.dtype, device=self.data.device)
+            grown[:self.count] = self.data[:self.count]
+            self.data = grown
+        self.data[self.count:needed] = rows.to(self.data.device)
+        self.count = needed
+
+    def view(self) -> torch.Tensor:
+        return self.data[:self.count]
+
+
+class Corpus:
+    """Seeds and the inputs that gave new coverage, optionally mirrored in a folder."""
+
+    def __init__(self, domain: Domain, seeds: Inputs, *, folder: Path | None = None,
+                 device: torch.device | None = None) -> None:
+        self.domain = domain
+        self.folder = folder
+        self.device = device or seeds[0].device
+        self.seed_count = seeds[0].shape[0]
+        seeds = tuple(t.to(self.device) for t in seeds)
+        self._roots = [_Rows(t) for t in seeds]
+        self._elements = [_Rows(t) for t in seeds]
+        self._root_of = _Rows(torch.zeros(1, dtype=torch.long, device=self.device))
+        self._depth = _Rows(torch.zeros(1, dtype=torch.long, device=self.device))
+        self._hashes: set[str] = set()
+        self._root_hashes: dict[str, int] = {}
+        self._hashes.update(self._hashes_of(seeds))
+        self._add_roots(seeds)
+        if folder is not None:
+            ensure_folder(folder)
+
+    def __len__(self) -> int:
+        return self._depth.count
+
+    # --- growing -------------------------------------------------------------------
+
+    def _add_roots(self, inputs: Inputs) -> None:
+        """Add inputs as their own roots (seeds, or files of unknown descent)."""
+        first = self._roots[0].count
+        for rows, tensor in zip(self._roots, inputs):
+            rows.extend(tensor)
+        roots = torch.arange(first, first + inputs[0].shape[0], device=self.device)
+        for offset, digest in enumerate(self._hashes_of(inputs)):
+            self._root_hashes[digest] = first + offset
+        self._append(Batch(inputs, roots, torch.zeros_like(roots)))
+
+    def add(self, batch: Batch) -> int:
+        """Add new-coverage inputs; returns how many were new (not already present)."""
+        fresh = self._unseen(batch.inputs)
+        if not len(fresh):
+            return 0
+        batch = batch.select(fresh)
+        self._append(batch)
+        if self.folder is not None:
+            for example in range(batch.size):
+                self._save(batch, example)
+        return batch.size
+
+    def _append(self, batch: Batch) -> None:
+        for rows, tensor in zip(self._elements, batch.inputs):
+            rows.extend(tensor)
+        self._root_of.extend(batch.root)
+        self._depth.extend(batch.depth)
+
+    def _unseen(self, inputs: Inputs) -> torch.Tensor:
+        """Rows whose content is new to the corpus (and to each other); records them."""
+        keep = []
+        for row, digest in enumerate(self._hashes_of(inputs)):
+            if digest not in self._hashes:
+                self._hashes.add(digest)
+                keep.append(row)
+        return torch.tensor(keep, dtype=torch.long, device=self.device)
+
+    @staticmethod
+    def _hashes_of(inputs: Inputs) -> list[str]:
+        return [content_hash(tuple(t[row] for t in inputs)) for row in range(inputs[0].shape[0])]
+
+    def _save(self, batch: Batch, example: int) -> None:
+        inputs = tuple(t[example] for t in batch.inputs)
+        root = int(batch.root[example])
+        metadata = {"root": content_hash(self.root_inputs(torch.tensor([root]))),
+                    "mutations": str(int(batch.depth[example]))}
+        tensors = {f"input.{i}": t for i, t in enumerate(inputs)}
+        path = self.folder / f"{content_hash(inputs)}.safetensors"  # type: ignore[operator]
+        if not path.exists():
+            atomic_write(path, tensor_file_bytes(tensors, metadata))
+
+    # --- reading ---------------------------------------------------------------------
+
+    def sample(self, size: int, rng: torch.Generator) -> Batch:
+        """Indices half from the most recent elements, half uniform over all."""
+        count = len(self)
+        recent = int(size * RECENT_SHARE)
+        window = min(RECENT_WINDOW, count)
+        picks = torch.cat((
+            count - 1 - torch.randint(window, (recent,), generator=rng, device=rng.device),
+            torch.randint(count, (size - recent,), generator=rng, device=rng.device),
+        )).to(self.device)
+        return self._batch(picks)
+
+    def sample_seeds(self, size: int, rng: torch.Generator) -> Batch:
+        """Seeds only, uniformly: what random search mutates."""
+        picks = torch.randint(self.seed_count, (size,), generator=rng, device=rng.device)
+        return self._batch(picks.to(self.device))
+
+    def _batch(self, picks: torch.Tensor) -> Batch:
+        return Batch(tuple(rows.view()[picks] for rows in self._elements),
+                     self._root_of.view()[picks], self._depth.view()[picks])
+
+    def root_inputs(self, roots: torch.Tensor) -> Inputs:
+        roots = roots.to(self.device)
+        return tuple(rows.view()[roots] for rows in self._roots)
+
+    def elements(self) -> Inputs:
+        return tuple(rows.view() for rows in self._elements)
+
+    def is_seed(self, root: int) -> bool:
+        return root < self.seed_count
+
+    # --- folders ---------------------------------------------------------------------
+
+    def load_folder(self, folder: Path, *, strict: bool) -> int:
+        """Add every input in ``folder``; returns how many files were read.
+
+        Files nnfuzz cannot read are skipped with one warning naming them,
+        unless ``strict`` (a folder the user named), where an input of the
+        wrong shape is an error.
+        """
+        if not folder.is_dir():
+            raise CorpusError(f"--corpus {folder}: no such folder: give a folder of "
+                              ".safetensors or .npy inputs.")
+        skipped, loaded = [], 0
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(TEMP_PREFIX) or not path.is_file():
+                continue
+            if path.suffix not in CORPUS_SUFFIXES:
+                skipped.append(path.name)
+                continue
+            try:
+                inputs, metadata = read_input_file(path)
+                inputs = tuple(t.unsqueeze(0).to(self.device) for t in inputs)
+                self.domain.check(inputs, f"corpus file {path}")
+            except (ValueError, OSError) as error:
+                if strict:
+                    raise CorpusError(f"corpus file {path}: {error}: remove it or replace it "
+                                      "with an input nnfuzz wrote.") from None
+                skipped.append(path.name)
+                continue
+            except CorpusError:
+                if strict:
+                    raise
+                skipped.append(path.name)
+                continue
+            self._add_loaded(inputs, metadata)
+            loaded += 1
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            warnings.warn(f"skipped {len(skipped)} file(s) in {folder} that are not nnfuzz inputs: "
+                          f"{shown}", stacklevel=2)
+        return loaded
+
+    def _add_loaded(self, inputs: Inputs, metadata: dict[str, str]) -> None:
+        inputs = _clamped(inputs, self.domain)
+        if not len(self._unseen(inputs)):
+            return
+        root = self._root_hashes.get(metadata.get("root", ""))
+        if root is None:
+            self._add_roots(inputs)
+            return
+        depth = int(metadata.get("mutations", "1")) if metadata.get("mutations", "").isdigit() else 1
+        self._append(Batch(inputs, torch.tensor([root], device=self.device),
+                           torch.tensor([depth], device=self.device)))
+
+
+def _clamped(inputs: Inputs, domain: Domain) -> Inputs:
+    """Inputs from disk are clipped into the bounds, like every mutant."""
+    return tuple(t.clamp(f.low, f.high) if not f.is_integer else t.clamp(int(f.low), int(f.high))
+                 for t, f in zip(inputs, domain.fields))
+
+
+def inputs_in_folder(folder: Path) -> Inputs | None:
+    """The readable inputs of a folder stacked into a batch, or None if it has none.
+
+    Used as the seeds when a target defines no ``seeds()``. Inputs whose
+    structure differs from the first readable one are an error.
+    """
+    rows: list[Inputs] = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in CORPUS_SUFFIXES or path.name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            inputs, _ = read_input_file(path)
+        except (ValueError, OSError):
+            continue
+        if rows and [(t.shape, t.dtype) for t in inputs] != [(t.shape, t.dtype) for t in rows[0]]:
+            raise CorpusError(f"corpus file {path} is shaped unlike {folder}'s other inputs: "
+                              "every input of a corpus must have the same shapes and dtypes.")
+        rows.append(inputs)
+    if not rows:
+        return None
+    return tuple(torch.stack(column) for column in zip(*rows))

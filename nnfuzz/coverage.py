@@ -1,0 +1,159 @@
+"""Coverage: which inputs are new enough to keep.
+
+Two signals decide. *Novelty* (TensorFuzz): an input whose coverage vector
+lies farther than a threshold from every vector seen, found with a faiss
+nearest-neighbour index. *Records* (pressure toward extremes): an input that
+pushes some module's activation statistic (mean, spread, largest magnitude)
+beyond anything seen before. Novelty alone floods the corpus with near
+copies and drifts nowhere; records pull chains of mutants toward the dead,
+saturated and overflowing regions where numerical bugs live.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+
+#: The default threshold is this factor times the seeds' median nearest-neighbour distance.
+THRESHOLD_FACTOR = 1.0
+#: Threshold when the seeds give no spacing (one seed, or identical vectors).
+FALLBACK_THRESHOLD = 1e-3
+#: Seeds beyond this many are subsampled to derive the threshold.
+THRESHOLD_SAMPLE = 2048
+#: A flat index is exact and fastest while small; past this many vectors the
+#: index becomes HNSW, whose lookup cost grows with log(n), not n.
+HNSW_AFTER = 20_000
+#: Neighbours per node in the HNSW graph (faiss's customary 32).
+HNSW_NEIGHBOURS = 32
+#: A record must beat the old one by this share of the range seen for that statistic.
+RECORD_MARGIN = 0.01
+
+
+def derive_threshold(vectors: torch.Tensor) -> float:
+    """THRESHOLD_FACTOR times the median distance from each vector to its nearest other."""
+    vectors = vectors[torch.isfinite(vectors).all(1)].double()
+    if vectors.shape[0] > THRESHOLD_SAMPLE:
+        picks = torch.linspace(0, vectors.shape[0] - 1, THRESHOLD_SAMPLE).long()
+        vectors = vectors[picks]
+    vectors = torch.unique(vectors, dim=0)
+    if vectors.shape[0] < 2:
+        return FALLBACK_THRESHOLD
+    distances = torch.cdist(vectors, vectors)
+    distances.fill_diagonal_(float("inf"))
+    nearest = distances.min(1).values
+    return max(float(nearest.median()) * THRESHOLD_FACTOR, FALLBACK_THRESHOLD)
+
+
+class NoveltyIndex:
+    """Coverage vectors seen so far, with Euclidean nearest-neighbour lookups."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.index: faiss.Index = faiss.IndexFlatL2(dim)
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def nearest(self, vectors: np.ndarray) -> np.ndarray:
+        """Euclidean distance (B,) from each vector to its nearest stored one."""
+        if len(self) == 0:
+            return np.full(vectors.shape[0], np.inf, dtype=np.float32)
+        squared, _ = self.index.search(vectors, 1)
+        return np.sqrt(np.maximum(squared[:, 0], 0))
+
+    def add(self, vectors: np.ndarray) -> None:
+        if len(vectors) == 0:
+            return
+        self.index.add(vectors)
+        if isinstance(self.index, faiss.IndexFlatL2) and len(self) > HNSW_AFTER:
+            self._grow_into_hnsw()
+
+    def _grow_into_hnsw(self) -> None:
+        stored = self.index.reconstruct_n(0, len(self))
+        graph = faiss.IndexHNSWFlat(self.dim, HNSW_NEIGHBOURS)
+        graph.add(stored)
+        self.index = graph
+
+
+class Records:
+    """The lowest and highest value seen of each activation statistic."""
+
+    def __init__(self, stats: torch.Tensor) -> None:
+        """``stats``: the seeds' statistics, (N, S)."""
+        self.low = _nan_reduce(stats, torch.amin, float("inf"))
+        self.high = _nan_reduce(stats, torch.amax, float("-inf"))
+
+    def update(self, stats: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
+        """Mask (B,) of the examples that set a new record; the records move."""
+        stats = stats.reshape(stats.shape[0], -1)
+        usable = torch.isfinite(stats) & eligible.view(-1, 1)
+        span = torch.nan_to_num(self.high - self.low, posinf=0.0, neginf=0.0).clamp(min=1e-12)
+        margin = RECORD_MARGIN * span
+        lows = torch.where(usable, stats, float("inf")).min(0)
+        highs = torch.where(usable, stats, float("-inf")).max(0)
+        new_low = lows.values < self.low - margin
+        new_high = highs.values > self.high + margin
+        winners = torch.zeros(stats.shape[0], dtype=torch.bool, device=stats.device)
+        winners[lows.indices[new_low]] = True
+        winners[highs.indices[new_high]] = True
+        self.low = torch.where(new_low, lows.values, self.low)
+        self.high = torch.where(new_high, highs.values, self.high)
+        return winners
+
+    def targets(self) -> torch.Tensor:
+        """Indices of statistics that are finite, i.e. worth pushing further."""
+        return (torch.isfinite(self.low) & torch.isfinite(self.high)).nonzero().flatten()
+
+
+def _nan_reduce(stats: torch.Tensor, reduce: object, empty: float) -> torch.Tensor:
+    stats = stats.reshape(stats.shape[0], -1)
+    filled = torch.where(torch.isfinite(stats), stats, empty)
+    return reduce(filled, 0)  # type: ignore[operator]
+
+
+class Coverage:
+    """Novelty plus records: ``update`` says which examples to keep."""
+
+    def __init__(self, threshold: float, seed_vectors: torch.Tensor, seed_stats: torch.Tensor) -> None:
+        self.threshold = threshold
+        self.index = NoveltyIndex(seed_vectors.shape[1])
+        self.records = Records(seed_stats)
+        self.add(seed_vectors)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, vectors: torch.Tensor) -> None:
+        finite = vectors[torch.isfinite(vectors).all(1)]
+        self.index.add(_as_faiss(finite))
+
+    def update(self, vectors: torch.Tensor, stats: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
+        """Mask (B,) of eligible examples that are novel or set a record; adds their vectors."""
+        eligible = eligible & torch.isfinite(vectors).all(1)
+        keep = self.records.update(stats, eligible) | self._novel(vectors, eligible)
+        self.add(vectors[keep])
+        return keep
+
+    def _novel(self, vectors: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
+        novel = torch.zeros_like(eligible)
+        rows = eligible.nonzero().flatten()
+        if not len(rows):
+            return novel
+        distances = torch.from_numpy(self.index.nearest(_as_faiss(vectors[rows])))
+        candidates = rows[distances.to(rows.device) > self.threshold]
+        # Two mutants of one batch may be novel to the index but close to each
+        # other: keep the first of any such pair.
+        kept: list[int] = []
+        for row in candidates.tolist():
+            if kept:
+                gaps = (vectors[kept] - vectors[row]).norm(dim=1)
+                if bool((gaps <= self.threshold).any()):
+                    continue
+            kept.append(row)
+        novel[kept] = True
+        return novel
+
+
+def _as_faiss(vectors: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(vectors.detach().float().cpu().numpy())

@@ -1,0 +1,41 @@
+"""The errors nnfuzz raises.
+
+The library raises; only :mod:`nnfuzz.cli` prints and exits. Every error
+carries the exit code the CLI uses for it and a message that names what is
+wrong and says what to do next.
+"""
+
+from __future__ import annotations
+
+
+class NnfuzzError(Exception):
+    """Root of every error nnfuzz raises on purpose."""
+
+    #: Usage errors, broken targets and unreadable inputs all exit 2 (DESIGN §6).
+    exit_code = 2
+
+    def __init__(self, message: str, *, context: str | None = None) -> None:
+        super().__init__(message)
+        #: Extra text printed before the one-line message, e.g. the target's
+        #: own traceback when importing it raised.
+        self.context = context
+
+
+class UsageError(NnfuzzError):
+    """An option or argument has a value nnfuzz cannot use."""
+
+
+class TargetError(NnfuzzError):
+    """The target file, or what its functions return, breaks the contract."""
+
+
+class CorpusError(NnfuzzError):
+    """A corpus input does not fit the target's inputs."""
+
+
+class ReproducerError(NnfuzzError):
+    """A file is not a valid nnfuzz reproducer."""
+
+
+class OutputError(NnfuzzError):
+    """The output folder cannot be written (read-only, full, or not a folder)."""

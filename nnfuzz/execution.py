@@ -1,0 +1,293 @@
+"""Running the model on a batch and capturing what every judge needs.
+
+One forward pass per batch serves coverage and every objective: forward hooks
+reduce each module's output to a few per-example statistics on the spot
+(cheap, and enough to name the first non-finite module and to push the
+search toward extreme activations), and capture the full activations of the
+``--layer`` modules that form the coverage vector.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nnfuzz.domain import Inputs
+from nnfuzz.errors import UsageError
+
+#: Per-example statistics kept for each module's output. ``std`` low finds
+#: collapsed (dead, constant) layers, ``absmax`` high finds overflow, ``mean``
+#: both ways finds saturation.
+STATS = ("mean", "std", "absmax")
+ABSMAX = STATS.index("absmax")
+
+
+@dataclass(frozen=True)
+class RaisedError:
+    """What the model raised on one example, and where in the user's code."""
+
+    type: str
+    message: str
+    location: str
+
+    def describe(self) -> str:
+        return f"{self.type}: {self.message} at {self.location}"
+
+
+@dataclass
+class Execution:
+    """The model's results on one batch."""
+
+    inputs: Inputs
+    #: Every tensor of the model's output with the batch dimension first.
+    outputs: list[torch.Tensor]
+    #: The primary output (DESIGN §1) flattened per example, or None if every example raised.
+    primary: torch.Tensor | None
+    #: Coverage vectors, float32, shape (B, D).
+    coverage: torch.Tensor
+    #: Per-module statistics, shape (B, M, len(STATS)); NaN where a module did not run.
+    stats: torch.Tensor
+    #: Module names of the forward events, in call order, and each event's absmax (B, E).
+    event_modules: list[str]
+    event_absmax: torch.Tensor
+    #: One entry per example: what it raised, or None.
+    raised: list[RaisedError | None] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.inputs[0].shape[0]
+
+    @property
+    def ran(self) -> torch.Tensor:
+        """Mask (B,) of the examples that did not raise."""
+        if not self.raised:
+            return torch.ones(self.size, dtype=torch.bool, device=self.coverage.device)
+        return torch.tensor([error is None for error in self.raised], device=self.coverage.device)
+
+    def first_nonfinite_module(self, example: int) -> str | None:
+        """The first module, in forward order, whose output was NaN or Inf."""
+        row = self.event_absmax[example]
+        bad = (~torch.isfinite(row)).nonzero()
+        return self.event_modules[int(bad[0])] if len(bad) else None
+
+
+def primary_output(output: Any) -> torch.Tensor | None:
+    """The ``logits`` entry of a mapping, else the first tensor (DESIGN §1)."""
+    if isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    tensors = output_tensors(output)
+    return tensors[0] if tensors else None
+
+
+def output_tensors(output: Any) -> list[torch.Tensor]:
+    """Every tensor inside a (nested) output, in order."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return [tensor for item in output for tensor in output_tensors(item)]
+    return []
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+class Executor:
+    """Runs a model with hooks that reduce every module's output as it is made."""
+
+    def __init__(self, model: torch.nn.Module, *, layers: list[str] | None = None,
+                 source: Path | None = None) -> None:
+        self.model = model
+        self.device = model_device(model)
+        self.source = source.resolve() if source is not None else None
+        modules = dict(model.named_modules())
+        unknown = [name for name in layers or [] if name not in modules]
+        if unknown:
+            names = ", ".join(repr(n) for n in list(modules)[1:20])
+            raise UsageError(f"--layer {unknown[0]!r} is not a module of the model: "
+                             f"choose from model.named_modules(), e.g. {names}")
+        self.layers = list(layers or [])
+        self.module_names = [name or "(model)" for name in modules]
+        self._index = {module: position for position, module in enumerate(modules.values())}
+        self._layer_modules = {modules[name]: name for name in self.layers}
+        self._events: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self._captured: dict[str, torch.Tensor] = {}
+        self._gradient_module: torch.nn.Module | None = None
+        self._gradient_output: torch.Tensor | None = None
+        self._batch = 0
+        self._handles = [module.register_forward_hook(self._hook) for module in modules.values()]
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    # --- hooks -----------------------------------------------------------------
+
+    def _hook(self, module: torch.nn.Module, _args: Any, output: Any) -> None:
+        tensor = _batch_tensor(output, self._batch)
+        if tensor is None:
+            return
+        if module is self._gradient_module and self._gradient_output is None:
+            self._gradient_output = tensor
+        flat = tensor.detach().flatten(1).float()
+        if module in self._layer_modules:
+            self._captured.setdefault(self._layer_modules[module], flat)
+        if flat.shape[1] == 0:
+            return
+        std, mean = torch.std_mean(flat, dim=1, correction=0)
+        self._events.append((self._index[module], torch.stack((mean, std), 1),
+                             flat.abs().amax(dim=1)))
+
+    # --- running -----------------------------------------------------------------
+
+    def run(self, inputs: Inputs) -> Execution:
+        """Run a batch; if it raises, run its examples one by one to find which."""
+        try:
+            return self._run_batch(inputs)
+        except Exception:  # noqa: BLE001 - the model's failure is a finding, not ours
+            return self._run_one_by_one(inputs)
+
+    def _forward(self, inputs: Inputs) -> Any:
+        self._events, self._captured = [], {}
+        self._batch = inputs[0].shape[0]
+        return self.model(*inputs)
+
+    def _run_batch(self, inputs: Inputs) -> Execution:
+        with torch.no_grad():
+            output = self._forward(inputs)
+        return self._collect(inputs, output)
+
+    def _collect(self, inputs: Inputs, output: Any) -> Execution:
+        size = inputs[0].shape[0]
+        outputs = [t for t in output_tensors(output) if t.dim() > 0 and t.shape[0] == size]
+        primary = primary_output(output)
+        if primary is None or primary.dim() == 0 or primary.shape[0] != size:
+            raise TypeError("the model's output has no tensor with the batch dimension first")
+        primary = primary.detach().flatten(1).float()
+        if self.layers:
+            missing = [name for name in self.layers if name not in self._captured]
+            if missing:
+                raise UsageError(f"--layer {missing[0]!r} did not run in the forward pass "
+                                 "(or its output has no batch dimension): choose another layer.")
+            coverage = torch.cat([self._captured[name] for name in self.layers], 1)
+        else:
+            coverage = primary
+        stats = torch.full((size, len(self.module_names), len(STATS)), float("nan"),
+                           device=primary.device)
+        event_modules, event_absmax = [], []
+        for module_index, mean_std, absmax in self._events:
+            event_modules.append(self.module_names[module_index])
+            event_absmax.append(absmax)
+            if torch.isnan(stats[0, module_index, 0]):
+                stats[:, module_index, :2] = mean_std
+            stats[:, module_index, ABSMAX] = torch.fmax(stats[:, module_index, ABSMAX], absmax)
+        absmax_matrix = (torch.stack(event_absmax, 1) if event_absmax
+                         else torch.zeros(size, 0, device=primary.device))
+        return Execution(inputs=inputs, outputs=[t.detach() for t in outputs], primary=primary,
+                         coverage=coverage, stats=stats, event_modules=event_modules,
+                         event_absmax=absmax_matrix)
+
+    def _run_one_by_one(self, inputs: Inputs) -> Execution:
+        size = inputs[0].shape[0]
+        results: list[Execution | None] = []
+        raised: list[RaisedError | None] = []
+        for example in range(size):
+            single = tuple(tensor[example:example + 1] for tensor in inputs)
+            try:
+                results.append(self._run_batch(single))
+                raised.append(None)
+            except UsageError:
+                raise
+            except Exception as error:  # noqa: BLE001 - recorded as a finding
+                results.append(None)
+                raised.append(self.describe_error(error))
+        return _stack(inputs, results, raised)
+
+    def describe_error(self, error: BaseException) -> RaisedError:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return RaisedError(type(error).__name__, message[:200], self._location(error))
+
+    def _location(self, error: BaseException) -> str:
+        frames = traceback.extract_tb(error.__traceback__)
+        torch_dir = str(Path(torch.__file__).parent)
+        nnfuzz_dir = str(Path(__file__).parent)
+        preferred = [f for f in frames if self.source and Path(f.filename).resolve() == self.source]
+        user = [f for f in frames if not f.filename.startswith((torch_dir, nnfuzz_dir))]
+        chosen = (preferred or user or frames or [None])[-1]
+        return f"{Path(chosen.filename).name}:{chosen.lineno}" if chosen else "unknown"
+
+    # --- gradients ---------------------------------------------------------------
+
+    def stat_gradient(self, inputs: Inputs, module_index: int, stat: int) -> Inputs | None:
+        """Gradient of one module statistic, summed over the batch, w.r.t. float inputs.
+
+        Used by the guided mutation to push a layer's activations toward an
+        extreme. None when the model is not differentiable there.
+        """
+        module = list(self._index)[module_index]
+        leaves = tuple(t.detach().clone().requires_grad_(t.dtype.is_floating_point)
+                       for t in inputs)
+        self._gradient_module, self._gradient_output = module, None
+        try:
+            with torch.enable_grad():
+                self._forward(leaves)
+                activation = self._gradient_output
+                if activation is None or not activation.requires_grad:
+                    return None
+                flat = activation.flatten(1).float()
+                value = (flat.mean(1), flat.std(1, correction=0), flat.abs().amax(1))[stat]
+                grads = torch.autograd.grad(value.sum(), [t for t in leaves if t.requires_grad],
+                                            allow_unused=True)
+        except Exception:  # noqa: BLE001 - not differentiable here: the caller falls back
+            return None
+        finally:
+            self._gradient_module, self._gradient_output = None, None
+        grads_iter = iter(grads)
+        return tuple(next(grads_iter) if t.requires_grad else None for t in leaves)  # type: ignore[misc]
+
+
+def _batch_tensor(output: Any, size: int) -> torch.Tensor | None:
+    for tensor in output_tensors(output):
+        if tensor.dim() > 0 and tensor.shape[0] == size and tensor.dtype.is_floating_point:
+            return tensor
+    return None
+
+
+def _stack(inputs: Inputs, results: list[Execution | None],
+           raised: list[RaisedError | None]) -> Execution:
+    """One Execution from per-example runs; rows of raising examples are zeros."""
+    size = len(results)
+    done = [r for r in results if r is not None]
+    device = inputs[0].device
+    if not done:
+        empty = torch.zeros(size, 0, device=device)
+        return Execution(inputs, [], None, empty, torch.zeros(size, 0, len(STATS), device=device),
+                         [], empty, raised)
+    template = done[0]
+
+    def rows(get: Any) -> torch.Tensor:
+        blank = torch.zeros_like(get(template))
+        return torch.cat([get(r) if r is not None else blank for r in results])
+
+    count = min(len(r.outputs) for r in done)
+    shapes_agree = all(r.event_modules == template.event_modules for r in done)
+    return Execution(
+        inputs=inputs,
+        outputs=[rows(lambda r, i=i: r.outputs[i]) for i in range(count)],
+        primary=rows(lambda r: r.primary),
+        coverage=rows(lambda r: r.coverage),
+        stats=rows(lambda r: r.stats),
+        event_modules=template.event_modules if shapes_agree else [],
+        event_absmax=(rows(lambda r: r.event_absmax) if shapes_agree
+                      else torch.zeros(size, 0, device=device)),
+        raised=raised,
+    )

@@ -1,0 +1,248 @@
+"""Mutation: new valid inputs from old ones, a whole batch at a time.
+
+Each example of a batch gets one operator, drawn at random. Float operators
+move an input by noise at several scales, shift or stretch its values
+(brightness, contrast), push parts of it to a bound, splice it with another
+input, or step along the gradient that drives one layer's activations to an
+extreme. Integer (token) operators replace, insert and delete values, padding
+the way the seeds pad. Every mutant is clipped into the bounds and, with a
+radius, projected back into the ball around the seed it descends from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from nnfuzz.domain import Domain, Field, Inputs
+
+#: Noise scales, as fractions of the bounds' width: small steps refine, large
+#: ones jump; no single scale suits every model.
+NOISE_SCALES = (0.003, 0.03, 0.1, 0.3)
+#: Share of the elements a sparse operator touches.
+DENSITIES = (1.0, 0.1, 0.01)
+#: Share of the elements pushed to a bound at once: never all of them, which
+#: would jump straight to a constant input in one step.
+SATURATION_DENSITIES = (0.3, 0.1, 0.01)
+#: Largest brightness offset, as a fraction of the width.
+MAX_OFFSET = 0.3
+#: Contrast factors are drawn log-uniformly in [exp(-MAX_LOG_CONTRAST), exp(+...)].
+MAX_LOG_CONTRAST = 0.7
+#: Longest run of tokens one insertion or deletion moves.
+MAX_TOKEN_RUN = 4
+
+FLOAT_OPERATORS = ("noise", "brightness", "contrast", "saturate", "crossover", "guided")
+INTEGER_OPERATORS = ("replace", "insert", "delete", "crossover")
+
+#: Given inputs and a generator, the gradient direction to follow (one entry
+#: per input tensor, None for integer ones), or None where there is none.
+Gradient = Callable[[Inputs, torch.Generator], "tuple[torch.Tensor | None, ...] | None"]
+
+
+@dataclass(frozen=True)
+class MutationConfig:
+    #: Bound on each mutant's distance from its seed; None lets chains drift anywhere in bounds.
+    radius: float | None = None
+    #: The norm of ``radius``: "linf" or "l2".
+    norm: str = "linf"
+
+
+class Mutator:
+    """Mutates batches of inputs inside a :class:`Domain`."""
+
+    def __init__(self, domain: Domain, config: MutationConfig = MutationConfig(),
+                 gradient: Gradient | None = None) -> None:
+        self.domain = domain
+        self.config = config
+        self.gradient = gradient
+
+    def mutate(self, inputs: Inputs, anchors: Inputs, rng: torch.Generator) -> Inputs:
+        """One mutant per example; ``anchors`` are the seeds the examples descend from."""
+        size = inputs[0].shape[0]
+        has_float = any(not f.is_integer for f in self.domain.fields)
+        names = FLOAT_OPERATORS if has_float else INTEGER_OPERATORS
+        if self.gradient is None:
+            names = tuple(n for n in names if n != "guided")
+        choice = torch.randint(len(names), (size,), generator=rng, device=rng.device)
+        mutants = [tensor.clone() for tensor in inputs]
+        for op_index, name in enumerate(names):
+            rows = (choice == op_index).nonzero().flatten().to(inputs[0].device)
+            if len(rows):
+                self._apply(name, mutants, inputs, rows, rng)
+        return tuple(self._constrain(m, a, f) for m, a, f in zip(mutants, anchors, self.domain.fields))
+
+    def _apply(self, name: str, mutants: list[torch.Tensor], inputs: Inputs,
+               rows: torch.Tensor, rng: torch.Generator) -> None:
+        if name == "guided":
+            directions = self.gradient(tuple(t[rows] for t in inputs), rng)  # type: ignore[misc]
+            if directions is None:
+                name = "noise"
+        for position, (tensor, field) in enumerate(zip(inputs, self.domain.fields)):
+            subset = tensor[rows]
+            if name == "crossover":
+                partner = tensor[torch.randint(tensor.shape[0], (len(rows),), generator=rng,
+                                               device=rng.device).to(tensor.device)]
+                mutated = crossover(subset, partner, rng)
+            elif name == "guided":
+                direction = directions[position]  # type: ignore[index]
+                mutated = (guided_step(subset, direction, field, rng) if direction is not None
+                           else replace_tokens(subset, field, rng))
+            elif field.is_integer:
+                mutated = TOKEN_OPERATORS.get(name, replace_tokens)(subset, field, rng)
+            else:
+                mutated = VALUE_OPERATORS[name](subset, field, rng)
+            mutants[position][rows] = mutated
+
+    def _constrain(self, mutant: torch.Tensor, anchor: torch.Tensor, field: Field) -> torch.Tensor:
+        if field.is_integer:
+            return mutant.clamp(int(field.low), int(field.high))
+        if self.config.radius is not None:
+            mutant = project(mutant, anchor, self.config.radius, self.config.norm)
+        return mutant.clamp(field.low, field.high)
+
+
+# --- float operators: (x (B, ...), field, rng) -> mutant of the same shape ---------
+
+def _uniform(shape: tuple[int, ...], rng: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.rand(shape, generator=rng, device=rng.device).to(like.device, like.dtype)
+
+
+def _per_example(values: tuple[float, ...], x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """One of ``values`` for each example, shaped to broadcast against x."""
+    picks = torch.randint(len(values), (x.shape[0],), generator=rng, device=rng.device)
+    table = torch.tensor(values, device=rng.device)
+    return table[picks].to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
+
+
+def _sparse_mask(x: torch.Tensor, rng: torch.Generator,
+                 densities: tuple[float, ...] = DENSITIES) -> torch.Tensor:
+    density = _per_example(densities, x, rng)
+    return _uniform(tuple(x.shape), rng, x) < density
+
+
+def add_noise(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    scale = _per_example(NOISE_SCALES, x, rng) * field.width
+    noise = torch.randn(tuple(x.shape), generator=rng, device=rng.device).to(x.device, x.dtype)
+    return x + noise * scale * _sparse_mask(x, rng)
+
+
+def shift_brightness(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    offset = (_uniform((x.shape[0],), rng, x) * 2 - 1) * MAX_OFFSET * field.width
+    return x + offset.view(-1, *([1] * (x.dim() - 1)))
+
+
+def stretch_contrast(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    log_factor = (_uniform((x.shape[0],), rng, x) * 2 - 1) * MAX_LOG_CONTRAST
+    factor = log_factor.exp().view(-1, *([1] * (x.dim() - 1)))
+    mean = x.reshape(x.shape[0], -1).mean(1).view_as(factor)
+    return mean + (x - mean) * factor
+
+
+def saturate(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    high = _uniform((x.shape[0],), rng, x).view(-1, *([1] * (x.dim() - 1))) < 0.5
+    bound = torch.where(high, field.high, field.low).to(x.dtype)
+    return torch.where(_sparse_mask(x, rng, SATURATION_DENSITIES), bound, x)
+
+
+def crossover(x: torch.Tensor, partner: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Splice two inputs: each element from one or the other."""
+    return torch.where(_uniform(tuple(x.shape), rng, x) < 0.5, x, partner)
+
+
+def guided_step(x: torch.Tensor, direction: torch.Tensor, field: Field,
+                rng: torch.Generator) -> torch.Tensor:
+    """A signed-gradient step (as in FGSM), at one of the noise scales."""
+    scale = _per_example(NOISE_SCALES, x, rng) * field.width
+    return x + direction.sign().to(x.dtype) * scale
+
+
+VALUE_OPERATORS = {
+    "noise": add_noise,
+    "brightness": shift_brightness,
+    "contrast": stretch_contrast,
+    "saturate": saturate,
+}
+
+
+# --- token operators: along the last dimension, shape kept -------------------------
+
+def _positions(x: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A position (B, 1) per example along the last dim, and the index row (1, L)."""
+    flat = x.reshape(x.shape[0], -1)
+    length = flat.shape[1]
+    where = torch.randint(length, (x.shape[0], 1), generator=rng, device=rng.device).to(x.device)
+    return where, torch.arange(length, device=x.device).view(1, -1)
+
+
+def _random_tokens(shape: tuple[int, ...], field: Field, rng: torch.Generator,
+                   like: torch.Tensor) -> torch.Tensor:
+    values = torch.randint(int(field.low), int(field.high) + 1, shape, generator=rng,
+                           device=rng.device)
+    return values.to(like.device, like.dtype)
+
+
+def replace_tokens(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    flat = x.reshape(x.shape[0], -1).clone()
+    where, _ = _positions(x, rng)
+    flat.scatter_(1, where, _random_tokens(tuple(where.shape), field, rng, x))
+    return flat.view_as(x)
+
+
+def insert_tokens(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    """Insert a run of random tokens; what is pushed past the end is dropped."""
+    flat = x.reshape(x.shape[0], -1)
+    where, index = _positions(x, rng)
+    run = torch.randint(1, MAX_TOKEN_RUN + 1, (x.shape[0], 1), generator=rng,
+                        device=rng.device).to(x.device)
+    source = torch.where(index < where, index, (index - run).clamp(min=0))
+    shifted = flat.gather(1, source)
+    fresh = _random_tokens(tuple(flat.shape), field, rng, x)
+    inserted = (index >= where) & (index < where + run)
+    return torch.where(inserted, fresh, shifted).view_as(x)
+
+
+def delete_tokens(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    """Delete a run of tokens; the end is filled with padding, as the seeds pad."""
+    flat = x.reshape(x.shape[0], -1)
+    length = flat.shape[1]
+    where, index = _positions(x, rng)
+    run = torch.randint(1, MAX_TOKEN_RUN + 1, (x.shape[0], 1), generator=rng,
+                        device=rng.device).to(x.device)
+    source = torch.where(index < where, index, index + run)
+    shifted = flat.gather(1, source.clamp(max=length - 1))
+    if field.pad is not None:
+        filler = torch.full_like(flat, field.pad)
+    else:
+        filler = _random_tokens(tuple(flat.shape), field, rng, x)
+    return torch.where(source >= length, filler, shifted).view_as(x)
+
+
+TOKEN_OPERATORS = {
+    "replace": replace_tokens,
+    "insert": insert_tokens,
+    "delete": delete_tokens,
+}
+
+
+# --- constraints -------------------------------------------------------------------
+
+def project(x: torch.Tensor, anchor: torch.Tensor, radius: float, norm: str) -> torch.Tensor:
+    """Project each example of x into the ``norm`` ball of ``radius`` around its anchor."""
+    if norm == "linf":
+        return torch.maximum(torch.minimum(x, anchor + radius), anchor - radius)
+    delta = (x - anchor).reshape(x.shape[0], -1)
+    length = delta.norm(dim=1, keepdim=True)
+    factor = torch.clamp(radius / length.clamp(min=1e-30), max=1.0)
+    # Shrink a hair more than exact so rounding cannot leave a mutant just outside.
+    factor = torch.where(factor < 1.0, factor * (1 - 1e-6), factor)
+    return anchor + (delta * factor).view_as(x)
+
+
+def distance(x: torch.Tensor, anchor: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-example distance (B,) between inputs and their anchors, in ``norm``."""
+    delta = (x.double() - anchor.double()).reshape(x.shape[0], -1)
+    if delta.shape[1] == 0:
+        return torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    return delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)

@@ -1,0 +1,97 @@
+"""The output folder of a run (DESIGN.md §4).
+
+``run.json`` says what ran, ``stats.jsonl`` how it went, ``corpus/`` holds
+the inputs that gave new coverage and ``crashes/`` one reproducer per failure
+signature. Running again with the same folder resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from nnfuzz.errors import OutputError
+from nnfuzz.reproducer import Failure, load_failure
+from nnfuzz.errors import ReproducerError
+from nnfuzz.storage import TEMP_PREFIX, atomic_write, ensure_folder, write_failure
+
+
+class OutputFolder:
+    """Reads and writes one run's output folder; every write is atomic."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.corpus = self.path / "corpus"
+        self.crashes = self.path / "crashes"
+        for folder in (self.path, self.corpus, self.crashes):
+            ensure_folder(folder)
+        self._check_writable()
+        self._remove_temporaries()
+        self._repair_stats()
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def stats_jsonl(self) -> Path:
+        return self.path / "stats.jsonl"
+
+    def _check_writable(self) -> None:
+        probe = self.path / f"{TEMP_PREFIX}probe"
+        atomic_write(probe, b"")
+        probe.unlink(missing_ok=True)
+
+    def _remove_temporaries(self) -> None:
+        """Temp files a killed run left behind never became real files: drop them."""
+        for folder in (self.path, self.corpus, self.crashes):
+            for leftover in folder.glob(f"{TEMP_PREFIX}*"):
+                leftover.unlink(missing_ok=True)
+
+    def _repair_stats(self) -> None:
+        """Cut a last line that a killed run left half-written."""
+        if not self.stats_jsonl.exists():
+            return
+        data = self.stats_jsonl.read_bytes()
+        if data and not data.endswith(b"\n"):
+            atomic_write(self.stats_jsonl, data[:data.rfind(b"\n") + 1])
+
+    def previous_run(self) -> dict[str, Any] | None:
+        if not self.run_json.exists():
+            return None
+        try:
+            return json.loads(self.run_json.read_text())
+        except (ValueError, OSError):
+            warnings.warn(f"{self.run_json} is unreadable; it will be rewritten", stacklevel=2)
+            return None
+
+    def known_failures(self) -> dict[str, Path]:
+        """Signature -> reproducer path of every failure already saved."""
+        known = {}
+        for path in sorted(self.crashes.glob("*.safetensors")):
+            try:
+                known.setdefault(load_failure(path).signature, path)
+            except ReproducerError as error:
+                warnings.warn(f"skipped {error}", stacklevel=2)
+        return known
+
+    def save_failure(self, failure: Failure) -> Path:
+        return failure.save(self.crashes / failure.file_name)
+
+    def write_run(self, record: dict[str, Any]) -> None:
+        atomic_write(self.run_json, (json.dumps(record, indent=2, default=str) + "\n").encode())
+
+    def append_stats(self, record: dict[str, Any]) -> None:
+        """One line per status interval; a single write, so a kill leaves at most a partial last line."""
+        line = (json.dumps(record) + "\n").encode()
+        try:
+            descriptor = os.open(self.stats_jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(descriptor, line)
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            raise OutputError(write_failure(self.stats_jsonl, error)) from None

@@ -1,0 +1,106 @@
+"""Failures and their reproducer files (DESIGN.md §5).
+
+A :class:`Failure` is a failing input with everything needed to re-run and
+explain it: the seed it came from, the objective, the detail, and the
+signature that makes two failures the same bug. Saved, it is one
+safetensors file (tensors ``input.N``, ``seed.N``, ``target``; string
+metadata), so loading it runs no code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from nnfuzz.domain import Inputs
+from nnfuzz.errors import ReproducerError
+from nnfuzz.storage import atomic_write, content_hash, numbered, read_tensor_file, tensor_file_bytes
+
+#: Metadata every reproducer must carry to be replayed.
+REQUIRED_METADATA = ("objective", "detail", "signature")
+
+
+@dataclass
+class Failure:
+    """A failing input (per-example tensors, no batch dimension) and its story."""
+
+    inputs: Inputs
+    seed: Inputs
+    objective: str
+    detail: str
+    signature: str
+    target: torch.Tensor | None = None
+    #: The rest of DESIGN §5's metadata: versions, run seed, distance, when found.
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: Where the reproducer was saved, once it was.
+    path: Path | None = None
+
+    def describe(self) -> str:
+        where = f" -> {self.path}" if self.path else ""
+        found = ""
+        if "found_after_execs" in self.metadata:
+            found = (f" (found after {self.metadata['found_after_execs']} execs, "
+                     f"{float(self.metadata.get('found_after_s', 0)):.1f}s, "
+                     f"{self.metadata.get('mutations', '?')} mutations from its seed)")
+        return f"{self.objective}: {self.detail}{found}{where}"
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.inputs)
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.objective}-{self.content_hash[:16]}.safetensors"
+
+    def to_bytes(self) -> bytes:
+        tensors = {f"input.{i}": t for i, t in enumerate(self.inputs)}
+        tensors.update({f"seed.{i}": t for i, t in enumerate(self.seed)})
+        if self.target is not None:
+            tensors["target"] = self.target
+        metadata = dict(self.metadata)
+        metadata.update(objective=self.objective, detail=self.detail, signature=self.signature)
+        return tensor_file_bytes(tensors, metadata)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the reproducer atomically; a folder gets the content-hashed name."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / self.file_name
+        atomic_write(path, self.to_bytes())
+        self.path = path
+        return path
+
+
+def load_failure(path: str | Path) -> Failure:
+    """Read a reproducer; anything else is a :class:`ReproducerError` naming the file."""
+    path = Path(path)
+    try:
+        tensors, metadata = read_tensor_file(path)
+        inputs = numbered(tensors, "input")
+        seed = numbered(tensors, "seed")
+    except FileNotFoundError:
+        raise ReproducerError(f"{path}: no such file: give a reproducer from OUT/crashes/.") from None
+    except (ValueError, OSError) as error:
+        raise ReproducerError(f"{path}: not a valid reproducer: {error}.") from None
+    missing = [name for name in REQUIRED_METADATA if not metadata.get(name)]
+    if missing:
+        raise ReproducerError(f"{path}: not a valid reproducer: its metadata has no "
+                              f"{missing[0]!r}.")
+    rest = {k: v for k, v in metadata.items() if k not in REQUIRED_METADATA}
+    return Failure(inputs=inputs, seed=seed, objective=metadata["objective"],
+                   detail=metadata["detail"], signature=metadata["signature"],
+                   target=tensors.get("target"), metadata=rest, path=path)
+
+
+def reproducer_paths(paths: list[Path]) -> list[Path]:
+    """Files as given, folders expanded to the .safetensors files in them."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir()
+                                if p.suffix == ".safetensors" and not p.name.startswith(".")))
+        else:
+            found.append(path)
+    return found

@@ -1,0 +1,96 @@
+"""What a run tells its user while it goes: status lines, new failures, the end.
+
+The library reports through a :class:`Reporter`; the default says nothing,
+so that ``nnfuzz.fuzz`` is quiet in tests. The CLI uses
+:class:`TerminalReporter`: libFuzzer-style lines on stderr, or a progress
+bar when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from nnfuzz.reproducer import Failure
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A run's counters at one moment: one line of stats.jsonl."""
+
+    elapsed_s: float
+    execs: int
+    execs_per_s: float
+    corpus: int
+    coverage: int
+    failures: int
+
+    def line(self) -> str:
+        return (f"#{self.execs} cov: {self.coverage} corp: {self.corpus} fail: {self.failures} "
+                f"exec/s: {self.execs_per_s:.0f} elapsed: {self.elapsed_s:.0f}s")
+
+    def record(self) -> dict[str, float | int]:
+        return {key: round(value, 3) if isinstance(value, float) else value
+                for key, value in asdict(self).items()}
+
+
+class Reporter:
+    """Receives a run's events; this base class ignores them all."""
+
+    def info(self, message: str) -> None:
+        """A fact worth a line at the start of a run (e.g. the threshold chosen)."""
+
+    def status(self, snapshot: Snapshot) -> None:
+        """Called at every status interval."""
+
+    def failure(self, failure: "Failure", replay_command: str | None) -> None:
+        """Called once for each new failure, after its reproducer is saved."""
+
+    def finish(self, snapshot: Snapshot, reason: str) -> None:
+        """Called once when the run stops."""
+
+
+class TerminalReporter(Reporter):
+    """libFuzzer-style lines on stderr; a tqdm bar instead when stderr is a terminal."""
+
+    def __init__(self, stream: TextIO | None = None, *, total_runs: int | None = None,
+                 max_time: float | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            total = total_runs if total_runs is not None else None
+            self.bar = tqdm(total=total, unit="exec", file=self.stream, dynamic_ncols=True,
+                            desc="nnfuzz", leave=True)
+        self.max_time = max_time
+
+    def _print(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def info(self, message: str) -> None:
+        self._print(f"INFO: {message}")
+
+    def status(self, snapshot: Snapshot) -> None:
+        if self.bar is None:
+            self._print(snapshot.line())
+            return
+        self.bar.update(snapshot.execs - self.bar.n)
+        self.bar.set_postfix_str(f"cov: {snapshot.coverage} corp: {snapshot.corpus} "
+                                 f"fail: {snapshot.failures}", refresh=True)
+
+    def failure(self, failure: "Failure", replay_command: str | None) -> None:
+        self._print(f"==FAILURE== {failure.describe()}")
+        if replay_command:
+            self._print(f"  replay: {replay_command}")
+
+    def finish(self, snapshot: Snapshot, reason: str) -> None:
+        if self.bar is not None:
+            self.bar.update(snapshot.execs - self.bar.n)
+            self.bar.close()
+        self._print(f"DONE {snapshot.line()} stopped: {reason}")

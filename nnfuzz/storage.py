@@ -1,0 +1,125 @@
+"""Files on disk: atomic writes, content hashes and safetensors tensor files.
+
+Corpus inputs and reproducers are safetensors files: a JSON header and raw
+bytes, so loading one runs no code (no pickle, ever). Every write goes to a
+temporary file in the same folder, is flushed to disk, then renamed over the
+final name, so a run killed at any moment never leaves a half-written file
+under a real name.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from nnfuzz.domain import Inputs
+from nnfuzz.errors import OutputError
+
+#: Prefix of temporary files; a killed run may leave some, and they are ignored.
+TEMP_PREFIX = ".tmp-"
+#: Largest safetensors header nnfuzz reads; a bigger one is not a file it wrote.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is always either old or whole."""
+    try:
+        descriptor, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        raise OutputError(write_failure(path, error)) from None
+
+
+def write_failure(path: Path, error: OSError) -> str:
+    """The one-line message for a failed write, with what to do about it."""
+    if error.errno == errno.ENOSPC:
+        return f"cannot write {path}: the disk is full: free space or choose another --out."
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {path}: permission denied: make the folder writable or choose another --out."
+    return f"cannot write {path}: {error.strerror or error}: choose another --out."
+
+
+def content_hash(inputs: Inputs) -> str:
+    """A hash of the inputs' dtypes, shapes and bytes: equal inputs, equal names."""
+    digest = hashlib.sha256()
+    for tensor in inputs:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def tensor_file_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+    return save_safetensors(cpu, metadata=metadata)
+
+
+def read_tensor_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata of a safetensors file.
+
+    Raises ValueError with a short reason when the file is not one.
+    """
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise ValueError("the file is too short to be safetensors")
+    header_size = int.from_bytes(data[:8], "little")
+    if header_size > MAX_HEADER_BYTES or 8 + header_size > len(data):
+        raise ValueError("its safetensors header is too large or truncated")
+    try:
+        header = json.loads(data[8:8 + header_size])
+        tensors = load_safetensors(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError, RuntimeError) as error:
+        raise ValueError(f"it is not a valid safetensors file ({error})") from None
+    metadata = header.get("__metadata__") or {} if isinstance(header, dict) else {}
+    if not isinstance(metadata, dict):
+        raise ValueError("its metadata is not a mapping of strings")
+    return tensors, {str(k): str(v) for k, v in metadata.items()}
+
+
+def numbered(tensors: dict[str, torch.Tensor], prefix: str) -> Inputs:
+    """``prefix.0``, ``prefix.1``, ... as a tuple; ValueError when there are none or gaps."""
+    count = sum(1 for name in tensors if name.startswith(prefix + "."))
+    names = [f"{prefix}.{i}" for i in range(count)]
+    if count == 0 or any(name not in tensors for name in names):
+        raise ValueError(f"it has no tensors {prefix}.0, {prefix}.1, ...")
+    return tuple(tensors[name] for name in names)
+
+
+def read_input_file(path: Path) -> tuple[Inputs, dict[str, str]]:
+    """One corpus input (without batch dimension) from .safetensors or .npy."""
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"it is not a valid .npy file ({error})") from None
+        return (torch.from_numpy(np.ascontiguousarray(array)),), {}
+    tensors, metadata = read_tensor_file(path)
+    return numbered(tensors, "input"), metadata
+
+
+def ensure_folder(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot use {path}: it exists and is not a folder: "
+                          "choose another --out.") from None
+    except OSError as error:
+        raise OutputError(write_failure(path, error)) from None

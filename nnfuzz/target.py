@@ -1,0 +1,152 @@
+"""Loading a target file: the contract of DESIGN.md §1.
+
+A target is a Python file that defines ``model()`` and ``seeds()`` (and
+optionally ``BOUNDS``, ``targets()``, ``loss``, ``reference()``,
+``objectives()``). Importing it runs its code, so it is trusted like a test
+file. Every way it can break the contract becomes a :class:`TargetError`
+naming the file, the name and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from nnfuzz.domain import Inputs, as_inputs
+from nnfuzz.errors import TargetError
+
+
+@dataclass
+class Target:
+    """What a target file provides, already called and checked."""
+
+    path: Path
+    sha256: str
+    model: torch.nn.Module
+    seeds: Inputs | None
+    bounds: object = None
+    targets: torch.Tensor | None = None
+    loss: Callable[..., torch.Tensor] | None = None
+    reference: Callable[[], Any] | None = None
+    objectives: list[Callable[..., torch.Tensor]] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
+    """Import ``path`` and read the names of the target contract."""
+    path = Path(path)
+    if not path.is_file():
+        raise TargetError(f"{path}: no such target file: give the path of a Python file "
+                          "that defines model() and seeds().")
+    module = _import_file(path)
+    name = path.name
+    model = _call(module, name, "model", required=True)
+    if not isinstance(model, torch.nn.Module):
+        raise TargetError(f"{name}: model() returned {type(model).__name__}, not a "
+                          "torch.nn.Module: return the network itself.")
+    model.eval()
+    seeds = _call(module, name, "seeds", required=need_seeds)
+    if seeds is not None:
+        seeds = as_inputs(seeds, f"{name}: seeds()")
+    targets = _call(module, name, "targets", required=False)
+    if targets is not None:
+        targets = _checked_targets(name, targets, seeds)
+    return Target(
+        path=path,
+        sha256=file_sha256(path),
+        model=model,
+        seeds=seeds,
+        bounds=getattr(module, "BOUNDS", None),
+        targets=targets,
+        loss=_callable(module, name, "loss"),
+        reference=_callable(module, name, "reference"),
+        objectives=_user_objectives(module, name),
+    )
+
+
+def _import_file(path: Path) -> Any:
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    module_name = f"nnfuzz_target_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TargetError(f"{path}: cannot be imported as Python: give a .py file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as error:  # noqa: BLE001 - the target's own failure, shown to the user
+        sys.modules.pop(module_name, None)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        raise TargetError(
+            f"{path.name}: importing the target raised {type(error).__name__}: {error}",
+            context=_target_traceback(error),
+        ) from None
+    return module
+
+
+def _call(module: Any, file: str, name: str, *, required: bool) -> Any:
+    function = getattr(module, name, None)
+    if function is None:
+        if required:
+            raise TargetError(f"{file}: no {name}() defined: define {name}() "
+                              f"at the top level of the target file (see DESIGN.md §1).")
+        return None
+    if not callable(function):
+        raise TargetError(f"{file}: {name} is a {type(function).__name__}, not a function: "
+                          f"define it as def {name}(): ...")
+    try:
+        return function()
+    except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
+        raise TargetError(f"{file}: {name}() raised {type(error).__name__}: {error}",
+                          context=_target_traceback(error)) from None
+
+
+def _callable(module: Any, file: str, name: str) -> Callable[..., Any] | None:
+    function = getattr(module, name, None)
+    if function is not None and not callable(function):
+        raise TargetError(f"{file}: {name} is a {type(function).__name__}, not a function.")
+    return function
+
+
+def _user_objectives(module: Any, file: str) -> list[Callable[..., torch.Tensor]]:
+    found = _call(module, file, "objectives", required=False)
+    if found is None:
+        return []
+    if not isinstance(found, (list, tuple)) or not all(callable(f) for f in found):
+        raise TargetError(f"{file}: objectives() must return a list of callables "
+                          "(inputs, output) -> BoolTensor of shape (N,).")
+    return list(found)
+
+
+def _checked_targets(file: str, targets: object, seeds: Inputs | None) -> torch.Tensor:
+    if not isinstance(targets, torch.Tensor):
+        raise TargetError(f"{file}: targets() returned {type(targets).__name__}: "
+                          "return a Tensor of shape (N, ...) aligned with seeds().")
+    if seeds is not None and (targets.dim() == 0 or targets.shape[0] != seeds[0].shape[0]):
+        raise TargetError(f"{file}: targets() has shape {tuple(targets.shape)} but seeds() "
+                          f"has N = {seeds[0].shape[0]}: give one target per seed.")
+    return targets.detach()
+
+
+def _target_traceback(error: BaseException) -> str:
+    """The traceback of ``error`` without nnfuzz's own frames."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if f"{Path(__file__).parent}" not in frame.filename
+              and "<frozen importlib" not in frame.filename]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(error), error)
+    return "".join(lines).rstrip("\n")
