@@ -171,6 +171,10 @@ class Corpus:
     def elements(self) -> Inputs:
         return tuple(rows.view() for rows in self._elements)
 
+    def element_roots(self) -> Inputs:
+        """The root of every element, aligned with :meth:`elements`."""
+        return self.root_inputs(self._root_of.view())
+
     def is_seed(self, root: int) -> bool:
         return root < self.seed_count
 

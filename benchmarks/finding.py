@@ -1,0 +1,122 @@
+"""Executions and seconds to the first failure: nnfuzz against random search.
+
+    python -m benchmarks.finding [--budget 50000] [--seeds 5] [--targets digits_std,...]
+
+For each zoo target and run seed, three searchers get the same budget of
+executions: nnfuzz (coverage feedback), random mutation (the same operators,
+always applied to a seed, no feedback) and uniform sampling inside BOUNDS. A
+bug not found within the budget counts as the budget. Writes a Markdown
+table to benchmarks/results/finding.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import nnfuzz
+from nnfuzz.domain import infer_domain
+from nnfuzz.execution import Executor
+from nnfuzz.objectives import build_objectives, judge
+from nnfuzz.target import load_target
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = ("digits_std", "digits_bucket", "tokens_meanpool")
+#: Most seconds any one search may take, as issue #2 asks (5 minutes).
+MAX_SECONDS = 300.0
+
+
+def first_failure_nnfuzz(target: nnfuzz.Target, budget: int, seed: int,
+                         feedback: bool) -> tuple[int | None, float]:
+    start = time.perf_counter()
+    result = nnfuzz.fuzz(target.model, target.seeds, bounds=target.bounds, runs=budget,
+                         max_time=MAX_SECONDS, seed=seed, stop_on_failure=True,
+                         feedback=feedback, source=target.path)
+    found = int(result.failures[0].metadata["found_after_execs"]) if result.failures else None
+    return found, time.perf_counter() - start
+
+
+#: Half-width of "uniform noise around the seeds", as a share of the bounds' width.
+NOISE_SHARE = 0.25
+
+
+def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_seeds: bool,
+                          batch: int = 100) -> tuple[int | None, float]:
+    """Uniform samples inside BOUNDS, or uniform noise around the seeds, clipped
+    (random tokens for integer inputs either way)."""
+    start = time.perf_counter()
+    domain = infer_domain(target.seeds, target.bounds)
+    executor = Executor(target.model, source=target.path)
+    objectives = build_objectives(None)
+    generator = torch.Generator().manual_seed(seed)
+    execs = 0
+    try:
+        while execs < budget:
+            inputs = []
+            for field in domain.fields:
+                shape = (batch, *field.shape)
+                if field.is_integer:
+                    inputs.append(torch.randint(int(field.low), int(field.high) + 1, shape,
+                                                generator=generator).to(field.dtype))
+                elif around_seeds:
+                    seeds = target.seeds[len(inputs)]
+                    picks = torch.randint(len(seeds), (batch,), generator=generator)
+                    noise = (2 * torch.rand(shape, generator=generator) - 1) * NOISE_SHARE * field.width
+                    inputs.append((seeds[picks] + noise).clamp(field.low, field.high).to(field.dtype))
+                else:
+                    inputs.append((field.low + field.width * torch.rand(shape, generator=generator))
+                                  .to(field.dtype))
+            execution = executor.run(tuple(inputs))
+            execs += batch
+            if judge(objectives, execution):
+                return execs, time.perf_counter() - start
+    finally:
+        executor.close()
+    return None, time.perf_counter() - start
+
+
+def summary(results: list[tuple[int | None, float]], budget: int) -> str:
+    execs = [found if found is not None else budget for found, _ in results]
+    seconds = [s for _, s in results]
+    found = sum(1 for f, _ in results if f is not None)
+    return (f"{found}/{len(results)} | {statistics.median(execs):,.0f} "
+            f"({min(execs):,}–{max(execs):,}) | {statistics.median(seconds):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=int, default=50_000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    args = parser.parse_args()
+    lines = [
+        f"Budget {args.budget:,} executions per search, run seeds 0..{args.seeds - 1}; "
+        "a search that finds nothing counts as the budget.",
+        "",
+        "| target | searcher | found | execs to first failure, median (min–max) | seconds, median |",
+        "|---|---|---|---|---|",
+    ]
+    for name in args.targets.split(","):
+        target = load_target(ZOO / f"{name}.py")
+        searchers = {
+            "nnfuzz": lambda s: first_failure_nnfuzz(target, args.budget, s, True),
+            "random mutation": lambda s: first_failure_nnfuzz(target, args.budget, s, False),
+            "uniform in bounds": lambda s: first_failure_uniform(target, args.budget, s, False),
+            f"uniform noise ±{NOISE_SHARE:g}×width around the seeds":
+                lambda s: first_failure_uniform(target, args.budget, s, True),
+        }
+        for searcher, search in searchers.items():
+            row = summary([search(seed) for seed in range(args.seeds)], args.budget)
+            lines.append(f"| {name} | {searcher} | {row} |")
+            print(lines[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "finding.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
