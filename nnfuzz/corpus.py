@@ -135,7 +135,8 @@ class Corpus:
     def _save(self, batch: Batch, example: int) -> None:
         inputs = tuple(t[example] for t in batch.inputs)
         root = int(batch.root[example])
-        metadata = {"root": content_hash(self.root_inputs(torch.tensor([root]))),
+        root_inputs = tuple(t[0] for t in self.root_inputs(torch.tensor([root])))
+        metadata = {"root": content_hash(root_inputs),
                     "mutations": str(int(batch.depth[example]))}
         tensors = {f"input.{i}": t for i, t in enumerate(inputs)}
         path = self.folder / f"{content_hash(inputs)}.safetensors"  # type: ignore[operator]

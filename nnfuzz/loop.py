@@ -116,6 +116,9 @@ def fuzz(model: torch.nn.Module, seeds: object, *, out: str | Path | None = None
     if unknown:
         raise UsageError(f"fuzz() got unknown option {sorted(unknown)[0]!r}: choose from "
                          f"{', '.join(FuzzConfig.__dataclass_fields__)}.")
+    for name in ("objectives", "layers"):
+        if isinstance(options.get(name), str):
+            options[name] = (options[name],)
     config = FuzzConfig(**{k: tuple(v) if isinstance(v, list) else v  # type: ignore[misc]
                            for k, v in options.items()})
     fuzzer = Fuzzer(model, seeds, config, out=Path(out) if out else None, bounds=bounds,

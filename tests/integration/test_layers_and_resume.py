@@ -1,0 +1,62 @@
+"""Coverage from named layers, and resuming a run from its output folder."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import nnfuzz
+from nnfuzz.loop import Fuzzer, FuzzConfig
+from nnfuzz.target import load_target
+
+
+def test_layer_activations_form_the_coverage_vector(healthy_target: Path) -> None:
+    target = load_target(healthy_target)
+    fuzzer = Fuzzer(target.model, target.seeds, FuzzConfig(runs=500, layers=("1",)),
+                    bounds=target.bounds)
+    assert fuzzer.coverage.index.dim == 8, "the ReLU of the 4-8-2 MLP has 8 units"
+    result = fuzzer.run()
+    assert result.coverage >= len(target.seeds[0])
+
+
+def test_two_layers_are_concatenated(healthy_target: Path) -> None:
+    target = load_target(healthy_target)
+    fuzzer = Fuzzer(target.model, target.seeds, FuzzConfig(runs=100, layers=("0", "2")),
+                    bounds=target.bounds)
+    assert fuzzer.coverage.index.dim == 8 + 2
+
+
+def test_an_unknown_layer_is_a_usage_error_naming_it(healthy_target: Path) -> None:
+    target = load_target(healthy_target)
+    with pytest.raises(nnfuzz.UsageError, match="'fc9'"):
+        nnfuzz.fuzz(target.model, target.seeds, runs=10, layers="fc9")
+
+
+def test_a_resumed_run_reloads_its_corpus_and_does_not_report_known_failures_again(
+        dead_relu_target: Path, tmp_path: Path) -> None:
+    target = load_target(dead_relu_target)
+    out = tmp_path / "out"
+    first = nnfuzz.fuzz(target.model, target.seeds, bounds=target.bounds, out=out, runs=20_000,
+                        stop_on_failure=True)
+    assert len(first.failures) == 1
+    saved = {p.name for p in (out / "corpus").iterdir()}
+    assert saved, "new coverage is saved in OUT/corpus"
+    second = Fuzzer(target.model, target.seeds, FuzzConfig(runs=2000), out=out, bounds=target.bounds)
+    assert len(second.corpus) >= len(target.seeds[0]) + len(saved)
+    result = second.run()
+    assert not result.failures, "the known signature is not new"
+    assert saved <= {p.name for p in (out / "corpus").iterdir()}
+
+
+def test_resumed_corpus_inputs_keep_their_seed_for_the_radius(dead_relu_target: Path,
+                                                               tmp_path: Path) -> None:
+    target = load_target(dead_relu_target)
+    out = tmp_path / "out"
+    nnfuzz.fuzz(target.model, target.seeds, bounds=target.bounds, out=out, runs=1000, radius=0.1)
+    fuzzer = Fuzzer(target.model, target.seeds, FuzzConfig(runs=0, radius=0.1), out=out,
+                    bounds=target.bounds)
+    (inputs,), (roots,) = fuzzer.corpus.elements(), fuzzer.corpus.element_roots()
+    assert len(inputs) > len(target.seeds[0])
+    assert float((inputs - roots).abs().max()) <= 0.1 + 1e-6
+    seeds = target.seeds[0]
+    assert all(any(torch.equal(root, seed) for seed in seeds) for root in roots)
