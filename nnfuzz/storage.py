@@ -110,7 +110,13 @@ def read_input_file(path: Path) -> tuple[Inputs, dict[str, str]]:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as error:
             raise ValueError(f"it is not a valid .npy file ({error})") from None
-        return (torch.from_numpy(np.ascontiguousarray(array)),), {}
+        try:
+            # Native byte order: torch holds only that; a big-endian file is converted.
+            native = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("="), copy=False))
+            return (torch.from_numpy(native),), {}
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"its values ({array.dtype}) are not numbers a tensor can hold "
+                             f"({error})") from None
     tensors, metadata = read_tensor_file(path)
     return numbered(tensors, "input"), metadata
 

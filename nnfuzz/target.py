@@ -101,8 +101,9 @@ def _call(module: Any, file: str, name: str, *, required: bool) -> Any:
     function = getattr(module, name, None)
     if function is None:
         if required:
-            raise TargetError(f"{file}: no {name}() defined: define {name}() "
-                              f"at the top level of the target file (see DESIGN.md §1).")
+            alternative = " or give --corpus DIR with inputs" if name == "seeds" else ""
+            raise TargetError(f"{file}: no {name}() defined: define {name}() at the top level "
+                              f"of the target file{alternative} (see the README's 'The target file').")
         return None
     if not callable(function):
         raise TargetError(f"{file}: {name} is a {type(function).__name__}, not a function: "

@@ -113,7 +113,7 @@ def test_the_gradient_guided_operator_keeps_mutants_in_bounds_and_within_the_rad
     mutator = Mutator(domain, MutationConfig(problem["radius"], problem["norm"]), gradient)
     rng = generator(problem["rng_seed"])
     # A wide batch, so that the guided operator is drawn for some rows.
-    batch = seeds.repeat(8, *([1] * (seeds.dim() - 1)))
+    batch = seeds.repeat(32, *([1] * (seeds.dim() - 1)))
     current = (batch,)
     magnitude = max(abs(problem["low"]), abs(problem["high"]))
     for _ in range(3):
