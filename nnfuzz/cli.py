@@ -67,7 +67,26 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Click's usage errors as one ``ERROR:`` line too, like every other error."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help() if error.ctx else str(error), err=True)
+            sys.exit(2)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx else "nnfuzz"
+            _fail(f"{error.format_message()} (see '{command} --help')", error.exit_code)
+        except click.ClickException as error:
+            _fail(error.format_message(), error.exit_code)
+        except click.exceptions.Abort:
+            _fail("interrupted", EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nnfuzz")
 def main() -> None:
     """nnfuzz: coverage-guided fuzzing for PyTorch models."""
@@ -136,7 +155,7 @@ def _device(name: str) -> Any:
 @handles_errors
 def replay(target: Path, paths: tuple[Path, ...]) -> int:
     """Re-run reproducer files (or folders of them) against TARGET.py."""
-    from nnfuzz.replay import exit_code, replay as replay_all
+    from nnfuzz.replay import Verdict, exit_code, replay as replay_all
     from nnfuzz.reproducer import reproducer_paths
     from nnfuzz.target import load_target
 
@@ -147,7 +166,10 @@ def replay(target: Path, paths: tuple[Path, ...]) -> int:
                          "give .safetensors files from OUT/crashes/.")
     outcomes = replay_all(loaded, files)
     for outcome in outcomes:
-        click.echo(outcome.line())
+        if outcome.verdict is Verdict.ERROR:
+            click.echo(f"ERROR: {outcome.line()}", err=True)
+        else:
+            click.echo(outcome.line())
     return exit_code(outcomes)
 
 

@@ -90,20 +90,26 @@ def as_inputs(value: object, what: str) -> Inputs:
     return tuple(tensor.detach().contiguous() for tensor in tensors)
 
 
-def infer_domain(seeds: Inputs, bounds: object = None) -> Domain:
-    """The domain the seeds span, narrowed or widened by the target's ``BOUNDS``."""
-    pairs = _bounds_per_input(bounds, len(seeds))
+def infer_domain(seeds: Inputs, bounds: object = None, origin: str = "the target") -> Domain:
+    """The domain the seeds span, narrowed or widened by the target's ``BOUNDS``.
+
+    ``origin`` (the target file's name) starts every error message.
+    """
+    pairs = _bounds_per_input(bounds, len(seeds), origin)
     fields = []
     for position, (tensor, pair) in enumerate(zip(seeds, pairs)):
+        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+            raise TargetError(f"{origin}: seeds() input {position} holds NaN or Inf: seeds must be "
+                              "finite, valid inputs; fix or drop those seeds.")
         low, high = pair if pair is not None else (tensor.min().item(), tensor.max().item())
         low, high = float(low), float(high)
         if not low <= high:
-            raise TargetError(f"BOUNDS for input {position} is ({low}, {high}): "
+            raise TargetError(f"{origin}: BOUNDS for input {position} is ({low}, {high}): "
                               "low must not exceed high.")
         seed_low, seed_high = tensor.min().item(), tensor.max().item()
         if seed_low < low or seed_high > high:
             raise TargetError(
-                f"seeds input {position} spans [{seed_low}, {seed_high}], outside "
+                f"{origin}: seeds input {position} spans [{seed_low}, {seed_high}], outside "
                 f"BOUNDS ({low}, {high}): the seeds must be valid inputs; widen BOUNDS or fix the seeds."
             )
         is_integer = not tensor.dtype.is_floating_point
@@ -117,7 +123,7 @@ def infer_domain(seeds: Inputs, bounds: object = None) -> Domain:
     return Domain(tuple(fields))
 
 
-def _bounds_per_input(bounds: object, count: int) -> list[tuple[float, float] | None]:
+def _bounds_per_input(bounds: object, count: int, origin: str) -> list[tuple[float, float] | None]:
     if bounds is None:
         return [None] * count
     if _is_pair(bounds):
@@ -125,7 +131,7 @@ def _bounds_per_input(bounds: object, count: int) -> list[tuple[float, float] | 
     if isinstance(bounds, Sequence) and len(bounds) == count and all(_is_pair(b) for b in bounds):
         return [tuple(b) for b in bounds]  # type: ignore[misc]
     raise TargetError(
-        f"BOUNDS = {bounds!r} is not a (low, high) pair nor a list of {count} such pairs: "
+        f"{origin}: BOUNDS = {bounds!r} is not a (low, high) pair nor a list of {count} such pairs: "
         "give one pair, or one per input tensor."
     )
 

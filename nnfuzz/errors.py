@@ -39,3 +39,10 @@ class ReproducerError(NnfuzzError):
 
 class OutputError(NnfuzzError):
     """The output folder cannot be written (read-only, full, or not a folder)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message: messages stay one line, and the rest
+    is in the traceback shown above them."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""

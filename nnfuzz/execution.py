@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from nnfuzz.domain import Inputs
-from nnfuzz.errors import UsageError
+from nnfuzz.errors import NnfuzzError, TargetError, UsageError, first_line
 
 #: Per-example statistics kept for each module's output. ``std`` low finds
 #: collapsed (dead, constant) layers, ``absmax`` high finds overflow, ``mean``
@@ -46,7 +46,7 @@ class Execution:
     inputs: Inputs
     #: Every tensor of the model's output with the batch dimension first.
     outputs: list[torch.Tensor]
-    #: The primary output (DESIGN §1) flattened per example, or None if every example raised.
+    #: The primary output (DESIGN §1) as float32, or None if every example raised.
     primary: torch.Tensor | None
     #: Coverage vectors, float32, shape (B, D).
     coverage: torch.Tensor
@@ -57,6 +57,10 @@ class Execution:
     event_absmax: torch.Tensor
     #: One entry per example: what it raised, or None.
     raised: list[RaisedError | None] = field(default_factory=list)
+    #: The label of each example (its seed's), set by the loop when the target has targets().
+    targets: torch.Tensor | None = None
+    #: Mask (B,) of the examples whose label is known (their seed is known).
+    has_target: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -153,6 +157,8 @@ class Executor:
         """Run a batch; if it raises, run its examples one by one to find which."""
         try:
             return self._run_batch(inputs)
+        except NnfuzzError:
+            raise
         except Exception:  # noqa: BLE001 - the model's failure is a finding, not ours
             return self._run_one_by_one(inputs)
 
@@ -171,8 +177,10 @@ class Executor:
         outputs = [t for t in output_tensors(output) if t.dim() > 0 and t.shape[0] == size]
         primary = primary_output(output)
         if primary is None or primary.dim() == 0 or primary.shape[0] != size:
-            raise TypeError("the model's output has no tensor with the batch dimension first")
-        primary = primary.detach().flatten(1).float()
+            raise TargetError(f"the model returned {type(output).__name__} with no tensor whose "
+                              f"first dimension is the batch ({size}): return a tensor (N, ...), "
+                              "or a tuple, list or dict of them.")
+        primary = primary.detach().float()
         if self.layers:
             missing = [name for name in self.layers if name not in self._captured]
             if missing:
@@ -180,7 +188,7 @@ class Executor:
                                  "(or its output has no batch dimension): choose another layer.")
             coverage = torch.cat([self._captured[name] for name in self.layers], 1)
         else:
-            coverage = primary
+            coverage = primary.flatten(1)
         stats = torch.full((size, len(self.module_names), len(STATS)), float("nan"),
                            device=primary.device)
         event_modules, event_absmax = [], []
@@ -205,7 +213,7 @@ class Executor:
             try:
                 results.append(self._run_batch(single))
                 raised.append(None)
-            except UsageError:
+            except NnfuzzError:
                 raise
             except Exception as error:  # noqa: BLE001 - recorded as a finding
                 results.append(None)
@@ -213,8 +221,7 @@ class Executor:
         return _stack(inputs, results, raised)
 
     def describe_error(self, error: BaseException) -> RaisedError:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        return RaisedError(type(error).__name__, message[:200], self._location(error))
+        return RaisedError(type(error).__name__, first_line(error)[:200], self._location(error))
 
     def _location(self, error: BaseException) -> str:
         frames = traceback.extract_tb(error.__traceback__)

@@ -151,7 +151,7 @@ class Fuzzer:
         self.rng.manual_seed(config.seed)
         seeds = _starting_inputs(seeds, corpus, self.out)
         seeds = tuple(t.to(self.executor.device) for t in seeds)
-        self.domain = infer_domain(seeds, bounds)
+        self.domain = infer_domain(seeds, bounds, source.name if source else "seeds")
         self.targets = targets
         self._check_seeds(seeds)
         self.corpus = Corpus(self.domain, seeds, folder=self.out.corpus if self.out else None,

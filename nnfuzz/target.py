@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from nnfuzz.domain import Inputs, as_inputs
-from nnfuzz.errors import TargetError
+from nnfuzz.errors import TargetError, first_line
 
 
 @dataclass
@@ -91,7 +91,7 @@ def _import_file(path: Path) -> Any:
         if isinstance(error, KeyboardInterrupt):
             raise
         raise TargetError(
-            f"{path.name}: importing the target raised {type(error).__name__}: {error}",
+            f"{path.name}: importing the target raised {type(error).__name__}: {first_line(error)}",
             context=_target_traceback(error),
         ) from None
     return module
@@ -111,7 +111,7 @@ def _call(module: Any, file: str, name: str, *, required: bool) -> Any:
     try:
         return function()
     except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
-        raise TargetError(f"{file}: {name}() raised {type(error).__name__}: {error}",
+        raise TargetError(f"{file}: {name}() raised {type(error).__name__}: {first_line(error)}",
                           context=_target_traceback(error)) from None
 
 

@@ -1,0 +1,93 @@
+"""Ctrl-C and SIGKILL on a real ``python -m nnfuzz run`` process (DESIGN §3, §4, §6)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import nnfuzz
+from nnfuzz.storage import TEMP_PREFIX, read_input_file
+
+from .support import Process
+
+#: Seconds after the run's first line (set-up done, loop starting) at which each run is killed.
+KILL_DELAYS = (0.0, 0.1, 0.3, 0.6, 1.2)
+
+
+def test_ctrl_c_after_the_first_status_line_saves_state_and_exits_130(
+        tmp_path: Path, healthy_target: Path) -> None:
+    out = tmp_path / "out"
+    process = Process("run", healthy_target, "--out", out, "--batch-size", 10, cwd=tmp_path)
+    try:
+        process.wait_for_line(lambda line: line.startswith("#"))
+        process.proc.send_signal(signal.SIGINT)
+        code = process.wait()
+    finally:
+        process.kill()
+    stderr = process.stderr
+    assert code == 130, stderr
+    assert "Traceback" not in stderr and "ERROR" not in stderr, stderr
+    assert "interrupted" in stderr.splitlines()[-1], stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["stop_reason"] == "interrupted"
+    assert record["end_time"] is not None
+    assert record["totals"]["execs"] > 0
+    for path in (out / "corpus").iterdir():
+        read_input_file(path)
+    assert not list(out.rglob(f"{TEMP_PREFIX}*"))
+
+
+def _saved(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir()
+            if not path.name.startswith(TEMP_PREFIX)}
+
+
+def _check_folder_is_whole(out: Path) -> None:
+    """Every real file of the folder is complete: what a kill may leave is only temp files."""
+    if (out / "run.json").exists():  # a kill before the run's first write leaves none yet
+        json.loads((out / "run.json").read_text())
+    for path in (out / "corpus").iterdir():
+        if not path.name.startswith(TEMP_PREFIX):
+            inputs, _ = read_input_file(path)
+            assert inputs[0].shape == (16,), path
+    for path in (out / "crashes").iterdir():
+        if not path.name.startswith(TEMP_PREFIX):
+            assert nnfuzz.load_failure(path).objective == "nonfinite", path
+
+
+def test_sigkill_at_any_moment_leaves_a_folder_that_resumes_without_losing_a_file(
+        tmp_path: Path, dead_relu_target: Path) -> None:
+    out = tmp_path / "out"
+    command = ("run", dead_relu_target, "--out", out, "--batch-size", 10)
+    corpus: dict[str, bytes] = {}
+    crashes: dict[str, bytes] = {}
+    for attempt, delay in enumerate(KILL_DELAYS):
+        process = Process(*command, cwd=tmp_path)
+        try:
+            # Each run after a kill starts without error: set-up completes and the loop runs.
+            process.wait_for_line(lambda line: line.startswith("INFO:"))
+            time.sleep(delay)
+        finally:
+            process.kill()
+        said = f"kill {attempt + 1} ({delay}s into the loop):\n{process.stderr}"
+        assert "Traceback" not in process.stderr and "ERROR" not in process.stderr, said
+        _check_folder_is_whole(out)
+        corpus_now, crashes_now = _saved(out / "corpus"), _saved(out / "crashes")
+        assert corpus_now.items() >= corpus.items(), said
+        assert crashes_now.items() >= crashes.items(), said
+        corpus, crashes = corpus_now, crashes_now
+
+    finish = Process(*command, "--runs", 500, cwd=tmp_path)
+    code = finish.wait()
+    assert code == (0 if crashes else 1), finish.stderr
+    assert "Traceback" not in finish.stderr and "ERROR" not in finish.stderr, finish.stderr
+    _check_folder_is_whole(out)
+    assert _saved(out / "corpus").items() >= corpus.items()
+    assert _saved(out / "crashes").items() >= crashes.items()
+    assert _saved(out / "crashes"), "DEAD_RELU's failure was never saved"
+    assert not list(out.rglob(f"{TEMP_PREFIX}*"))
+    for line in (out / "stats.jsonl").read_text().splitlines():
+        json.loads(line)
+    assert json.loads((out / "run.json").read_text())["stop_reason"] == "reached --runs"
