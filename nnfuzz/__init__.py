@@ -10,7 +10,8 @@ in the README and in DESIGN.md.
 
 from nnfuzz.errors import (CorpusError, NnfuzzError, OutputError, ReproducerError, TargetError,
                            UsageError)
-from nnfuzz.loop import FuzzConfig, FuzzResult, StopReason, fuzz
+from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
+from nnfuzz.loop import fuzz, fuzz_target
 from nnfuzz.objectives import Finding, Objective
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.target import Target, load_target
@@ -19,5 +20,5 @@ from nnfuzz.version import __version__
 __all__ = [
     "CorpusError", "Failure", "Finding", "FuzzConfig", "FuzzResult", "NnfuzzError", "Objective",
     "OutputError", "ReproducerError", "StopReason", "Target", "TargetError", "UsageError",
-    "__version__", "fuzz", "load_failure", "load_target",
+    "__version__", "fuzz", "fuzz_target", "load_failure", "load_target",
 ]

@@ -98,7 +98,14 @@ def main() -> None:
               show_default=True, help="Output folder; running again with it resumes.")
 @click.option("--corpus", type=click.Path(path_type=Path), help="Folder of starting inputs.")
 @click.option("--objective", "objectives", multiple=True,
-              help="Objective to check (repeatable): nonfinite, exception.")
+              help="Objective to check (repeatable): nonfinite, exception, loss, disagree, "
+                   "or a name from the target's objectives(). Default: all available.")
+@click.option("--reference", type=click.Choice(["int8", "fp16", "bf16"]),
+              help="Copy of the model that disagree compares against (when no reference()).")
+@click.option("--atol", type=float, default=1e-3, show_default=True,
+              help="disagree: absolute tolerance for outputs that are not class scores.")
+@click.option("--rtol", type=float, default=1e-2, show_default=True,
+              help="disagree: relative tolerance for outputs that are not class scores.")
 @click.option("--max-time", type=float, help="Stop after this many seconds.")
 @click.option("--runs", type=int, help="Stop after this many executions.")
 @click.option("--batch-size", type=int, default=100, show_default=True)
@@ -112,11 +119,12 @@ def main() -> None:
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
 @handles_errors
 def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...],
-        max_time: float | None, runs: int | None, batch_size: int, seed: int,
+        reference: str | None, atol: float, rtol: float, max_time: float | None, runs: int | None, batch_size: int, seed: int,
         device: str | None, radius: float | None, norm: str, layers: tuple[str, ...],
         threshold: float | None, stop_on_failure: bool) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
-    from nnfuzz.loop import fuzz
+    from nnfuzz.config import FuzzConfig
+    from nnfuzz.loop import fuzz_target
     from nnfuzz.status import TerminalReporter
     from nnfuzz.target import load_target
 
@@ -124,12 +132,11 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
     if device is not None:
         loaded.model.to(_device(device))
     reporter = TerminalReporter(total_runs=runs, max_time=max_time)
-    result = fuzz(loaded.model, loaded.seeds, out=out, bounds=loaded.bounds,
-                  targets=loaded.targets, corpus=corpus, reporter=reporter,
-                  source=loaded.path, target_sha256=loaded.sha256,
-                  objectives=objectives or None, max_time=max_time, runs=runs,
-                  batch_size=batch_size, seed=seed, radius=radius, norm=norm,
-                  layers=layers, threshold=threshold, stop_on_failure=stop_on_failure)
+    config = FuzzConfig(objectives=objectives or None, max_time=max_time, runs=runs,
+                        batch_size=batch_size, seed=seed, radius=radius, norm=norm, layers=layers,
+                        threshold=threshold, reference=reference, atol=atol, rtol=rtol,
+                        stop_on_failure=stop_on_failure)
+    result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter)
     if result.interrupted:
         click.echo("INFO: interrupted; state saved in "
                    f"{out} (run the same command again to resume)", err=True)

@@ -176,6 +176,9 @@ class Corpus:
         """The root of every element, aligned with :meth:`elements`."""
         return self.root_inputs(self._root_of.view())
 
+    def element_root_indices(self) -> torch.Tensor:
+        return self._root_of.view()
+
     def is_seed(self, root: int) -> bool:
         return root < self.seed_count
 

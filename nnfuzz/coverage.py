@@ -79,10 +79,14 @@ class NoveltyIndex:
 class Records:
     """The lowest and highest value seen of each activation statistic."""
 
-    def __init__(self, stats: torch.Tensor) -> None:
-        """``stats``: the seeds' statistics, (N, S)."""
+    def __init__(self, stats: torch.Tensor, low_only_from: int | None = None) -> None:
+        """``stats``: the starting corpus's statistics, (N, S). Columns from
+        ``low_only_from`` on only count new lows (an objective's pressure)."""
         self.low = _nan_reduce(stats, torch.amin, float("inf"))
         self.high = _nan_reduce(stats, torch.amax, float("-inf"))
+        self.track_high = torch.ones_like(self.low, dtype=torch.bool)
+        if low_only_from is not None:
+            self.track_high[low_only_from:] = False
 
     def update(self, stats: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
         """Mask (B,) of the examples that set a new record; the records move."""
@@ -93,7 +97,7 @@ class Records:
         lows = torch.where(usable, stats, float("inf")).min(0)
         highs = torch.where(usable, stats, float("-inf")).max(0)
         new_low = lows.values < self.low - margin
-        new_high = highs.values > self.high + margin
+        new_high = (highs.values > self.high + margin) & self.track_high
         winners = torch.zeros(stats.shape[0], dtype=torch.bool, device=stats.device)
         winners[lows.indices[new_low]] = True
         winners[highs.indices[new_high]] = True
@@ -115,10 +119,11 @@ def _nan_reduce(stats: torch.Tensor, reduce: object, empty: float) -> torch.Tens
 class Coverage:
     """Novelty plus records: ``update`` says which examples to keep."""
 
-    def __init__(self, threshold: float, seed_vectors: torch.Tensor, seed_stats: torch.Tensor) -> None:
+    def __init__(self, threshold: float, seed_vectors: torch.Tensor, seed_stats: torch.Tensor,
+                 low_only_from: int | None = None) -> None:
         self.threshold = threshold
         self.index = NoveltyIndex(seed_vectors.shape[1])
-        self.records = Records(seed_stats)
+        self.records = Records(seed_stats, low_only_from)
         self.add(seed_vectors)
 
     def __len__(self) -> int:

@@ -44,6 +44,9 @@ class Execution:
     """The model's results on one batch."""
 
     inputs: Inputs
+    #: The model's output as it returned it (detached); when some examples raised,
+    #: the primary output of those that ran, with zero rows for the others.
+    output: Any
     #: Every tensor of the model's output with the batch dimension first.
     outputs: list[torch.Tensor]
     #: The primary output (DESIGN §1) as float32, or None if every example raised.
@@ -200,7 +203,8 @@ class Executor:
             stats[:, module_index, ABSMAX] = torch.fmax(stats[:, module_index, ABSMAX], absmax)
         absmax_matrix = (torch.stack(event_absmax, 1) if event_absmax
                          else torch.zeros(size, 0, device=primary.device))
-        return Execution(inputs=inputs, outputs=[t.detach() for t in outputs], primary=primary,
+        return Execution(inputs=inputs, output=output, outputs=[t.detach() for t in outputs],
+                         primary=primary,
                          coverage=coverage, stats=stats, event_modules=event_modules,
                          event_absmax=absmax_matrix)
 
@@ -277,8 +281,8 @@ def _stack(inputs: Inputs, results: list[Execution | None],
     device = inputs[0].device
     if not done:
         empty = torch.zeros(size, 0, device=device)
-        return Execution(inputs, [], None, empty, torch.zeros(size, 0, len(STATS), device=device),
-                         [], empty, raised)
+        return Execution(inputs, None, [], None, empty,
+                         torch.zeros(size, 0, len(STATS), device=device), [], empty, raised)
     template = done[0]
 
     def rows(get: Any) -> torch.Tensor:
@@ -287,10 +291,12 @@ def _stack(inputs: Inputs, results: list[Execution | None],
 
     count = min(len(r.outputs) for r in done)
     shapes_agree = all(r.event_modules == template.event_modules for r in done)
+    primary = rows(lambda r: r.primary)
     return Execution(
         inputs=inputs,
+        output=primary,
         outputs=[rows(lambda r, i=i: r.outputs[i]) for i in range(count)],
-        primary=rows(lambda r: r.primary),
+        primary=primary,
         coverage=rows(lambda r: r.coverage),
         stats=rows(lambda r: r.stats),
         event_modules=template.event_modules if shapes_agree else [],

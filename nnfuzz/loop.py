@@ -9,121 +9,72 @@ tears it down (run.json written, the reason for stopping recorded).
 
 from __future__ import annotations
 
-import enum
 import shlex
 import time
+import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
+
 import torch
 
+from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.corpus import Batch, Corpus, inputs_in_folder
 from nnfuzz.coverage import Coverage, derive_threshold
 from nnfuzz.domain import Inputs, as_inputs, infer_domain
-from nnfuzz.errors import TargetError, UsageError
+from nnfuzz.errors import NnfuzzError, TargetError, UsageError
 from nnfuzz.execution import STATS, Execution, Executor
-from nnfuzz.mutation import MutationConfig, Mutator, distance
-from nnfuzz.objectives import Finding, build_objectives, judge
+from nnfuzz.mutation import MutationConfig, Mutator, input_distance
+from nnfuzz.objectives import Finding, ObjectiveContext, build_objectives, judge, pressure
 from nnfuzz.output import OutputFolder
 from nnfuzz.reproducer import Failure
 from nnfuzz.status import Reporter, Snapshot
+from nnfuzz.target import Target, in_memory
 from nnfuzz.version import __version__, versions
 
 
-class StopReason(enum.Enum):
-    """Why a run ended; recorded in run.json."""
-
-    RUNS = "reached --runs"
-    MAX_TIME = "reached --max-time"
-    FAILURE = "found a failure (stop_on_failure)"
-    INTERRUPTED = "interrupted"
-
-    def describe(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class FuzzConfig:
-    """The options of one run; the CLI's flags map one to one onto these."""
-
-    objectives: tuple[str, ...] | None = None
-    max_time: float | None = None
-    #: Stop after this many executions (mutants run through the model).
-    runs: int | None = None
-    #: Mutants per forward pass: big enough to keep the model busy, small enough
-    #: that a new corpus element is sampled again soon.
-    batch_size: int = 100
-    seed: int = 0
-    radius: float | None = None
-    norm: str = "linf"
-    layers: tuple[str, ...] = ()
-    threshold: float | None = None
-    #: Use coverage feedback (corpus growth, records, gradient guidance). False
-    #: turns the loop into random search around the seeds: the baseline.
-    feedback: bool = True
-    #: Allow the gradient-guided operator (only used with feedback).
-    guided: bool = True
-    stop_on_failure: bool = False
-    #: Seconds between status lines and stats.jsonl records.
-    status_interval: float = 1.0
-
-    def check(self) -> None:
-        if self.norm not in ("linf", "l2"):
-            raise UsageError(f"--norm {self.norm!r} is unknown: choose linf or l2.")
-        for name in ("max_time", "radius", "threshold"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise UsageError(f"--{name.replace('_', '-')}={value!r} must be positive.")
-        if self.runs is not None and self.runs < 0:
-            raise UsageError(f"--runs={self.runs!r} must not be negative.")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size={self.batch_size!r} must be at least 1.")
-
-
-@dataclass
-class FuzzResult:
-    """What a run found and how far it got."""
-
-    failures: list[Failure]
-    execs: int
-    elapsed_s: float
-    corpus: int
-    coverage: int
-    threshold: float
-    stop_reason: StopReason
-    #: Hits per failure signature, known ones included.
-    hits: dict[str, int] = field(default_factory=dict)
-    out: Path | None = None
-
-    @property
-    def interrupted(self) -> bool:
-        return self.stop_reason is StopReason.INTERRUPTED
-
-
-def fuzz(model: torch.nn.Module, seeds: object, *, out: str | Path | None = None,
+def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None = None,
          bounds: object = None, targets: torch.Tensor | None = None,
-         corpus: str | Path | None = None, reporter: Reporter | None = None,
-         source: Path | None = None, target_sha256: str | None = None,
-         **options: object) -> FuzzResult:
+         loss: Callable[..., torch.Tensor] | None = None, reference: Any = None,
+         objectives: Any = None, corpus: str | Path | None = None,
+         reporter: Reporter | None = None, **options: Any) -> FuzzResult:
     """Fuzz ``model`` from ``seeds`` and return what was found.
 
-    ``options`` are the fields of :class:`FuzzConfig` (``objectives``,
-    ``max_time``, ``runs``, ``seed``, ``radius``, ...). With neither
+    The arguments mirror the target file (DESIGN §1): ``bounds``, ``targets``,
+    ``loss(output, target)``, and ``reference`` (a module or callable, or one
+    of "int8", "fp16", "bf16"). ``objectives`` lists objective names and/or
+    callables ``(inputs, output) -> BoolTensor (N,)``; default: every
+    objective available. ``options`` are the fields of :class:`FuzzConfig`
+    (``max_time``, ``runs``, ``seed``, ``radius``, ...). With neither
     ``max_time`` nor ``runs`` the run goes on until interrupted.
     """
     unknown = set(options) - set(FuzzConfig.__dataclass_fields__)
     if unknown:
         raise UsageError(f"fuzz() got unknown option {sorted(unknown)[0]!r}: choose from "
                          f"{', '.join(FuzzConfig.__dataclass_fields__)}.")
-    for name in ("objectives", "layers"):
-        if isinstance(options.get(name), str):
-            options[name] = (options[name],)
-    config = FuzzConfig(**{k: tuple(v) if isinstance(v, list) else v  # type: ignore[misc]
-                           for k, v in options.items()})
-    fuzzer = Fuzzer(model, seeds, config, out=Path(out) if out else None, bounds=bounds,
-                    targets=targets, corpus=Path(corpus) if corpus else None,
-                    reporter=reporter, source=source, target_sha256=target_sha256)
+    chosen = [objectives] if isinstance(objectives, str) or callable(objectives) else objectives
+    checks = [o for o in chosen or [] if callable(o)]
+    if isinstance(reference, str):
+        options["reference"] = reference
+    target = in_memory(model, seeds, bounds=bounds, targets=targets, loss=loss,
+                       reference=(lambda: reference) if reference is not None
+                       and not isinstance(reference, str) else None,
+                       objectives=checks)
+    names = [o if isinstance(o, str) else o.__name__ for o in chosen] if chosen else None
+    if isinstance(options.get("layers"), str):
+        options["layers"] = (options["layers"],)
+    config = FuzzConfig(objectives=tuple(names) if names else None,
+                        **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    return fuzz_target(target, config, out=out, corpus=corpus, reporter=reporter)
+
+
+def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = None,
+                corpus: str | Path | None = None, reporter: Reporter | None = None) -> FuzzResult:
+    """Fuzz a loaded target file: what ``nnfuzz run`` does."""
+    fuzzer = Fuzzer(target, config, out=Path(out) if out else None,
+                    corpus=Path(corpus) if corpus else None, reporter=reporter)
     try:
         return fuzzer.run()
     finally:
@@ -133,26 +84,24 @@ def fuzz(model: torch.nn.Module, seeds: object, *, out: str | Path | None = None
 class Fuzzer:
     """One fuzzing campaign: set up by ``__init__``, driven by ``run``."""
 
-    def __init__(self, model: torch.nn.Module, seeds: object, config: FuzzConfig, *,
-                 out: Path | None = None, bounds: object = None,
-                 targets: torch.Tensor | None = None, corpus: Path | None = None,
-                 reporter: Reporter | None = None, source: Path | None = None,
-                 target_sha256: str | None = None) -> None:
+    def __init__(self, target: Target, config: FuzzConfig, *, out: Path | None = None,
+                 corpus: Path | None = None, reporter: Reporter | None = None) -> None:
         config.check()
+        self.target = target
         self.config = config
         self.reporter = reporter or Reporter()
-        self.source = source
-        self.target_sha256 = target_sha256 or ""
-        self.objectives = build_objectives(config.objectives)
         self.out = OutputFolder(out) if out is not None else None
-        model.eval()
-        self.executor = Executor(model, layers=list(config.layers), source=source)
+        origin = target.path.name if target.path else "the target"
+        self.executor = Executor(target.model.eval(), layers=list(config.layers),
+                                 source=target.path)
+        self.context = self._objective_context(origin)
+        self.objectives = build_objectives(config.objectives, self.context)
         self.rng = torch.Generator(device=self.executor.device)
         self.rng.manual_seed(config.seed)
-        seeds = _starting_inputs(seeds, corpus, self.out)
+        seeds = _starting_inputs(target.seeds, corpus, self.out)
         seeds = tuple(t.to(self.executor.device) for t in seeds)
-        self.domain = infer_domain(seeds, bounds, source.name if source else "seeds")
-        self.targets = targets
+        self.domain = infer_domain(seeds, target.bounds, origin)
+        self.seed_count = seeds[0].shape[0]
         self._check_seeds(seeds)
         self.corpus = Corpus(self.domain, seeds, folder=self.out.corpus if self.out else None,
                              device=self.executor.device)
@@ -170,6 +119,22 @@ class Fuzzer:
         self.started = time.monotonic()
         self.started_at = datetime.now(timezone.utc)
 
+    def _objective_context(self, origin: str) -> ObjectiveContext:
+        from nnfuzz.differential import build_reference, user_reference
+
+        target, config = self.target, self.config
+        reference = None
+        if target.reference is not None:
+            if config.reference:
+                warnings.warn(f"--reference {config.reference} is ignored: {origin} defines "
+                              "reference(), which disagree uses", stacklevel=2)
+            reference = user_reference(target.reference, origin)
+        elif config.reference:
+            reference = build_reference(target.model, config.reference)
+        return ObjectiveContext(model=target.model, origin=origin, loss=target.loss,
+                                reference=reference, atol=config.atol, rtol=config.rtol,
+                                user=list(target.objectives))
+
     def close(self) -> None:
         self.executor.close()
 
@@ -182,15 +147,32 @@ class Fuzzer:
         anchors = self.corpus.root_inputs(parents.root)
         mutants = Batch(self.mutator.mutate(parents.inputs, anchors, self.rng),
                         parents.root, parents.depth + 1)
-        execution = self.executor.run(mutants.inputs)
+        execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size
         findings = judge(self.objectives, execution)
         if self.config.feedback:
             passed = execution.ran & ~_mask(findings, mutants.size, execution.ran.device)
-            keep = self.coverage.update(execution.coverage, execution.stats, passed)
+            keep = self.coverage.update(execution.coverage, self._signals(execution), passed)
             self.corpus.add(mutants.select(keep.nonzero().flatten()))
         for finding in findings:
             self._report(finding, mutants, execution)
+
+    def _execute(self, inputs: Inputs, roots: torch.Tensor) -> Execution:
+        """Run the model; each example carries its seed's label when the target has targets()."""
+        execution = self.executor.run(inputs)
+        labels = self.target.targets
+        if labels is not None:
+            roots = roots.to(labels.device)
+            execution.targets = labels[roots.clamp(max=self.seed_count - 1)].to(self.executor.device)
+            execution.has_target = (roots < self.seed_count).to(self.executor.device)
+        return execution
+
+    def _signals(self, execution: Execution) -> torch.Tensor:
+        """What records track: every module statistic, then the objectives' pressure."""
+        stats = execution.stats.reshape(execution.size, -1)
+        if not self.config.objective_guidance:
+            return stats
+        return torch.cat((stats, pressure(self.objectives, execution)), 1)
 
     # --- the campaign --------------------------------------------------------------
 
@@ -211,6 +193,9 @@ class Fuzzer:
                     self._status()
         except KeyboardInterrupt:
             reason = StopReason.INTERRUPTED
+        except NnfuzzError:
+            self._finish(StopReason.ERROR)
+            raise
         return self._finish(reason)
 
     def _stop_reason(self) -> StopReason | None:
@@ -256,8 +241,8 @@ class Fuzzer:
             **versions(),
             "device": str(self.executor.device),
             "options": {k: v for k, v in asdict(self.config).items()},
-            "target": str(self.source) if self.source else None,
-            "target_sha256": self.target_sha256,
+            "target": str(self.target.path) if self.target.path else None,
+            "target_sha256": self.target.sha256,
             "run_seed": self.config.seed,
             "threshold": self.coverage.threshold,
             "start_time": self.started_at.isoformat(),
@@ -271,9 +256,8 @@ class Fuzzer:
 
     def _check_seeds(self, seeds: Inputs) -> None:
         """The seeds must pass: a failing seed is a broken target, not a finding."""
-        objectives = self.objectives
         for start, execution in self._executions(seeds):
-            for finding in judge(objectives, execution):
+            for finding in judge(self.objectives, execution):
                 raise TargetError(f"seed {start + finding.example} already fails {finding.objective}: "
                                   f"{finding.detail}: the seeds must pass; fix the model or the seed.")
             for example, error in enumerate(execution.raised):
@@ -281,18 +265,24 @@ class Fuzzer:
                     raise TargetError(f"seed {start + example} makes the model raise "
                                       f"{error.describe()}: the seeds must pass; fix the model or the seed.")
 
-    def _executions(self, inputs: Inputs):  # type: ignore[no-untyped-def]
-        size = self.config.batch_size
-        for start in range(0, inputs[0].shape[0], size):
-            yield start, self.executor.run(tuple(t[start:start + size] for t in inputs))
+    def _executions(self, inputs: Inputs, roots: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
+        """Executions of ``inputs`` in batches; ``roots`` default to the inputs being the seeds."""
+        count, size = inputs[0].shape[0], self.config.batch_size
+        if roots is None:
+            roots = torch.arange(count, device=self.executor.device)
+        for start in range(0, count, size):
+            yield start, self._execute(tuple(t[start:start + size] for t in inputs),
+                                       roots[start:start + size])
 
     def _prime_coverage(self) -> Coverage:
         """Coverage of the starting corpus, with the threshold derived from the seeds."""
-        executions = [execution for _, execution in self._executions(self.corpus.elements())]
+        executions = [execution for _, execution in
+                      self._executions(self.corpus.elements(), self.corpus.element_root_indices())]
         vectors = torch.cat([e.coverage for e in executions])
-        stats = torch.cat([e.stats for e in executions])
+        signals = torch.cat([self._signals(e) for e in executions])
+        module_stats = executions[0].stats.reshape(executions[0].size, -1).shape[1]
         threshold = self.config.threshold or self._derived_threshold(vectors)
-        return Coverage(threshold, vectors, stats)
+        return Coverage(threshold, vectors, signals, low_only_from=module_stats)
 
     def _derived_threshold(self, vectors: torch.Tensor) -> float:
         seed_vectors = vectors[:self.corpus.seed_count]
@@ -308,6 +298,7 @@ class Fuzzer:
     def _gradient(self, inputs: Inputs, rng: torch.Generator) -> tuple[torch.Tensor | None, ...] | None:
         """Direction that drives one random activation statistic to an extreme."""
         candidates = self.coverage.records.targets()
+        candidates = candidates[candidates < len(self.executor.module_names) * len(STATS)]
         if not len(candidates):
             return None
         pick = int(candidates[torch.randint(len(candidates), (1,), generator=rng,
@@ -337,39 +328,30 @@ class Fuzzer:
         root = int(mutants.root[example])
         inputs = tuple(t[example].detach().cpu() for t in mutants.inputs)
         seed = tuple(t[0].detach().cpu() for t in self.corpus.root_inputs(torch.tensor([root])))
-        target = (self.targets[root].detach().cpu()
-                  if self.targets is not None and self.corpus.is_seed(root) else None)
+        labels = self.target.targets
+        target = labels[root].detach().cpu() if labels is not None and self.corpus.is_seed(root) else None
+        reference = {"reference": self.context.reference.kind if self.context.reference else "",
+                     "atol": f"{self.config.atol!r}", "rtol": f"{self.config.rtol!r}"} \
+            if finding.objective == "disagree" else {}
         return Failure(inputs=inputs, seed=seed, objective=finding.objective, detail=finding.detail,
                        signature=finding.signature, target=target, metadata={
                            "nnfuzz_version": __version__,
                            "torch_version": torch.__version__,
-                           "target_sha256": self.target_sha256,
+                           "target_sha256": self.target.sha256,
                            "run_seed": str(self.config.seed),
                            "mutations": str(int(mutants.depth[example])),
                            "distance": f"{input_distance(inputs, seed, self.config.norm):.6g}",
                            "norm": self.config.norm,
                            "found_after_execs": str(self.execs),
                            "found_after_s": f"{self._elapsed():.3f}",
+                           **reference,
                        })
 
     def _replay_command(self, failure: Failure) -> str | None:
-        if self.source is None or failure.path is None:
+        if self.target.path is None or failure.path is None:
             return None
-        return f"nnfuzz replay {shlex.quote(str(self.source))} {shlex.quote(str(failure.path))}"
-
-
-def input_distance(inputs: Inputs, seed: Inputs, norm: str) -> float:
-    """Distance of an input from its seed: the norm over float tensors, changed
-    values over integer ones, combined across tensors in the same norm."""
-    parts = []
-    for tensor, anchor in zip(inputs, seed):
-        if tensor.dtype.is_floating_point:
-            parts.append(float(distance(tensor.unsqueeze(0), anchor.unsqueeze(0), norm)[0]))
-        else:
-            parts.append(float((tensor != anchor).sum()))
-    if not parts:
-        return 0.0
-    return max(parts) if norm == "linf" else sum(p * p for p in parts) ** 0.5
+        return (f"nnfuzz replay {shlex.quote(str(self.target.path))} "
+                f"{shlex.quote(str(failure.path))}")
 
 
 def _mask(findings: list[Finding], size: int, device: torch.device) -> torch.Tensor:

@@ -246,3 +246,17 @@ def distance(x: torch.Tensor, anchor: torch.Tensor, norm: str) -> torch.Tensor:
     if delta.shape[1] == 0:
         return torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     return delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+
+
+def input_distance(inputs: Inputs, seed: Inputs, norm: str) -> float:
+    """Distance of an input from its seed: the norm over float tensors, changed
+    values over integer ones, combined across tensors in the same norm."""
+    parts = []
+    for tensor, anchor in zip(inputs, seed):
+        if tensor.dtype.is_floating_point:
+            parts.append(float(distance(tensor.unsqueeze(0), anchor.unsqueeze(0), norm)[0]))
+        else:
+            parts.append(float((tensor != anchor).sum()))
+    if not parts:
+        return 0.0
+    return max(parts) if norm == "linf" else sum(p * p for p in parts) ** 0.5

@@ -9,13 +9,16 @@ the same bug; it is what reproducers are deduplicated by.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
-from nnfuzz.errors import UsageError
+from nnfuzz.errors import TargetError, UsageError, first_line
 from nnfuzz.execution import Execution
+
+if TYPE_CHECKING:
+    from nnfuzz.differential import Reference
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ class Objective:
 
     def judge(self, execution: Execution) -> list[Finding]:
         raise NotImplementedError
+
+    def pressure(self, execution: Execution) -> torch.Tensor | None:
+        """Optional guidance: per-example quantities (B, K) that shrink as an
+        example gets closer to failing; the loop keeps inputs that set a new low."""
+        return None
 
     def finding(self, example: int, detail: str, key: str) -> Finding:
         return Finding(example, self.name, detail, f"{self.name}:{key}")
@@ -75,23 +83,101 @@ class RaisedException(Objective):
                 for example, error in enumerate(execution.raised) if error is not None]
 
 
-#: Every objective nnfuzz knows, by the name ``--objective`` takes.
-OBJECTIVES: dict[str, Callable[[], Objective]] = {
-    Nonfinite.name: Nonfinite,
-    RaisedException.name: RaisedException,
+class UserObjective(Objective):
+    """A callable ``(inputs, output) -> BoolTensor (N,)`` from the target's ``objectives()``."""
+
+    def __init__(self, check: Callable[..., torch.Tensor], origin: str) -> None:
+        self.check = check
+        self.name = check.__name__  # type: ignore[misc]
+        self.origin = origin
+
+    def judge(self, execution: Execution) -> list[Finding]:
+        try:
+            verdict = self.check(execution.inputs, execution.output)
+        except Exception as error:  # noqa: BLE001 - the target's bug, reported once
+            raise TargetError(f"{self.origin}: objective {self.name} raised "
+                              f"{type(error).__name__}: {first_line(error)}: fix the objective; "
+                              "it must return a BoolTensor (N,) for any valid input.",
+                              context=_traceback_text(error)) from None
+        if (not isinstance(verdict, torch.Tensor) or verdict.shape != (execution.size,)
+                or verdict.dtype not in (torch.bool, torch.uint8)):
+            what = (f"a tensor of shape {tuple(verdict.shape)} and dtype {verdict.dtype}"
+                    if isinstance(verdict, torch.Tensor) else type(verdict).__name__)
+            raise TargetError(f"{self.origin}: objective {self.name} returned {what}: return a "
+                              f"BoolTensor of shape ({execution.size},), True where an example fails.")
+        failing = verdict.bool().to(execution.ran.device) & execution.ran
+        return [Finding(int(example), self.name, f"objective {self.name} returned True", self.name)
+                for example in failing.nonzero().flatten()]
+
+
+def _traceback_text(error: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+
+
+@dataclass
+class ObjectiveContext:
+    """What objectives need beyond one execution; set up once per run."""
+
+    model: torch.nn.Module
+    #: The target file's name, which starts error messages about it.
+    origin: str = "the target"
+    #: The target's ``loss(output, target)``, enabling the ``loss`` objective.
+    loss: Callable[..., torch.Tensor] | None = None
+    #: The reference the ``disagree`` objective compares against.
+    reference: "Reference | None" = None
+    #: Tolerances of ``disagree`` for outputs that are not class scores.
+    atol: float = 1e-3
+    rtol: float = 1e-2
+    #: The target's ``objectives()``.
+    user: list[Callable[..., torch.Tensor]] = field(default_factory=list)
+
+
+BUILT_IN = ("nonfinite", "exception", "loss", "disagree")
+
+
+def available(context: ObjectiveContext) -> dict[str, Callable[[], Objective]]:
+    """Every objective this context can check, by name; all are on by default."""
+    from nnfuzz.differential import Disagree
+    from nnfuzz.gradients import LossObjective
+
+    found: dict[str, Callable[[], Objective]] = {
+        Nonfinite.name: Nonfinite,
+        RaisedException.name: RaisedException,
+    }
+    if context.loss is not None:
+        found[LossObjective.name] = lambda: LossObjective(context)
+    if context.reference is not None:
+        found[Disagree.name] = lambda: Disagree(context)
+    for check in context.user:
+        name = getattr(check, "__name__", "")
+        if not name.isidentifier() or name in BUILT_IN:
+            raise TargetError(f"{context.origin}: objectives() has a callable named {name!r}: "
+                              f"give each a def with a name that is not one of {', '.join(BUILT_IN)}.")
+        found[name] = lambda check=check: UserObjective(check, context.origin)
+    return found
+
+
+#: Why a built-in objective is missing, when it is asked for by name.
+NEEDS = {
+    "loss": "define loss(output, target) in the target",
+    "disagree": "define reference() in the target, or give --reference int8, fp16 or bf16",
 }
 
-DEFAULT_OBJECTIVES = ("nonfinite", "exception")
 
-
-def build_objectives(names: list[str] | tuple[str, ...] | None) -> list[Objective]:
-    """The objectives named, or the defaults; an unknown name is a usage error."""
-    chosen = list(dict.fromkeys(names or DEFAULT_OBJECTIVES))
+def build_objectives(names: list[str] | tuple[str, ...] | None,
+                     context: ObjectiveContext | None = None) -> list[Objective]:
+    """The objectives named, or every available one; a name that cannot be built is a usage error."""
+    found = available(context) if context is not None else {
+        Nonfinite.name: Nonfinite, RaisedException.name: RaisedException}
+    chosen = list(dict.fromkeys(names or found))
     for name in chosen:
-        if name not in OBJECTIVES:
-            raise UsageError(f"--objective {name!r} is unknown: choose from "
-                             f"{', '.join(OBJECTIVES)}.")
-    return [OBJECTIVES[name]() for name in chosen]
+        if name in NEEDS and name not in found:
+            raise UsageError(f"--objective {name} needs a {name} to check: {NEEDS[name]}.")
+        if name not in found:
+            raise UsageError(f"--objective {name!r} is unknown: choose from {', '.join(found)}.")
+    return [found[name]() for name in chosen]
 
 
 def judge(objectives: list[Objective], execution: Execution) -> list[Finding]:
@@ -104,3 +190,11 @@ def judge(objectives: list[Objective], execution: Execution) -> list[Finding]:
                 seen.add(finding.example)
                 findings.append(finding)
     return findings
+
+
+def pressure(objectives: list[Objective], execution: Execution) -> torch.Tensor:
+    """Per-example quantities (B, K), lower meaning closer to failing, from every objective."""
+    columns = [p for p in (o.pressure(execution) for o in objectives) if p is not None]
+    if not columns:
+        return torch.zeros(execution.size, 0, device=execution.coverage.device)
+    return torch.cat(columns, 1)

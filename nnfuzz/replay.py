@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
+from nnfuzz.differential import build_reference, user_reference
 from nnfuzz.domain import infer_domain
-from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError
+from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
 from nnfuzz.execution import Executor
-from nnfuzz.objectives import OBJECTIVES
+from nnfuzz.objectives import NEEDS, Objective, ObjectiveContext, available
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.target import Target
 
@@ -36,25 +37,63 @@ class ReplayOutcome:
         return f"{self.path}: {self.verdict.value}: {self.detail}"
 
 
-def replay_file(target: Target, path: Path, executor: Executor) -> ReplayOutcome:
-    """Re-run one reproducer against the target's model."""
+def replay_file(target: Target, path: Path, executor: Executor,
+                objectives: "ObjectiveCache") -> ReplayOutcome:
+    """Re-run one reproducer and re-judge exactly its objective and signature."""
     try:
         failure = load_failure(path)
         _check_fits(target, failure)
-    except (ReproducerError, CorpusError) as error:
+        objective = objectives.get(failure)
+    except (ReproducerError, CorpusError, UsageError) as error:
         return ReplayOutcome(path, Verdict.ERROR, str(error).removeprefix(f"{path}: "))
-    objective_type = OBJECTIVES.get(failure.objective)
-    if objective_type is None:
-        return ReplayOutcome(path, Verdict.ERROR, f"unknown objective {failure.objective!r}: "
-                                                  "replay it with the nnfuzz that saved it.")
     inputs = tuple(t.unsqueeze(0).to(executor.device) for t in failure.inputs)
-    findings = objective_type().judge(executor.run(inputs))
-    if not findings:
-        return ReplayOutcome(path, Verdict.FIXED, f"{failure.objective} no longer fires "
-                                                  f"(was: {failure.detail})")
-    finding = findings[0]
-    same = "" if finding.signature == failure.signature else f" (was: {failure.detail})"
-    return ReplayOutcome(path, Verdict.STILL_FAILS, f"{finding.objective}: {finding.detail}{same}")
+    execution = executor.run(inputs)
+    if failure.target is not None:
+        execution.targets = failure.target.unsqueeze(0).to(executor.device)
+        execution.has_target = torch.ones(1, dtype=torch.bool, device=executor.device)
+    findings = objective.judge(execution)
+    same = [f for f in findings if f.signature == failure.signature]
+    if same:
+        return ReplayOutcome(path, Verdict.STILL_FAILS, f"{same[0].objective}: {same[0].detail}")
+    now = f"; it now fails differently: {findings[0].detail}" if findings else ""
+    return ReplayOutcome(path, Verdict.FIXED, f"{failure.objective} no longer fires as "
+                                              f"{failure.signature!r} (was: {failure.detail}){now}")
+
+
+class ObjectiveCache:
+    """The objective a reproducer names, built once per reference kind."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._built: dict[tuple[str, str], Objective] = {}
+
+    def get(self, failure: Failure) -> Objective:
+        reference = failure.metadata.get("reference", "")
+        key = (failure.objective, reference)
+        if key not in self._built:
+            self._built[key] = self._build(failure, reference)
+        return self._built[key]
+
+    def _build(self, failure: Failure, reference: str) -> Objective:
+        origin = self.target.path.name if self.target.path else "the target"
+        built = None
+        if failure.objective == "disagree":
+            if reference in ("", "reference()"):
+                if self.target.reference is None:
+                    raise UsageError(f"{failure.path}: it is a disagreement with reference(), "
+                                     f"which {origin} no longer defines.")
+                built = user_reference(self.target.reference, origin)
+            else:
+                built = build_reference(self.target.model, reference)
+        context = ObjectiveContext(
+            model=self.target.model, origin=origin, loss=self.target.loss, reference=built,
+            atol=float(failure.metadata.get("atol", 1e-3)),
+            rtol=float(failure.metadata.get("rtol", 1e-2)), user=list(self.target.objectives))
+        found = available(context)
+        if failure.objective not in found:
+            raise UsageError(f"{failure.path}: objective {failure.objective!r} is not available "
+                             f"for {origin}: {NEEDS.get(failure.objective, 'define it in objectives()')}.")
+        return found[failure.objective]()
 
 
 def _check_fits(target: Target, failure: Failure) -> None:
@@ -67,9 +106,9 @@ def _check_fits(target: Target, failure: Failure) -> None:
 
 def replay(target: Target, paths: list[Path]) -> list[ReplayOutcome]:
     executor = Executor(target.model, source=target.path)
+    objectives = ObjectiveCache(target)
     try:
-        with torch.no_grad():
-            return [replay_file(target, path, executor) for path in paths]
+        return [replay_file(target, path, executor, objectives) for path in paths]
     finally:
         executor.close()
 

@@ -27,7 +27,8 @@ from nnfuzz.errors import TargetError, first_line
 class Target:
     """What a target file provides, already called and checked."""
 
-    path: Path
+    #: The target file, or None for a model given to nnfuzz.fuzz directly.
+    path: Path | None
     sha256: str
     model: torch.nn.Module
     seeds: Inputs | None
@@ -36,6 +37,14 @@ class Target:
     loss: Callable[..., torch.Tensor] | None = None
     reference: Callable[[], Any] | None = None
     objectives: list[Callable[..., torch.Tensor]] = field(default_factory=list)
+
+
+def in_memory(model: torch.nn.Module, seeds: object = None, **fields: Any) -> Target:
+    """A target made of Python objects rather than a file (for nnfuzz.fuzz and tests)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TargetError(f"model is a {type(model).__name__}, not a torch.nn.Module.")
+    return Target(path=None, sha256="", model=model,
+                  seeds=as_inputs(seeds, "seeds") if seeds is not None else None, **fields)
 
 
 def file_sha256(path: Path) -> str:

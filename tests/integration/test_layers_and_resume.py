@@ -6,14 +6,14 @@ import pytest
 import torch
 
 import nnfuzz
-from nnfuzz.loop import Fuzzer, FuzzConfig
+from nnfuzz.config import FuzzConfig
+from nnfuzz.loop import Fuzzer
 from nnfuzz.target import load_target
 
 
 def test_layer_activations_form_the_coverage_vector(healthy_target: Path) -> None:
     target = load_target(healthy_target)
-    fuzzer = Fuzzer(target.model, target.seeds, FuzzConfig(runs=500, layers=("1",)),
-                    bounds=target.bounds)
+    fuzzer = Fuzzer(target, FuzzConfig(runs=500, layers=("1",)))
     assert fuzzer.coverage.index.dim == 8, "the ReLU of the 4-8-2 MLP has 8 units"
     result = fuzzer.run()
     assert result.coverage >= len(target.seeds[0])
@@ -21,8 +21,7 @@ def test_layer_activations_form_the_coverage_vector(healthy_target: Path) -> Non
 
 def test_two_layers_are_concatenated(healthy_target: Path) -> None:
     target = load_target(healthy_target)
-    fuzzer = Fuzzer(target.model, target.seeds, FuzzConfig(runs=100, layers=("0", "2")),
-                    bounds=target.bounds)
+    fuzzer = Fuzzer(target, FuzzConfig(runs=100, layers=("0", "2")))
     assert fuzzer.coverage.index.dim == 8 + 2
 
 
@@ -41,7 +40,7 @@ def test_a_resumed_run_reloads_its_corpus_and_does_not_report_known_failures_aga
     assert len(first.failures) == 1
     saved = {p.name for p in (out / "corpus").iterdir()}
     assert saved, "new coverage is saved in OUT/corpus"
-    second = Fuzzer(target.model, target.seeds, FuzzConfig(runs=2000), out=out, bounds=target.bounds)
+    second = Fuzzer(target, FuzzConfig(runs=2000), out=out)
     assert len(second.corpus) >= len(target.seeds[0]) + len(saved)
     result = second.run()
     assert not result.failures, "the known signature is not new"
@@ -53,8 +52,7 @@ def test_resumed_corpus_inputs_keep_their_seed_for_the_radius(dead_relu_target: 
     target = load_target(dead_relu_target)
     out = tmp_path / "out"
     nnfuzz.fuzz(target.model, target.seeds, bounds=target.bounds, out=out, runs=1000, radius=0.1)
-    fuzzer = Fuzzer(target.model, target.seeds, FuzzConfig(runs=0, radius=0.1), out=out,
-                    bounds=target.bounds)
+    fuzzer = Fuzzer(target, FuzzConfig(runs=0, radius=0.1), out=out)
     (inputs,), (roots,) = fuzzer.corpus.elements(), fuzzer.corpus.element_roots()
     assert len(inputs) > len(target.seeds[0])
     assert float((inputs - roots).abs().max()) <= 0.1 + 1e-6

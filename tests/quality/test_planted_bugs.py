@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 import nnfuzz
-from nnfuzz.loop import Fuzzer, FuzzConfig
+from nnfuzz.config import FuzzConfig
+from nnfuzz.loop import Fuzzer
+from nnfuzz.target import in_memory
 
 #: Executions each side gets.
 BUDGET = 20_000
@@ -105,7 +107,7 @@ def test_finds_the_nan_of_an_all_padding_token_sequence_that_random_search_misse
 def test_the_radius_keeps_every_corpus_input_near_its_seed_and_out_of_reach_of_the_bug() -> None:
     seeds = 0.6 + 0.4 * torch.rand(16, 32, generator=torch.Generator().manual_seed(1))
     config = FuzzConfig(runs=3000, radius=0.05, seed=0)
-    fuzzer = Fuzzer(DeadReluStd(), seeds, config, bounds=(0.0, 1.0))
+    fuzzer = Fuzzer(in_memory(DeadReluStd(), seeds, bounds=(0.0, 1.0)), config)
     result = fuzzer.run()
     assert not result.failures, "the all-dead region is farther than 0.05 from every seed"
     assert result.corpus > len(seeds), "the corpus should still grow inside the radius"

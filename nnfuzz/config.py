@@ -1,0 +1,95 @@
+"""The options of a run, why it stopped, and what it found."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nnfuzz.errors import UsageError
+from nnfuzz.reproducer import Failure
+
+
+class StopReason(enum.Enum):
+    """Why a run ended; recorded in run.json."""
+
+    RUNS = "reached --runs"
+    MAX_TIME = "reached --max-time"
+    FAILURE = "found a failure (stop_on_failure)"
+    INTERRUPTED = "interrupted"
+    ERROR = "stopped by an error"
+
+    def describe(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class FuzzConfig:
+    """The options of one run; the CLI's flags map one to one onto these."""
+
+    objectives: tuple[str, ...] | None = None
+    max_time: float | None = None
+    #: Stop after this many executions (mutants run through the model).
+    runs: int | None = None
+    #: Mutants per forward pass: big enough to keep the model busy, small enough
+    #: that a new corpus element is sampled again soon.
+    batch_size: int = 100
+    seed: int = 0
+    radius: float | None = None
+    norm: str = "linf"
+    layers: tuple[str, ...] = ()
+    threshold: float | None = None
+    #: The copy ``disagree`` compares against when the target has no reference():
+    #: "int8", "fp16" or "bf16".
+    reference: str | None = None
+    #: Tolerances of ``disagree`` for outputs that are not class scores.
+    atol: float = 1e-3
+    rtol: float = 1e-2
+    #: Use coverage feedback (corpus growth, records, gradient guidance). False
+    #: turns the loop into random search around the seeds: the baseline.
+    feedback: bool = True
+    #: Allow the gradient-guided operator (only used with feedback).
+    guided: bool = True
+    #: Keep inputs that bring an objective closer to failing (e.g. a smaller
+    #: margin between the top two classes for ``disagree``).
+    objective_guidance: bool = True
+    stop_on_failure: bool = False
+    #: Seconds between status lines and stats.jsonl records.
+    status_interval: float = 1.0
+
+    def check(self) -> None:
+        if self.norm not in ("linf", "l2"):
+            raise UsageError(f"--norm {self.norm!r} is unknown: choose linf or l2.")
+        for name in ("max_time", "radius", "threshold"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"--{name.replace('_', '-')}={value!r} must be positive.")
+        if self.runs is not None and self.runs < 0:
+            raise UsageError(f"--runs={self.runs!r} must not be negative.")
+        if self.reference is not None and self.reference not in ("int8", "fp16", "bf16"):
+            raise UsageError(f"--reference {self.reference!r} is unknown: choose int8, fp16 or bf16.")
+        for name in ("atol", "rtol"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name}={getattr(self, name)!r} must not be negative.")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size={self.batch_size!r} must be at least 1.")
+
+
+@dataclass
+class FuzzResult:
+    """What a run found and how far it got."""
+
+    failures: list[Failure]
+    execs: int
+    elapsed_s: float
+    corpus: int
+    coverage: int
+    threshold: float
+    stop_reason: StopReason
+    #: Hits per failure signature, known ones included.
+    hits: dict[str, int] = field(default_factory=dict)
+    out: Path | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason is StopReason.INTERRUPTED

@@ -1,0 +1,190 @@
+"""The ``disagree`` objective: the model against a second implementation.
+
+The reference is the target's ``reference()`` (an exported or hand-optimised
+copy, say), or a copy nnfuzz builds: dynamic int8 quantization, or the
+weights and inputs cast to float16 or bfloat16. Class outputs disagree when
+the argmax differs; other outputs when they differ beyond atol + rtol·|ref|.
+
+Disagreements cluster where the model's top two classes are close (Hu et
+al. 2022, arXiv 2204.04220), so the objective also reports *pressure*: the
+margin between the top two probabilities and the gap to the reference, which
+the loop drives down.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from nnfuzz.domain import Inputs
+from nnfuzz.errors import TargetError, UsageError, first_line
+from nnfuzz.execution import Execution, primary_output
+from nnfuzz.objectives import Finding, Objective, ObjectiveContext
+
+#: The copies ``--reference`` builds.
+REFERENCE_KINDS = ("int8", "fp16", "bf16")
+#: Layers dynamic int8 quantization replaces.
+QUANTIZABLE = (nn.Linear, nn.LSTM, nn.GRU)
+CAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A second implementation: ``run(inputs)`` returns its output."""
+
+    label: str
+    run: Callable[[Inputs], Any]
+    #: What rebuilds it at replay: one of REFERENCE_KINDS, or "reference()".
+    kind: str
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """A dynamically int8-quantized copy of the model's Linear and recurrent layers.
+
+    torch 2.13 still ships ``torch.ao.quantization.quantize_dynamic`` (marked
+    deprecated in favour of torchao); it runs on this CPU build with nothing
+    more to install, which is why nnfuzz uses it. This function is the one
+    place to swap in torchao's ``quantize_`` when it is removed.
+    """
+    if not any(isinstance(m, QUANTIZABLE) for m in model.modules()):
+        raise UsageError("--reference int8: the model has no nn.Linear, nn.LSTM or nn.GRU layer "
+                         "to quantize: use --reference fp16 or bf16, or define reference().")
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise UsageError("--reference int8: dynamic quantization runs on the CPU only: "
+                         "use --device cpu, or --reference fp16 or bf16.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize = torch.ao.quantization.quantize_dynamic
+        return quantize(copy.deepcopy(model), set(QUANTIZABLE), dtype=torch.qint8).eval()
+
+
+def build_reference(model: nn.Module, kind: str) -> Reference:
+    """The copy of ``model`` that ``--reference kind`` names."""
+    if kind == "int8":
+        quantized = quantize_int8(model)
+        return Reference("int8", lambda inputs: quantized(*inputs), kind)
+    if kind not in CAST_DTYPES:
+        raise UsageError(f"--reference {kind!r} is unknown: choose int8, fp16 or bf16.")
+    dtype = CAST_DTYPES[kind]
+    cast = copy.deepcopy(model).to(dtype).eval()
+
+    def run(inputs: Inputs) -> Any:
+        return cast(*(t.to(dtype) if t.dtype.is_floating_point else t for t in inputs))
+
+    return Reference(kind, run, kind)
+
+
+def user_reference(factory: Callable[[], Any], origin: str) -> Reference:
+    """The target's ``reference()``: a module or any callable taking the model's inputs."""
+    try:
+        implementation = factory()
+    except Exception as error:  # noqa: BLE001 - the target's bug
+        raise TargetError(f"{origin}: reference() raised {type(error).__name__}: "
+                          f"{first_line(error)}") from None
+    if not callable(implementation):
+        raise TargetError(f"{origin}: reference() returned {type(implementation).__name__}: "
+                          "return a module or a callable taking the same inputs as the model.")
+    if isinstance(implementation, nn.Module):
+        implementation.eval()
+    return Reference("reference", lambda inputs: implementation(*inputs), "reference()")
+
+
+def model_label(model: nn.Module) -> str:
+    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
+             torch.float64: "fp64"}
+    for parameter in model.parameters():
+        return names.get(parameter.dtype, "model")
+    return "model"
+
+
+class Disagree(Objective):
+    name = "disagree"
+
+    def __init__(self, context: ObjectiveContext) -> None:
+        self.reference: Reference = context.reference  # type: ignore[assignment]
+        self.model_label = model_label(context.model)
+        self.atol, self.rtol = context.atol, context.rtol
+        self.origin = context.origin
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    def _reference_output(self, execution: Execution) -> torch.Tensor:
+        """The reference's primary output (float32), computed once per execution."""
+        if self._cache is not None and self._cache[0] == id(execution):
+            return self._cache[1]
+        try:
+            with torch.no_grad():
+                output = primary_output(self.reference.run(execution.inputs))
+        except Exception as error:  # noqa: BLE001 - the reference's failure is the target's bug
+            raise TargetError(f"{self.origin}: the {self.reference.label} reference raised "
+                              f"{type(error).__name__}: {first_line(error)}") from None
+        model = execution.primary
+        if output is None or model is None or output.shape != model.shape:
+            shape = None if output is None else tuple(output.shape)
+            raise TargetError(f"{self.origin}: the {self.reference.label} reference returned shape "
+                              f"{shape}, the model {tuple(model.shape) if model is not None else None}:"
+                              " a reference must compute the same function.")
+        output = output.float().to(model.device)
+        self._cache = (id(execution), output)
+        return output
+
+    def judge(self, execution: Execution) -> list[Finding]:
+        if execution.primary is None:
+            return []
+        ours, theirs = execution.primary, self._reference_output(execution)
+        ran = execution.ran & torch.isfinite(ours.reshape(ours.shape[0], -1)).all(1)
+        if _is_classes(ours):
+            return self._class_findings(ours, theirs, ran)
+        return self._value_findings(ours, theirs, ran)
+
+    def _class_findings(self, ours: torch.Tensor, theirs: torch.Tensor,
+                        ran: torch.Tensor) -> list[Finding]:
+        mine, other = ours.argmax(-1).reshape(ours.shape[0], -1), theirs.argmax(-1).reshape(ours.shape[0], -1)
+        differ = mine != other  # (B, positions)
+        findings = []
+        for example in (differ.any(1) & ran).nonzero().flatten().tolist():
+            where = int(differ[example].nonzero()[0])
+            a, b = int(mine[example, where]), int(other[example, where])
+            at = f" at position {where}" if differ.shape[1] > 1 else ""
+            findings.append(self.finding(example, f"{self.model_label} predicts {a}, "
+                                                  f"{self.reference.label} predicts {b}{at}", f"{a}->{b}"))
+        return findings
+
+    def _value_findings(self, ours: torch.Tensor, theirs: torch.Tensor,
+                        ran: torch.Tensor) -> list[Finding]:
+        flat_ours, flat_theirs = ours.reshape(ours.shape[0], -1), theirs.reshape(ours.shape[0], -1)
+        excess = (flat_ours - flat_theirs).abs() - (self.atol + self.rtol * flat_theirs.abs())
+        findings = []
+        for example in ((excess > 0).any(1) & ran).nonzero().flatten().tolist():
+            where = int(excess[example].argmax())
+            a, b = float(flat_ours[example, where]), float(flat_theirs[example, where])
+            findings.append(self.finding(
+                example, f"output[{where}] differs by {abs(a - b):.4g}: {self.model_label} {a:.6g}, "
+                         f"{self.reference.label} {b:.6g} (atol {self.atol:g}, rtol {self.rtol:g})",
+                f"output[{where}]"))
+        return findings
+
+    def pressure(self, execution: Execution) -> torch.Tensor | None:
+        """Margin of the model's top two classes, and minus the gap to the reference."""
+        if execution.primary is None:
+            return None
+        ours, theirs = execution.primary, self._reference_output(execution)
+        size = ours.shape[0]
+        if _is_classes(ours):
+            probabilities = ours.softmax(-1)
+            top = probabilities.topk(2, dim=-1).values  # (B, ..., 2)
+            margin = (top[..., 0] - top[..., 1]).reshape(size, -1).amin(1)
+            gap = (probabilities - theirs.softmax(-1)).abs().reshape(size, -1).amax(1)
+        else:
+            margin = torch.zeros(size, device=ours.device)
+            gap = ((ours - theirs).abs() - self.rtol * theirs.abs()).reshape(size, -1).amax(1)
+        return torch.stack((margin, -gap), 1)
+
+
+def _is_classes(output: torch.Tensor) -> bool:
+    """Class scores: a last dimension of more than one (DESIGN §2)."""
+    return output.dim() >= 2 and output.shape[-1] > 1

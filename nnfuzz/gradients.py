@@ -1,0 +1,147 @@
+"""The ``loss`` objective: a broken loss, or a broken gradient of it.
+
+Training breaks long before inference does: a loss that is NaN or Inf, or
+whose gradient with respect to the input or to a parameter is, poisons the
+next optimizer step. The objective runs the batch with autograd (the only
+objective that needs it), checks the per-example loss and the input
+gradient (each example's own), and the parameter gradient (one for the whole
+batch): when that one is bad, it bisects the batch to blame the examples
+responsible rather than all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from nnfuzz.errors import TargetError, first_line
+from nnfuzz.execution import Execution, primary_output
+from nnfuzz.objectives import Finding, Objective, ObjectiveContext
+
+Rows = torch.Tensor
+
+
+class LossObjective(Objective):
+    name = "loss"
+
+    def __init__(self, context: ObjectiveContext) -> None:
+        self.model = context.model
+        self.loss = context.loss
+        self.origin = context.origin
+        self.parameters = [(n, p) for n, p in context.model.named_parameters() if p.requires_grad]
+
+    def judge(self, execution: Execution) -> list[Finding]:
+        rows = execution.ran
+        if execution.targets is not None and execution.has_target is not None:
+            rows = rows & execution.has_target
+        rows = rows.nonzero().flatten()
+        if not len(rows):
+            return []
+        inputs = tuple(t[rows].detach().clone().requires_grad_(t.dtype.is_floating_point)
+                       for t in execution.inputs)
+        targets = execution.targets[rows] if execution.targets is not None else None
+        with torch.enable_grad():
+            output = primary_output(self.model(*inputs))
+            losses = self._per_example(output, targets)  # (n,)
+            findings = self._bad_losses(losses, output, rows)
+            blamed = {f.example for f in findings}
+            healthy = torch.tensor([i for i in range(len(rows)) if int(rows[i]) not in blamed],
+                                   dtype=torch.long, device=rows.device)
+            if len(healthy):
+                findings += self._bad_input_gradients(losses, inputs, rows, healthy)
+                blamed |= {f.example for f in findings}
+                healthy = torch.tensor([i for i in healthy.tolist() if int(rows[i]) not in blamed],
+                                       dtype=torch.long, device=rows.device)
+            if len(healthy) and self.parameters:
+                findings += [self._parameter_finding(losses, int(rows[i]), i)
+                             for i in self._blame(losses, healthy)]
+        return findings
+
+    # --- the three checks ------------------------------------------------------------
+
+    def _bad_losses(self, losses: torch.Tensor, output: torch.Tensor, rows: Rows) -> list[Finding]:
+        bad = (~torch.isfinite(losses.detach())).nonzero().flatten()
+        findings = []
+        for i in bad.tolist():
+            source = (" (the model's output is finite: the loss function made it)"
+                      if bool(torch.isfinite(output[i]).all()) else "")
+            findings.append(self.finding(int(rows[i]), f"the loss is {_kind(losses[i])}{source}",
+                                         "loss"))
+        return findings
+
+    def _bad_input_gradients(self, losses: torch.Tensor, inputs: tuple[torch.Tensor, ...],
+                             rows: Rows, healthy: Rows) -> list[Finding]:
+        leaves = [t for t in inputs if t.requires_grad]
+        if not leaves:
+            return []
+        grads = torch.autograd.grad(losses[healthy].sum(), leaves, retain_graph=True,
+                                    allow_unused=True)
+        findings, blamed = [], set()
+        for position, grad in enumerate(grads):
+            if grad is None:
+                continue
+            bad = ~torch.isfinite(grad[healthy].reshape(len(healthy), -1)).all(1)
+            for i in healthy[bad].tolist():
+                if i not in blamed:
+                    blamed.add(i)
+                    findings.append(self.finding(
+                        int(rows[i]), f"the gradient of the loss w.r.t. input {position} is "
+                                      f"{_kind(grad[i])}", "input-grad"))
+        return findings
+
+    def _blame(self, losses: torch.Tensor, rows: Rows) -> list[int]:
+        """The examples whose own parameter gradient is bad, by bisection."""
+        if not self._first_bad_parameter(losses[rows].sum()):
+            return []
+        if len(rows) == 1:
+            return [int(rows[0])]
+        half = len(rows) // 2
+        return self._blame(losses, rows[:half]) + self._blame(losses, rows[half:])
+
+    def _first_bad_parameter(self, total: torch.Tensor) -> tuple[str, str] | None:
+        grads = torch.autograd.grad(total, [p for _, p in self.parameters], retain_graph=True,
+                                    allow_unused=True)
+        for (name, _), grad in zip(self.parameters, grads):
+            if grad is not None and not bool(torch.isfinite(grad).all()):
+                return name, _kind(grad)
+        return None
+
+    def _parameter_finding(self, losses: torch.Tensor, example: int, row: int) -> Finding:
+        name, kind = self._first_bad_parameter(losses[row]) or ("?", "NaN")
+        return self.finding(example, f"the gradient of the loss w.r.t. parameter {name!r} is {kind}",
+                            f"param-grad:{name}")
+
+    # --- the target's loss -------------------------------------------------------------
+
+    def _per_example(self, output: Any, targets: torch.Tensor | None) -> torch.Tensor:
+        """The loss of each example, shape (n,), whatever the target's loss returns."""
+        count = output.shape[0]
+        value = self._call(output, targets)
+        if value.dim() == 1 and value.shape[0] == count:
+            return value
+        if value.dim() > 1 and value.shape[0] == count:
+            return value.reshape(count, -1).sum(1)
+        if value.dim() == 0:
+            # A reduced loss: recover each example's share, one call per example.
+            return torch.stack([self._call(output[i:i + 1], None if targets is None
+                                           else targets[i:i + 1]).reshape(()) for i in range(count)])
+        raise TargetError(f"{self.origin}: loss(output, target) returned shape {tuple(value.shape)}"
+                          f" for a batch of {count}: return one loss per example (N,) or a scalar.")
+
+    def _call(self, output: Any, targets: torch.Tensor | None) -> torch.Tensor:
+        loss: Callable[..., Any] = self.loss  # type: ignore[assignment]
+        try:
+            value = loss(output, targets)
+        except Exception as error:  # noqa: BLE001 - the target's bug, reported once
+            raise TargetError(f"{self.origin}: loss(output, target) raised {type(error).__name__}: "
+                              f"{first_line(error)}: fix loss() so it accepts any batch of outputs "
+                              "and targets.") from None
+        if not isinstance(value, torch.Tensor):
+            raise TargetError(f"{self.origin}: loss(output, target) returned "
+                              f"{type(value).__name__}: return a tensor, (N,) or a scalar.")
+        return value.float()
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    return "NaN" if bool(torch.isnan(tensor).any()) else "Inf"
