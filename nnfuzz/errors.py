@@ -7,6 +7,9 @@ wrong and says what to do next.
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 
 class NnfuzzError(Exception):
     """Root of every error nnfuzz raises on purpose."""
@@ -46,3 +49,14 @@ def first_line(error: BaseException) -> str:
     is in the traceback shown above them."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else ""
+
+
+def user_traceback(error: BaseException) -> str:
+    """The traceback of an error raised by the user's code, without nnfuzz's own frames."""
+    package = str(Path(__file__).parent)
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if package not in frame.filename and "<frozen importlib" not in frame.filename]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(error), error)
+    return "".join(lines).rstrip("\n")

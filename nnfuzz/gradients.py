@@ -54,8 +54,8 @@ class LossObjective(Objective):
                 healthy = torch.tensor([i for i in healthy.tolist() if int(rows[i]) not in blamed],
                                        dtype=torch.long, device=rows.device)
             if len(healthy) and self.parameters:
-                findings += [self._parameter_finding(losses, int(rows[i]), i)
-                             for i in self._blame(losses, healthy)]
+                findings += [self._parameter_finding(rows, inputs, targets, i)
+                             for i in self._blame(inputs, targets, healthy)]
         return findings
 
     # --- the three checks ------------------------------------------------------------
@@ -90,26 +90,37 @@ class LossObjective(Objective):
                                       f"{_kind(grad[i])}", "input-grad"))
         return findings
 
-    def _blame(self, losses: torch.Tensor, rows: Rows) -> list[int]:
-        """The examples whose own parameter gradient is bad, by bisection."""
-        if not self._first_bad_parameter(losses[rows].sum()):
+    def _blame(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor | None,
+               rows: Rows) -> list[int]:
+        """The examples whose own parameter gradient is bad, by bisection.
+
+        Each half gets a forward pass of its own: in a shared graph, an
+        excluded example's zero upstream gradient times an infinite local one
+        (sqrt at 0, say) is NaN, and would blame innocent examples.
+        """
+        if self._first_bad_parameter(inputs, targets, rows) is None:
             return []
         if len(rows) == 1:
             return [int(rows[0])]
         half = len(rows) // 2
-        return self._blame(losses, rows[:half]) + self._blame(losses, rows[half:])
+        return self._blame(inputs, targets, rows[:half]) + self._blame(inputs, targets, rows[half:])
 
-    def _first_bad_parameter(self, total: torch.Tensor) -> tuple[str, str] | None:
-        grads = torch.autograd.grad(total, [p for _, p in self.parameters], retain_graph=True,
-                                    allow_unused=True)
+    def _first_bad_parameter(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor | None,
+                             rows: Rows) -> tuple[str, str] | None:
+        subset = tuple(t[rows].detach() for t in inputs)
+        total = self._per_example(primary_output(self.model(*subset)),
+                                  targets[rows] if targets is not None else None).sum()
+        grads = torch.autograd.grad(total, [p for _, p in self.parameters], allow_unused=True)
         for (name, _), grad in zip(self.parameters, grads):
             if grad is not None and not bool(torch.isfinite(grad).all()):
                 return name, _kind(grad)
         return None
 
-    def _parameter_finding(self, losses: torch.Tensor, example: int, row: int) -> Finding:
-        name, kind = self._first_bad_parameter(losses[row]) or ("?", "NaN")
-        return self.finding(example, f"the gradient of the loss w.r.t. parameter {name!r} is {kind}",
+    def _parameter_finding(self, rows: Rows, inputs: tuple[torch.Tensor, ...],
+                           targets: torch.Tensor | None, row: int) -> Finding:
+        one = torch.tensor([row], device=rows.device)
+        name, kind = self._first_bad_parameter(inputs, targets, one) or ("?", "NaN")
+        return self.finding(int(rows[row]), f"the gradient of the loss w.r.t. parameter {name!r} is {kind}",
                             f"param-grad:{name}")
 
     # --- the target's loss -------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
-from nnfuzz.errors import TargetError, UsageError, first_line
+from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
 from nnfuzz.execution import Execution
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class UserObjective(Objective):
             raise TargetError(f"{self.origin}: objective {self.name} raised "
                               f"{type(error).__name__}: {first_line(error)}: fix the objective; "
                               "it must return a BoolTensor (N,) for any valid input.",
-                              context=_traceback_text(error)) from None
+                              context=user_traceback(error)) from None
         if (not isinstance(verdict, torch.Tensor) or verdict.shape != (execution.size,)
                 or verdict.dtype not in (torch.bool, torch.uint8)):
             what = (f"a tensor of shape {tuple(verdict.shape)} and dtype {verdict.dtype}"
@@ -108,12 +108,6 @@ class UserObjective(Objective):
         failing = verdict.bool().to(execution.ran.device) & execution.ran
         return [Finding(int(example), self.name, f"objective {self.name} returned True", self.name)
                 for example in failing.nonzero().flatten()]
-
-
-def _traceback_text(error: BaseException) -> str:
-    import traceback
-
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from nnfuzz.domain import Inputs, as_inputs
-from nnfuzz.errors import TargetError, first_line
+from nnfuzz.errors import TargetError, first_line, user_traceback
 
 
 @dataclass
@@ -101,7 +100,7 @@ def _import_file(path: Path) -> Any:
             raise
         raise TargetError(
             f"{path.name}: importing the target raised {type(error).__name__}: {first_line(error)}",
-            context=_target_traceback(error),
+            context=user_traceback(error),
         ) from None
     return module
 
@@ -121,7 +120,7 @@ def _call(module: Any, file: str, name: str, *, required: bool) -> Any:
         return function()
     except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
         raise TargetError(f"{file}: {name}() raised {type(error).__name__}: {first_line(error)}",
-                          context=_target_traceback(error)) from None
+                          context=user_traceback(error)) from None
 
 
 def _callable(module: Any, file: str, name: str) -> Callable[..., Any] | None:
@@ -149,14 +148,3 @@ def _checked_targets(file: str, targets: object, seeds: Inputs | None) -> torch.
         raise TargetError(f"{file}: targets() has shape {tuple(targets.shape)} but seeds() "
                           f"has N = {seeds[0].shape[0]}: give one target per seed.")
     return targets.detach()
-
-
-def _target_traceback(error: BaseException) -> str:
-    """The traceback of ``error`` without nnfuzz's own frames."""
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if f"{Path(__file__).parent}" not in frame.filename
-              and "<frozen importlib" not in frame.filename]
-    lines = ["Traceback (most recent call last):\n"]
-    lines += traceback.format_list(frames)
-    lines += traceback.format_exception_only(type(error), error)
-    return "".join(lines).rstrip("\n")
