@@ -43,7 +43,10 @@ def handles_errors(command: Callable[..., int]) -> Callable[..., None]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         warnings.showwarning = _show_warning
-        previous = signal.getsignal(signal.SIGTERM)
+        previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+        # Python leaves SIGINT ignored when it started ignored (a job a shell put in the
+        # background): Ctrl-C and SIGTERM must still stop the run and save its state.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             code = command(*args, **kwargs)
@@ -57,7 +60,8 @@ def handles_errors(command: Callable[..., int]) -> Callable[..., None]:
             _fail(f"internal error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 "
                   "for the traceback, and please report it)", 2)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         sys.exit(code)
 
     return wrapper
