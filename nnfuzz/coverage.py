@@ -45,6 +45,24 @@ def derive_threshold(vectors: torch.Tensor) -> float:
     return max(float(nearest.median()) * THRESHOLD_FACTOR, FALLBACK_THRESHOLD)
 
 
+def threshold_from_mutants(seed_vectors: torch.Tensor, mutant_vectors: torch.Tensor) -> float:
+    """For seeds without spacing (one seed): the median distance its first mutants moved.
+
+    Mutants at the smallest noise scales sit almost on top of each other, so
+    their nearest-neighbour spacing would give a threshold that floods the
+    corpus; how far they moved from the seed is the scale of one step.
+    """
+    mutants = mutant_vectors[torch.isfinite(mutant_vectors).all(1)].double()
+    seeds = seed_vectors[torch.isfinite(seed_vectors).all(1)].double()
+    if not len(mutants) or not len(seeds):
+        return FALLBACK_THRESHOLD
+    moved = torch.cdist(mutants, seeds).min(1).values
+    moved = moved[moved > 0]
+    if not len(moved):
+        return FALLBACK_THRESHOLD
+    return max(float(moved.median()) * THRESHOLD_FACTOR, FALLBACK_THRESHOLD)
+
+
 class NoveltyIndex:
     """Coverage vectors seen so far, with Euclidean nearest-neighbour lookups."""
 

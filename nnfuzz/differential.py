@@ -120,11 +120,12 @@ class Disagree(Objective):
         self.model_label = model_label(context.model)
         self.atol, self.rtol = context.atol, context.rtol
         self.origin = context.origin
-        self._cache: tuple[int, torch.Tensor] | None = None
+        self._cache: tuple[Execution, torch.Tensor] | None = None
 
     def _reference_output(self, execution: Execution) -> torch.Tensor:
         """The reference's primary output (float32), computed once per execution."""
-        if self._cache is not None and self._cache[0] == id(execution):
+        # Keyed by the object itself, held alive: an id() could be reused by a later batch.
+        if self._cache is not None and self._cache[0] is execution:
             return self._cache[1]
         try:
             with torch.no_grad():
@@ -139,7 +140,7 @@ class Disagree(Objective):
                               f"{shape}, the model {tuple(model.shape) if model is not None else None}:"
                               " a reference must compute the same function.")
         output = output.float().to(model.device)
-        self._cache = (id(execution), output)
+        self._cache = (execution, output)
         return output
 
     def judge(self, execution: Execution) -> list[Finding]:

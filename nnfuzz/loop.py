@@ -22,7 +22,7 @@ import torch
 
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.corpus import Batch, Corpus, inputs_in_folder
-from nnfuzz.coverage import Coverage, derive_threshold
+from nnfuzz.coverage import Coverage, derive_threshold, threshold_from_mutants
 from nnfuzz.domain import Inputs, as_inputs, infer_domain
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError
 from nnfuzz.execution import STATS, Execution, Executor
@@ -290,8 +290,9 @@ class Fuzzer:
             return derive_threshold(seed_vectors)
         # One seed gives no spacing: use its first mutants instead.
         probe = self.corpus.sample_seeds(self.config.batch_size, self.rng)
-        mutants = self.mutator.mutate(probe.inputs, probe.inputs, self.rng)
-        return derive_threshold(torch.cat([seed_vectors, self.executor.run(mutants).coverage]))
+        unguided = Mutator(self.domain, self.mutator.config)  # no records to guide by yet
+        mutants = unguided.mutate(probe.inputs, probe.inputs, self.rng)
+        return threshold_from_mutants(seed_vectors, self.executor.run(mutants).coverage)
 
     # --- guidance ------------------------------------------------------------------
 

@@ -58,3 +58,13 @@ def test_resumed_corpus_inputs_keep_their_seed_for_the_radius(dead_relu_target: 
     assert float((inputs - roots).abs().max()) <= 0.1 + 1e-6
     seeds = target.seeds[0]
     assert all(any(torch.equal(root, seed) for seed in seeds) for root in roots)
+
+
+def test_a_single_seed_gets_a_threshold_from_its_first_mutants() -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    seed = torch.rand(1, 4, generator=torch.Generator().manual_seed(0))
+    result = nnfuzz.fuzz(model, seed, bounds=(0.0, 1.0), runs=500)
+    assert result.threshold > 1e-3, "one seed has no spacing: its mutants give one"
+    assert result.corpus > 1

@@ -288,3 +288,26 @@ def test_the_model_runs_without_autograd() -> None:
     model = Records().eval()
     Executor(model).run((torch.rand(3, 2),))
     assert model.grad_enabled == [False]
+
+
+def test_disagree_never_reuses_the_reference_output_of_an_earlier_batch() -> None:
+    """Two executions judged in turn: each against its own reference output, even
+    when the first is freed and CPython could hand its id to the second."""
+    from nnfuzz.differential import Disagree, Reference
+    from nnfuzz.objectives import ObjectiveContext
+
+    model = torch.nn.Linear(3, 4).eval()
+    calls: list[int] = []
+
+    def reference(inputs):  # type: ignore[no-untyped-def]
+        calls.append(inputs[0].shape[0])
+        return model(*inputs)
+
+    objective = Disagree(ObjectiveContext(model=model, reference=Reference("copy", reference, "x")))
+    executor = Executor(model)
+    for size in (5, 1, 7):
+        execution = executor.run((torch.rand(size, 3),))
+        assert objective.judge(execution) == []
+        objective.pressure(execution)
+        del execution
+    assert calls == [5, 1, 7], "each batch's reference output is computed once, for that batch"
