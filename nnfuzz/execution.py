@@ -131,6 +131,7 @@ class Executor:
         self._gradient_module: torch.nn.Module | None = None
         self._gradient_output: torch.Tensor | None = None
         self._batch = 0
+        self._recording = False
         self._handles = [module.register_forward_hook(self._hook) for module in modules.values()]
 
     def close(self) -> None:
@@ -140,6 +141,8 @@ class Executor:
     # --- hooks -----------------------------------------------------------------
 
     def _hook(self, module: torch.nn.Module, _args: Any, output: Any) -> None:
+        if not self._recording:  # an objective's own forward pass (loss, disagree)
+            return
         tensor = _batch_tensor(output, self._batch)
         if tensor is None:
             return
@@ -168,7 +171,11 @@ class Executor:
     def _forward(self, inputs: Inputs) -> Any:
         self._events, self._captured = [], {}
         self._batch = inputs[0].shape[0]
-        return self.model(*inputs)
+        self._recording = True
+        try:
+            return self.model(*inputs)
+        finally:
+            self._recording = False
 
     def _run_batch(self, inputs: Inputs) -> Execution:
         with torch.no_grad():

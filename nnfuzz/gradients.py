@@ -44,6 +44,8 @@ class LossObjective(Objective):
         with torch.enable_grad():
             output = primary_output(self.model(*inputs))
             losses = self._per_example(output, targets)  # (n,)
+            if self._all_finite(losses, inputs):
+                return []
             findings = self._bad_losses(losses, output, rows)
             blamed = {f.example for f in findings}
             healthy = torch.tensor([i for i in range(len(rows)) if int(rows[i]) not in blamed],
@@ -57,6 +59,19 @@ class LossObjective(Objective):
                 findings += [self._parameter_finding(rows, inputs, targets, i)
                              for i in self._blame(inputs, targets, healthy)]
         return findings
+
+    def _all_finite(self, losses: torch.Tensor, inputs: tuple[torch.Tensor, ...]) -> bool:
+        """One backward for the whole batch: the common case, where nothing is wrong.
+
+        Only when something is does the objective look closer, check by check.
+        """
+        if not bool(torch.isfinite(losses.detach()).all()):
+            return False
+        wrt = [t for t in inputs if t.requires_grad] + [p for _, p in self.parameters]
+        if not wrt:
+            return True
+        grads = torch.autograd.grad(losses.sum(), wrt, retain_graph=True, allow_unused=True)
+        return all(g is None or bool(torch.isfinite(g).all()) for g in grads)
 
     # --- the three checks ------------------------------------------------------------
 
