@@ -30,6 +30,7 @@ class LossObjective(Objective):
         self.loss = context.loss
         self.origin = context.origin
         self.parameters = [(n, p) for n, p in context.model.named_parameters() if p.requires_grad]
+        self._losses: tuple[Execution, torch.Tensor] | None = None
 
     def judge(self, execution: Execution) -> list[Finding]:
         rows = execution.ran
@@ -44,6 +45,7 @@ class LossObjective(Objective):
         with torch.enable_grad():
             output = primary_output(self.model(*inputs))
             losses = self._per_example(output, targets)  # (n,)
+            self._remember(execution, rows, losses)
             if self._all_finite(losses, inputs):
                 return []
             findings = self._bad_losses(losses, output, rows)
@@ -59,6 +61,17 @@ class LossObjective(Objective):
                 findings += [self._parameter_finding(rows, inputs, targets, i)
                              for i in self._blame(inputs, targets, healthy)]
         return findings
+
+    def _remember(self, execution: Execution, rows: Rows, losses: torch.Tensor) -> None:
+        every = torch.full((execution.size,), float("nan"), device=losses.device)
+        every[rows] = losses.detach().float()
+        self._losses = (execution, every)  # the execution itself, held: ids get reused
+
+    def pressure(self, execution: Execution) -> torch.Tensor | None:
+        """Minus each example's loss: a loss that keeps growing is heading for Inf or NaN."""
+        if self._losses is None or self._losses[0] is not execution:
+            return torch.full((execution.size, 1), float("nan"), device=execution.coverage.device)
+        return -self._losses[1].unsqueeze(1)
 
     def _all_finite(self, losses: torch.Tensor, inputs: tuple[torch.Tensor, ...]) -> bool:
         """One backward for the whole batch: the common case, where nothing is wrong.
