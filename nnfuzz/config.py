@@ -50,12 +50,11 @@ class FuzzConfig:
     feedback: bool = True
     #: Allow the gradient-guided operator (only used with feedback).
     guided: bool = True
-    #: Keep inputs that bring an objective closer to failing (a smaller margin
-    #: between the top two classes, a wider gap to the reference, for
-    #: ``disagree``). Off: on 100 digits seeds it found disagreements for 63
-    #: seeds against int8 where the unguided search found 68 (benchmarks/results/
-    #: tensorfuzz-quantization.md), so it has not earned its place by default.
-    objective_guidance: bool = False
+    #: Keep inputs that bring an objective closer to failing: a larger loss for
+    #: ``loss``; a smaller margin between the top two classes or a wider gap to
+    #: the reference for ``disagree``. None: each objective's own default, set
+    #: by measurement (Objective.guides_by_default); True or False: all of them.
+    objective_guidance: bool | None = None
     stop_on_failure: bool = False
     #: Seconds between status lines and stats.jsonl records.
     status_interval: float = 1.0

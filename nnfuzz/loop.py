@@ -96,6 +96,8 @@ class Fuzzer:
                                  source=target.path)
         self.context = self._objective_context(origin)
         self.objectives = build_objectives(config.objectives, self.context)
+        self.guides = [o for o in self.objectives if o.guides_by_default
+                       or config.objective_guidance] if config.objective_guidance is not False else []
         self.rng = torch.Generator(device=self.executor.device)
         self.rng.manual_seed(config.seed)
         seeds = _starting_inputs(target.seeds, corpus, self.out)
@@ -170,9 +172,9 @@ class Fuzzer:
     def _signals(self, execution: Execution) -> torch.Tensor:
         """What records track: every module statistic, then the objectives' pressure."""
         stats = execution.stats.reshape(execution.size, -1)
-        if not self.config.objective_guidance:
+        if not self.guides:
             return stats
-        return torch.cat((stats, pressure(self.objectives, execution)), 1)
+        return torch.cat((stats, pressure(self.guides, execution)), 1)
 
     # --- the campaign --------------------------------------------------------------
 

@@ -35,6 +35,9 @@ class Objective:
     """Base class of objectives: subclasses set ``name`` and define ``judge``."""
 
     name: ClassVar[str]
+    #: Whether its pressure guides the search unless told otherwise: only where
+    #: it was measured to help.
+    guides_by_default: ClassVar[bool] = False
 
     def judge(self, execution: Execution) -> list[Finding]:
         raise NotImplementedError

@@ -82,3 +82,17 @@ def test_objective_guidance_tracks_the_disagree_margin_as_a_low_only_record() ->
     assert extra == 2, "the margin of the top two classes and the gap to the reference"
     assert not guided.coverage.records.track_high[-2:].any()
     assert guided.coverage.records.track_high[:-2].all()
+
+
+def test_the_loss_guides_by_default_and_objective_guidance_false_turns_it_off() -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    seeds = torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
+    target = nnfuzz.target.in_memory(
+        model, seeds, bounds=(0.0, 1.0), targets=torch.zeros(8, dtype=torch.long),
+        loss=lambda output, target: torch.nn.functional.cross_entropy(output, target, reduction="none"))
+    default = Fuzzer(target, FuzzConfig())
+    off = Fuzzer(target, FuzzConfig(objective_guidance=False))
+    assert len(default.coverage.records.low) == len(off.coverage.records.low) + 1
+    assert not default.coverage.records.track_high[-1], "a new high loss is a new low of -loss"
