@@ -34,9 +34,9 @@ MAX_SECONDS = 300.0
 def first_failure_nnfuzz(target: nnfuzz.Target, budget: int, seed: int,
                          feedback: bool) -> tuple[int | None, float]:
     start = time.perf_counter()
-    result = nnfuzz.fuzz(target.model, target.seeds, bounds=target.bounds, runs=budget,
-                         max_time=MAX_SECONDS, seed=seed, stop_on_failure=True,
-                         feedback=feedback, source=target.path)
+    config = nnfuzz.FuzzConfig(runs=budget, max_time=MAX_SECONDS, seed=seed,
+                               stop_on_failure=True, feedback=feedback)
+    result = nnfuzz.fuzz_target(target, config)
     found = int(result.failures[0].metadata["found_after_execs"]) if result.failures else None
     return found, time.perf_counter() - start
 
