@@ -21,7 +21,7 @@ import torch
 import nnfuzz
 from nnfuzz.domain import infer_domain
 from nnfuzz.execution import Executor
-from nnfuzz.objectives import build_objectives, judge
+from nnfuzz.objectives import ObjectiveContext, build_objectives, judge
 from nnfuzz.target import load_target
 
 ZOO = Path(__file__).resolve().parent / "zoo"
@@ -52,7 +52,7 @@ def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_
     start = time.perf_counter()
     domain = infer_domain(target.seeds, target.bounds)
     executor = Executor(target.model, source=target.path)
-    objectives = build_objectives(None)
+    objectives = build_objectives(None, ObjectiveContext(model=target.model))
     generator = torch.Generator().manual_seed(seed)
     execs = 0
     try:

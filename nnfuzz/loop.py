@@ -96,8 +96,9 @@ class Fuzzer:
                                  source=target.path)
         self.context = self._objective_context(origin)
         self.objectives = build_objectives(config.objectives, self.context)
-        self.guides = [o for o in self.objectives if o.guides_by_default
-                       or config.objective_guidance] if config.objective_guidance is not False else []
+        guidance = config.objective_guidance
+        self.guides = [o for o in self.objectives
+                       if (o.guides_by_default if guidance is None else guidance)]
         self.rng = torch.Generator(device=self.executor.device)
         self.rng.manual_seed(config.seed)
         seeds = _starting_inputs(target.seeds, corpus, self.out)

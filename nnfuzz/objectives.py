@@ -164,10 +164,9 @@ NEEDS = {
 
 
 def build_objectives(names: list[str] | tuple[str, ...] | None,
-                     context: ObjectiveContext | None = None) -> list[Objective]:
+                     context: ObjectiveContext) -> list[Objective]:
     """The objectives named, or every available one; a name that cannot be built is a usage error."""
-    found = available(context) if context is not None else {
-        Nonfinite.name: Nonfinite, RaisedException.name: RaisedException}
+    found = available(context)
     chosen = list(dict.fromkeys(names or found))
     for name in chosen:
         if name in NEEDS and name not in found:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnfuzz.execution import Executor
-from nnfuzz.objectives import Nonfinite, RaisedException, build_objectives, judge
+from nnfuzz.objectives import Nonfinite, ObjectiveContext, RaisedException, build_objectives, judge
 
 HERE = Path(__file__).name
 
@@ -110,7 +110,7 @@ def test_a_healthy_model_gives_no_finding() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
     execution = Executor(model).run((torch.rand(16, 3),))
-    assert judge(build_objectives(None), execution) == []
+    assert judge(build_objectives(None, ObjectiveContext(model=model)), execution) == []
     assert bool(execution.ran.all())
 
 
@@ -155,8 +155,9 @@ def test_rows_that_raised_are_not_also_reported_as_nonfinite() -> None:
             return self.root(x)
 
     inputs = torch.tensor([[1.0], [-1.0], [200.0], [4.0]])
-    execution = Executor(RaisesOrNan().eval()).run((inputs,))
-    findings = judge(build_objectives(None), execution)
+    model = RaisesOrNan().eval()
+    execution = Executor(model).run((inputs,))
+    findings = judge(build_objectives(None, ObjectiveContext(model=model)), execution)
     by_example = {f.example: f for f in findings}
     assert sorted(by_example) == [1, 2]
     assert by_example[1].objective == "nonfinite"
