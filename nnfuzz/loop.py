@@ -260,13 +260,15 @@ class Fuzzer:
     def _check_seeds(self, seeds: Inputs) -> None:
         """The seeds must pass: a failing seed is a broken target, not a finding."""
         for start, execution in self._executions(seeds):
+            for example, error in enumerate(execution.raised):
+                if error is not None:
+                    shapes = ", ".join(f"{tuple(t.shape[1:])} {t.dtype}" for t in seeds)
+                    raise TargetError(f"seed {start + example} makes the model raise an exception, "
+                                      f"{error.describe()}: the seeds must be inputs the model "
+                                      f"accepts (each seed is {shapes}); fix the seeds or the model.")
             for finding in judge(self.objectives, execution):
                 raise TargetError(f"seed {start + finding.example} already fails {finding.objective}: "
                                   f"{finding.detail}: the seeds must pass; fix the model or the seed.")
-            for example, error in enumerate(execution.raised):
-                if error is not None:
-                    raise TargetError(f"seed {start + example} makes the model raise "
-                                      f"{error.describe()}: the seeds must pass; fix the model or the seed.")
 
     def _executions(self, inputs: Inputs, roots: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
         """Executions of ``inputs`` in batches; ``roots`` default to the inputs being the seeds."""
