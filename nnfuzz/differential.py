@@ -212,14 +212,25 @@ class Disagree(Objective):
         ours, theirs = execution.primary, self._reference_output(execution)
         size = ours.shape[0]
         if _is_classes(ours):
-            probabilities = ours.softmax(-1)
-            top = probabilities.topk(2, dim=-1).values  # (B, ..., 2)
-            margin = (top[..., 0] - top[..., 1]).reshape(size, -1).amin(1)
-            gap = (probabilities - theirs.softmax(-1)).abs().reshape(size, -1).amax(1)
+            margin = top_two_margin(ours)
+            gap = (ours.softmax(-1) - theirs.softmax(-1)).abs().reshape(size, -1).amax(1)
         else:
             margin = torch.zeros(size, device=ours.device)
             gap = ((ours - theirs).abs() - self.rtol * theirs.abs()).reshape(size, -1).amax(1)
         return torch.stack((margin, -gap), 1)
+
+
+    def steer(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Down the top-two margin: disagreements live where the model hesitates."""
+        return top_two_margin
+
+
+def top_two_margin(output: torch.Tensor) -> torch.Tensor:
+    """Per example, the smallest gap between the two most probable classes (B,)."""
+    if not _is_classes(output):
+        return torch.zeros(output.shape[0], device=output.device)
+    top = output.float().softmax(-1).topk(2, dim=-1).values  # (B, ..., 2)
+    return (top[..., 0] - top[..., 1]).reshape(output.shape[0], -1).amin(1)
 
 
 def _is_classes(output: torch.Tensor) -> bool:

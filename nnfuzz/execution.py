@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -251,18 +251,30 @@ class Executor:
         Used by the guided mutation to push a layer's activations toward an
         extreme. None when the model is not differentiable there.
         """
-        module = list(self._index)[module_index]
+        def statistic(activation: torch.Tensor) -> torch.Tensor:
+            flat = activation.flatten(1).float()
+            return (flat.mean(1), flat.std(1, correction=0), flat.abs().amax(1))[stat]
+
+        return self.gradient(inputs, statistic, module_index)
+
+    def gradient(self, inputs: Inputs, measure: Callable[[torch.Tensor], torch.Tensor],
+                 module_index: int | None = None) -> Inputs | None:
+        """Gradient of ``measure`` (per example, summed over the batch) w.r.t. float inputs.
+
+        ``measure`` reads a module's output, or the primary output when
+        ``module_index`` is None. None when the model is not differentiable there.
+        """
+        module = list(self._index)[module_index] if module_index is not None else None
         leaves = tuple(t.detach().clone().requires_grad_(t.dtype.is_floating_point)
                        for t in inputs)
         self._gradient_module, self._gradient_output = module, None
         try:
             with torch.enable_grad():
-                self._forward(leaves)
-                activation = self._gradient_output
+                output = self._forward(leaves)
+                activation = primary_output(output) if module is None else self._gradient_output
                 if activation is None or not activation.requires_grad:
                     return None
-                flat = activation.flatten(1).float()
-                value = (flat.mean(1), flat.std(1, correction=0), flat.abs().amax(1))[stat]
+                value = measure(activation)
                 grads = torch.autograd.grad(value.sum(), [t for t in leaves if t.requires_grad],
                                             allow_unused=True)
         except Exception:  # noqa: BLE001 - not differentiable here: the caller falls back

@@ -302,7 +302,13 @@ class Fuzzer:
     # --- guidance ------------------------------------------------------------------
 
     def _gradient(self, inputs: Inputs, rng: torch.Generator) -> tuple[torch.Tensor | None, ...] | None:
-        """Direction that drives one random activation statistic to an extreme."""
+        """Direction that drives an objective's steering quantity down (half the time,
+        when a guiding objective has one) or one activation statistic to an extreme."""
+        steering = [s for s in (o.steer() for o in self.guides) if s is not None]
+        if steering and bool(torch.rand(1, generator=rng, device=rng.device).item() < 0.5):
+            pick = int(torch.randint(len(steering), (1,), generator=rng, device=rng.device).item())
+            grads = self.executor.gradient(inputs, steering[pick])
+            return None if grads is None else tuple(-g if g is not None else g for g in grads)
         candidates = self.coverage.records.targets()
         candidates = candidates[candidates < len(self.executor.module_names) * len(STATS)]
         if not len(candidates):

@@ -47,6 +47,11 @@ class Objective:
         example gets closer to failing; the loop keeps inputs that set a new low."""
         return None
 
+    def steer(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Optional guidance: a differentiable per-example quantity of the primary
+        output that shrinks toward failing; guided mutations step down its gradient."""
+        return None
+
     def finding(self, example: int, detail: str, key: str) -> Finding:
         return Finding(example, self.name, detail, f"{self.name}:{key}")
 

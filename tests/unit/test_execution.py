@@ -312,3 +312,18 @@ def test_disagree_never_reuses_the_reference_output_of_an_earlier_batch() -> Non
         objective.pressure(execution)
         del execution
     assert calls == [5, 1, 7], "each batch's reference output is computed once, for that batch"
+
+
+def test_a_step_down_the_steering_gradient_shrinks_the_top_two_margin() -> None:
+    from nnfuzz.differential import top_two_margin
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).eval()
+    inputs = torch.rand(6, 5, generator=torch.Generator().manual_seed(1))
+    executor = Executor(model)
+    [direction] = executor.gradient((inputs,), top_two_margin)
+    stepped = inputs - 0.01 * direction.sign()
+    with torch.no_grad():
+        before, after = top_two_margin(model(inputs)), top_two_margin(model(stepped))
+    assert bool((after < before).all()), (before, after)
