@@ -50,10 +50,11 @@ class FuzzConfig:
     feedback: bool = True
     #: Allow the gradient-guided operator (only used with feedback).
     guided: bool = True
-    #: Keep inputs that bring an objective closer to failing: a larger loss for
-    #: ``loss``; a smaller margin between the top two classes or a wider gap to
-    #: the reference for ``disagree``. None: each objective's own default, set
-    #: by measurement (Objective.guides_by_default); True or False: all of them.
+    #: Guide the search by the objectives themselves: keep inputs that set a
+    #: new high loss (``loss``), a new low top-two margin or a new high gap to
+    #: the reference (``disagree``), and step down the margin's gradient. None:
+    #: each objective's own default, set by measurement
+    #: (Objective.guides_by_default); True or False: all of them.
     objective_guidance: bool | None = None
     stop_on_failure: bool = False
     #: Seconds between status lines and stats.jsonl records.

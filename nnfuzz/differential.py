@@ -113,9 +113,11 @@ def model_label(model: nn.Module) -> str:
 
 class Disagree(Objective):
     name = "disagree"
-    #: Not measured to help: on 100 digits seeds against int8, 63 disagreements
-    #: found with the margin and gap guidance, 68 without (p = 0.33).
-    guides_by_default = False
+    #: Measured on 100 digits seeds within L-inf 0.4, 5,000 executions each: with
+    #: the margin records alone 63 int8 disagreements found against 68 without
+    #: (no help); with steps down the margin's gradient added, 94 against 68
+    #: (fp16: 38 against 15). Random search: 16 and 3.
+    guides_by_default = True
 
     def __init__(self, context: ObjectiveContext) -> None:
         self.reference: Reference = context.reference  # type: ignore[assignment]

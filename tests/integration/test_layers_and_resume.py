@@ -70,14 +70,14 @@ def test_a_single_seed_gets_a_threshold_from_its_first_mutants() -> None:
     assert result.corpus > 1
 
 
-def test_objective_guidance_tracks_the_disagree_margin_as_a_low_only_record() -> None:
+def test_disagree_guides_by_default_with_its_margin_and_gap_as_low_only_records() -> None:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     seeds = torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
     target = nnfuzz.target.in_memory(model, seeds, bounds=(0.0, 1.0))
-    plain = Fuzzer(target, FuzzConfig(reference="fp16"))
-    guided = Fuzzer(target, FuzzConfig(reference="fp16", objective_guidance=True))
+    plain = Fuzzer(target, FuzzConfig(reference="fp16", objective_guidance=False))
+    guided = Fuzzer(target, FuzzConfig(reference="fp16"))
     extra = len(guided.coverage.records.low) - len(plain.coverage.records.low)
     assert extra == 2, "the margin of the top two classes and the gap to the reference"
     assert not guided.coverage.records.track_high[-2:].any()
