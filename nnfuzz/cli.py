@@ -163,11 +163,24 @@ def _device(name: str) -> Any:
 @main.command()
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per reproducer: failing in some but not all is 'flaky'.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the verdicts as JSON to this file.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write JUnit XML (one test case per reproducer) to this file.")
 @handles_errors
-def replay(target: Path, paths: tuple[Path, ...]) -> int:
-    """Re-run reproducer files (or folders of them) against TARGET.py."""
+def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path | None,
+           junit_path: Path | None) -> int:
+    """Re-run reproducer files (or folders of them) against TARGET.py.
+
+    Each is 'still fails', 'flaky', 'fixed' or 'error' (could not run: never
+    counted as fixed). Exit 1 if any still fails or is flaky, 2 if any could
+    not run, else 0.
+    """
     from nnfuzz.replay import Verdict, exit_code, replay as replay_all
     from nnfuzz.reproducer import reproducer_paths
+    from nnfuzz.results import replay_junit, replay_record, write_json, write_junit
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
@@ -175,7 +188,11 @@ def replay(target: Path, paths: tuple[Path, ...]) -> int:
     if not files:
         raise UsageError(f"no reproducer files in {', '.join(map(str, paths))}: "
                          "give .safetensors files from OUT/crashes/.")
-    outcomes = replay_all(loaded, files)
+    outcomes = replay_all(loaded, files, repeat)
+    if json_path is not None:
+        write_json(json_path, replay_record(outcomes))
+    if junit_path is not None:
+        write_junit(junit_path, replay_junit(outcomes))
     for outcome in outcomes:
         if outcome.verdict is Verdict.ERROR:
             click.echo(f"ERROR: {outcome.line()}", err=True)

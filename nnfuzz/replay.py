@@ -23,8 +23,14 @@ from nnfuzz.target import Target
 
 class Verdict(enum.Enum):
     STILL_FAILS = "still fails"
+    FLAKY = "flaky"
     FIXED = "fixed"
     ERROR = "error"
+
+
+#: How many times replay runs each reproducer by default: enough to tell a
+#: flaky failure (nondeterministic kernels, a model that samples) from a steady one.
+DEFAULT_REPEAT = 3
 
 
 @dataclass(frozen=True)
@@ -32,32 +38,50 @@ class ReplayOutcome:
     path: Path
     verdict: Verdict
     detail: str
+    objective: str = ""
+    signature: str = ""
+    #: Runs, and how many of them still failed with the recorded signature.
+    runs: int = 0
+    failed_runs: int = 0
 
     def line(self) -> str:
         return f"{self.path}: {self.verdict.value}: {self.detail}"
 
 
-def replay_file(target: Target, path: Path, executor: Executor,
-                objectives: "ObjectiveCache") -> ReplayOutcome:
-    """Re-run one reproducer and re-judge exactly its objective and signature."""
+def replay_file(target: Target, path: Path, executor: Executor, objectives: "ObjectiveCache",
+                repeat: int = DEFAULT_REPEAT) -> ReplayOutcome:
+    """Re-run one reproducer ``repeat`` times and re-judge exactly its objective and signature."""
     try:
         failure = load_failure(path)
         _check_fits(target, failure)
         objective = objectives.get(failure)
     except (ReproducerError, CorpusError, UsageError) as error:
         return ReplayOutcome(path, Verdict.ERROR, str(error).removeprefix(f"{path}: "))
-    inputs = tuple(t.unsqueeze(0).to(executor.device) for t in failure.inputs)
-    execution = executor.run(inputs)
-    if failure.target is not None:
-        execution.targets = failure.target.unsqueeze(0).to(executor.device)
-        execution.has_target = torch.ones(1, dtype=torch.bool, device=executor.device)
-    findings = objective.judge(execution)
-    same = [f for f in findings if f.signature == failure.signature]
-    if same:
-        return ReplayOutcome(path, Verdict.STILL_FAILS, f"{same[0].objective}: {same[0].detail}")
-    now = f"; it now fails differently: {findings[0].detail}" if findings else ""
+    known = {"objective": failure.objective, "signature": failure.signature, "runs": repeat}
+    still, other = [], []
+    for _ in range(repeat):
+        execution = executor.run(tuple(t.unsqueeze(0).to(executor.device) for t in failure.inputs))
+        error = execution.raised[0] if execution.raised else None
+        if error is not None and failure.objective != "exception":
+            return ReplayOutcome(path, Verdict.ERROR, f"the model raised {error.describe()} on it: "
+                                 f"cannot tell whether {failure.objective} still fires", **known)
+        if failure.target is not None:
+            execution.targets = failure.target.unsqueeze(0).to(executor.device)
+            execution.has_target = torch.ones(1, dtype=torch.bool, device=executor.device)
+        findings = objective.judge(execution)
+        still += [f for f in findings if f.signature == failure.signature][:1]
+        other += [f for f in findings if f.signature != failure.signature][:1]
+    counts = {**known, "failed_runs": len(still)}
+    if len(still) == repeat:
+        return ReplayOutcome(path, Verdict.STILL_FAILS, f"{still[0].objective}: {still[0].detail}",
+                             **counts)
+    if still:
+        return ReplayOutcome(path, Verdict.FLAKY, f"failed {len(still)} of {repeat} runs: "
+                                                  f"{still[0].objective}: {still[0].detail}", **counts)
+    now = f"; it now fails differently: {other[0].detail}" if other else ""
     return ReplayOutcome(path, Verdict.FIXED, f"{failure.objective} no longer fires as "
-                                              f"{failure.signature!r} (was: {failure.detail}){now}")
+                                              f"{failure.signature!r} (was: {failure.detail}){now}",
+                         **counts)
 
 
 class ObjectiveCache:
@@ -104,18 +128,18 @@ def _check_fits(target: Target, failure: Failure) -> None:
     domain.check(tuple(t.unsqueeze(0) for t in failure.inputs), "the reproducer's input")
 
 
-def replay(target: Target, paths: list[Path]) -> list[ReplayOutcome]:
+def replay(target: Target, paths: list[Path], repeat: int = DEFAULT_REPEAT) -> list[ReplayOutcome]:
     executor = Executor(target.model, source=target.path)
     objectives = ObjectiveCache(target)
     try:
-        return [replay_file(target, path, executor, objectives) for path in paths]
+        return [replay_file(target, path, executor, objectives, repeat) for path in paths]
     finally:
         executor.close()
 
 
 def exit_code(outcomes: list[ReplayOutcome]) -> int:
-    """2 when a file could not be replayed, 1 when one still fails, else 0 (DESIGN §6)."""
+    """2 when a file could not be replayed, 1 when one still fails or is flaky, else 0."""
     verdicts = {outcome.verdict for outcome in outcomes}
     if Verdict.ERROR in verdicts:
         return NnfuzzError.exit_code
-    return 1 if Verdict.STILL_FAILS in verdicts else 0
+    return 1 if verdicts & {Verdict.STILL_FAILS, Verdict.FLAKY} else 0

@@ -68,7 +68,8 @@ def content_hash(inputs: Inputs) -> str:
 
 
 def tensor_file_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
-    cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+    # A copy each: safetensors refuses tensors that share memory (an input that is its own seed).
+    cpu = {name: tensor.detach().cpu().clone().contiguous() for name, tensor in tensors.items()}
     return save_safetensors(cpu, metadata=metadata)
 
 

@@ -226,3 +226,10 @@ def test_a_header_that_is_not_an_object_is_rejected(tmp_path: Path) -> None:
 def test_a_missing_file_and_a_folder_raise_reproducer_error(tmp_path: Path) -> None:
     _load_rejects(tmp_path / "absent.safetensors")
     _load_rejects(tmp_path)
+
+
+def test_a_failure_whose_input_is_its_seed_saves_and_loads(tmp_path: Path) -> None:
+    x = torch.arange(4.0)
+    failure = Failure(inputs=(x,), seed=(x,), objective="nonfinite", detail="d", signature="s")
+    loaded = load_failure(failure.save(tmp_path / "same.safetensors"))
+    assert torch.equal(loaded.inputs[0], x) and torch.equal(loaded.seed[0], x)

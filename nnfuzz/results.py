@@ -1,0 +1,57 @@
+"""Machine-readable results for CI systems: JSON, and JUnit XML (one test case per reproducer).
+
+JUnit XML is what CI systems (GitHub Actions reporters, GitLab, Jenkins) read to
+show a failing test; a reproducer that still fails is a failing test case, one
+that could not run is an errored one.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any
+
+from nnfuzz.replay import ReplayOutcome, Verdict
+from nnfuzz.storage import atomic_write
+
+
+def replay_record(outcomes: list[ReplayOutcome]) -> dict[str, Any]:
+    """The outcomes as JSON-ready data, with a count per verdict."""
+    return {
+        "counts": {verdict.value: sum(o.verdict is verdict for o in outcomes) for verdict in Verdict},
+        "reproducers": [{"path": str(o.path), "verdict": o.verdict.value, "detail": o.detail,
+                         "objective": o.objective, "signature": o.signature, "runs": o.runs,
+                         "failed_runs": o.failed_runs} for o in outcomes],
+    }
+
+
+def replay_junit(outcomes: list[ReplayOutcome]) -> bytes:
+    """A JUnit XML test suite: one test case per reproducer."""
+    failing = {Verdict.STILL_FAILS, Verdict.FLAKY}
+    suite = ElementTree.Element("testsuite", {
+        "name": "nnfuzz replay",
+        "tests": str(len(outcomes)),
+        "failures": str(sum(o.verdict in failing for o in outcomes)),
+        "errors": str(sum(o.verdict is Verdict.ERROR for o in outcomes)),
+    })
+    for outcome in outcomes:
+        case = ElementTree.SubElement(suite, "testcase", {
+            "classname": f"nnfuzz.{outcome.objective or 'reproducer'}",
+            "name": outcome.path.name,
+            "file": str(outcome.path),
+        })
+        if outcome.verdict in failing:
+            ElementTree.SubElement(case, "failure", {"message": outcome.verdict.value,
+                                                     "type": outcome.signature}).text = outcome.detail
+        elif outcome.verdict is Verdict.ERROR:
+            ElementTree.SubElement(case, "error", {"message": "could not replay"}).text = outcome.detail
+    return ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    atomic_write(path, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def write_junit(path: Path, xml: bytes) -> None:
+    atomic_write(path, xml)
