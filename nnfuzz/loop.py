@@ -92,6 +92,11 @@ class Fuzzer:
         self.reporter = reporter or Reporter()
         self.out = OutputFolder(out) if out is not None else None
         origin = target.path.name if target.path else "the target"
+        if self.out is not None:
+            self.out.check_resumable(target.path.name if target.path else None, target.sha256,
+                                     __version__)
+        #: What earlier runs in the output folder did: totals add up across runs.
+        self.earlier = self.out.earlier_runs() if self.out else []
         self.executor = Executor(target.model.eval(), layers=list(config.layers),
                                  source=target.path)
         self.context = self._objective_context(origin)
@@ -223,8 +228,10 @@ class Fuzzer:
         return time.monotonic() - self.started
 
     def _snapshot(self) -> Snapshot:
+        """Counters across every run in the output folder; the rate is this run's."""
         elapsed = self._elapsed()
-        return Snapshot(elapsed_s=elapsed, execs=self.execs,
+        return Snapshot(elapsed_s=elapsed + _total(self.earlier, "elapsed_s"),
+                        execs=self.execs + int(_total(self.earlier, "execs")),
                         execs_per_s=self.execs / elapsed if elapsed > 0 else 0.0,
                         corpus=len(self.corpus), coverage=len(self.coverage),
                         failures=len(self.failures))
@@ -234,12 +241,28 @@ class Fuzzer:
         self.reporter.status(snapshot)
         if self.out is not None:
             self.out.append_stats(snapshot.record())
+            self._write_run(None)  # so that a killed run's work still counts in the totals
         return snapshot
 
     def _write_run(self, reason: StopReason | None) -> None:
         if self.out is None:
             return
         snapshot = self._snapshot()
+        this_run = {
+            "nnfuzz": __version__,
+            "target_sha256": self.target.sha256,
+            "run_seed": self.config.seed,
+            "start_time": self.started_at.isoformat(),
+            "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
+            "stop_reason": reason.describe() if reason else "running",
+            "execs": self.execs,
+            "elapsed_s": round(self._elapsed(), 3),
+            "new_failures": len(self.failures),
+        }
+        hits = Counter(self.hits)
+        for earlier in self.earlier:
+            hits.update(earlier.get("hits") or {})
+        this_run["hits"] = dict(self.hits)
         self.out.write_run({
             **versions(),
             "device": str(self.executor.device),
@@ -251,8 +274,10 @@ class Fuzzer:
             "start_time": self.started_at.isoformat(),
             "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
             "stop_reason": reason.describe() if reason else "running",
-            "totals": {**snapshot.record(), "new_failures": len(self.failures),
-                       "known_failures": len(self.known), "hits": dict(self.hits)},
+            "totals": {**snapshot.record(), "runs": len(self.earlier) + 1,
+                       "new_failures": len(self.failures), "known_failures": len(self.known),
+                       "hits": dict(hits)},
+            "runs": [*self.earlier, this_run],
         })
 
     # --- set-up ------------------------------------------------------------------
@@ -364,6 +389,10 @@ class Fuzzer:
             return None
         return (f"nnfuzz replay {shlex.quote(str(self.target.path))} "
                 f"{shlex.quote(str(failure.path))}")
+
+
+def _total(runs: list[dict[str, object]], key: str) -> float:
+    return float(sum(r.get(key) or 0 for r in runs if isinstance(r.get(key, 0), (int, float))))
 
 
 def _mask(findings: list[Finding], size: int, device: torch.device) -> torch.Tensor:

@@ -68,6 +68,33 @@ class OutputFolder:
             warnings.warn(f"{self.run_json} is unreadable; it will be rewritten", stacklevel=2)
             return None
 
+    def earlier_runs(self) -> list[dict[str, Any]]:
+        """One entry per earlier run in this folder, oldest first (from run.json)."""
+        previous = self.previous_run()
+        if previous is None:
+            return []
+        runs = previous.get("runs")
+        return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else [previous]
+
+    def check_resumable(self, target_name: str | None, target_sha256: str, version: str) -> None:
+        """Refuse a folder of another target; say so when the target or nnfuzz changed."""
+        previous = self.previous_run()
+        if not previous:
+            return
+        old_path, old_sha = previous.get("target"), previous.get("target_sha256") or ""
+        old_name = Path(old_path).name if isinstance(old_path, str) else None
+        if old_name and target_name and old_name != target_name and old_sha != target_sha256:
+            raise OutputError(f"{self.path} holds runs of {old_name}, not {target_name}: "
+                              "use another --out for each target.")
+        if old_sha and target_sha256 and old_sha != target_sha256:
+            warnings.warn(f"{target_name} changed since the last run in {self.path} (sha256 "
+                          f"{old_sha[:12]}, now {target_sha256[:12]}): its corpus is reused and "
+                          "failures already saved are not reported again", stacklevel=2)
+        old_version = previous.get("nnfuzz")
+        if old_version != version:
+            warnings.warn(f"{self.path} was written by nnfuzz {old_version or 'unknown'}, this is "
+                          f"{version}: resuming it", stacklevel=2)
+
     def known_failures(self) -> dict[str, Path]:
         """Signature -> reproducer path of every failure already saved."""
         known = {}
