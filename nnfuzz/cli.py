@@ -201,5 +201,31 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
     return exit_code(outcomes)
 
 
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("reproducer", type=click.Path(dir_okay=False, path_type=Path))
+@handles_errors
+def minimize(target: Path, reproducer: Path) -> int:
+    """Shrink REPRODUCER toward its seed while the same failure fires; writes NAME.min.safetensors."""
+    from nnfuzz.mutation import input_distance
+    from nnfuzz.replay import shrink
+    from nnfuzz.shrinker import changed_values
+    from nnfuzz.target import load_target
+
+    loaded = load_target(target, need_seeds=False)
+    original, smaller = shrink(loaded, reproducer)
+    path = smaller.save(reproducer.with_name(reproducer.name.removesuffix(".safetensors")
+                                             + ".min.safetensors"))
+    for norm in ("linf", "l2"):
+        before = input_distance(original.inputs, original.seed, norm)
+        after = input_distance(smaller.inputs, smaller.seed, norm)
+        click.echo(f"INFO: {norm} distance from the seed: {before:.6g} -> {after:.6g}", err=True)
+    click.echo(f"INFO: changed values: {changed_values(original.inputs, original.seed)} -> "
+               f"{changed_values(smaller.inputs, smaller.seed)}", err=True)
+    click.echo(f"minimized: {path}")
+    click.echo(f"  replay: nnfuzz replay {target} {path}")
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,6 +18,7 @@ from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
 from nnfuzz.execution import Executor
 from nnfuzz.objectives import NEEDS, Objective, ObjectiveContext, available
 from nnfuzz.reproducer import Failure, load_failure
+from nnfuzz.shrinker import minimize
 from nnfuzz.target import Target
 
 
@@ -143,3 +144,32 @@ def exit_code(outcomes: list[ReplayOutcome]) -> int:
     if Verdict.ERROR in verdicts:
         return NnfuzzError.exit_code
     return 1 if verdicts & {Verdict.STILL_FAILS, Verdict.FLAKY} else 0
+
+
+def shrink(target: Target, path: Path) -> tuple[Failure, Failure]:
+    """The reproducer at ``path`` and its minimized copy (same objective and signature)."""
+    failure = load_failure(path)
+    _check_fits(target, failure)
+    objective = ObjectiveCache(target).get(failure)
+    executor = Executor(target.model, source=target.path)
+
+    def still_fails(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        execution = executor.run(tuple(t.to(executor.device) for t in batch))
+        size = execution.size
+        if failure.target is not None:
+            execution.targets = failure.target.unsqueeze(0).expand(size, *failure.target.shape)
+            execution.targets = execution.targets.to(executor.device)
+            execution.has_target = torch.ones(size, dtype=torch.bool, device=executor.device)
+        mask = torch.zeros(size, dtype=torch.bool)
+        for finding in objective.judge(execution):
+            if finding.signature == failure.signature:
+                mask[finding.example] = True
+        return mask
+
+    try:
+        if not bool(still_fails(tuple(t.unsqueeze(0) for t in failure.inputs))[0]):
+            raise UsageError(f"{path}: it no longer fails as {failure.signature!r}: "
+                             "nothing to minimize (replay it to see what it does now).")
+        return failure, minimize(failure, still_fails)
+    finally:
+        executor.close()

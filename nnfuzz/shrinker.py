@@ -1,0 +1,102 @@
+"""Shrinking a failing input toward its seed while the same failure still fires.
+
+A reproducer found after a chain of mutations is usually far from its seed;
+what the bug needs is often much less. Like libFuzzer's ``-minimize_crash``
+and Hypothesis's shrinker, ``minimize`` keeps the signature fixed and
+moves the input back: first along the straight line from the seed (for float
+inputs, by bisection), then by resetting blocks of values, and finally single
+values, to the seed's (delta debugging). Integer (token) inputs skip the line.
+Every step is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import torch
+
+from nnfuzz.domain import Inputs
+from nnfuzz.mutation import input_distance
+from nnfuzz.reproducer import Failure
+
+#: Bisection steps along the line from seed to input: 2^-20 of the way is close enough.
+BISECTION_STEPS = 20
+#: At most this many candidate inputs are run in all: shrinking must stay quick.
+MAX_CANDIDATES = 20_000
+#: Candidates per forward pass while resetting blocks.
+BATCH = 256
+
+#: Given candidate inputs (a batch), which of them still fail with the same signature.
+Check = Callable[[Inputs], torch.Tensor]
+
+
+def minimize(failure: Failure, still_fails: Check) -> Failure:
+    """A copy of ``failure`` whose inputs are as close to its seed as the check allows."""
+    current = tuple(t.clone() for t in failure.inputs)
+    seed = failure.seed
+    current = _along_the_line(current, seed, still_fails)
+    current = _reset_blocks(current, seed, still_fails)
+    norm = failure.metadata.get("norm", "linf")
+    metadata = {**failure.metadata, "distance": f"{input_distance(current, seed, norm):.6g}",
+                "minimized": "true"}
+    return replace(failure, inputs=current, metadata=metadata, path=None)
+
+
+def _along_the_line(current: Inputs, seed: Inputs, still_fails: Check) -> Inputs:
+    """Bisect t in [0, 1] for the smallest seed + t * (input - seed) that still fails."""
+    floats = [i for i, t in enumerate(current) if t.dtype.is_floating_point]
+    if not floats:
+        return current
+
+    def at(fraction: float) -> Inputs:
+        return tuple(s + fraction * (c - s) if i in floats else c
+                     for i, (c, s) in enumerate(zip(current, seed)))
+
+    low, high = 0.0, 1.0  # low: passes (the seed passes), high: fails
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        if bool(still_fails(_batch([at(middle)]))[0]):
+            high = middle
+        else:
+            low = middle
+    return at(high) if high < 1.0 else current
+
+
+def _reset_blocks(current: Inputs, seed: Inputs, still_fails: Check) -> Inputs:
+    """Delta debugging: reset ever smaller blocks of differing values to the seed's."""
+    budget = MAX_CANDIDATES
+    for position in range(len(current)):
+        flat, flat_seed = current[position].reshape(-1), seed[position].reshape(-1)
+        size = max(1, flat.numel() // 2)
+        while size >= 1 and budget > 0:
+            changed = True
+            while changed and budget > 0:
+                changed = False
+                differing = (flat != flat_seed).nonzero().flatten()
+                blocks = [differing[i:i + size] for i in range(0, len(differing), size)]
+                for start in range(0, len(blocks), BATCH):
+                    chunk = blocks[start:start + BATCH]
+                    candidates = []
+                    for block in chunk:
+                        candidate = flat.clone()
+                        candidate[block] = flat_seed[block]
+                        candidates.append(tuple(candidate.view_as(t) if i == position else t
+                                                for i, t in enumerate(current)))
+                    budget -= len(candidates)
+                    passing = still_fails(_batch(candidates)).nonzero().flatten()
+                    if len(passing):
+                        flat = candidates[int(passing[0])][position].reshape(-1)
+                        current = candidates[int(passing[0])]
+                        changed = True
+                        break
+            size //= 2
+    return current
+
+
+def _batch(candidates: list[Inputs]) -> Inputs:
+    return tuple(torch.stack(column) for column in zip(*candidates))
+
+
+def changed_values(inputs: Inputs, seed: Inputs) -> int:
+    return int(sum((t != s).sum() for t, s in zip(inputs, seed)))
