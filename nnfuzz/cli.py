@@ -121,14 +121,20 @@ def main() -> None:
               help="Module whose activations form the coverage vector (repeatable).")
 @click.option("--threshold", type=float, help="Nearest-neighbour distance that counts as new.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the run's outcome and new failures as JSON to this file.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write JUnit XML (a failing test case per new failure) to this file.")
 @handles_errors
 def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...],
-        reference: str | None, atol: float, rtol: float, max_time: float | None, runs: int | None, batch_size: int, seed: int,
-        device: str | None, radius: float | None, norm: str, layers: tuple[str, ...],
-        threshold: float | None, stop_on_failure: bool) -> int:
+        reference: str | None, atol: float, rtol: float, max_time: float | None,
+        runs: int | None, batch_size: int, seed: int, device: str | None,
+        radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
+        stop_on_failure: bool, json_path: Path | None, junit_path: Path | None) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
     from nnfuzz.loop import fuzz_target
+    from nnfuzz.results import run_junit, run_record, write_json, write_junit
     from nnfuzz.status import TerminalReporter
     from nnfuzz.target import load_target
 
@@ -141,6 +147,10 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
                         threshold=threshold, reference=reference, atol=atol, rtol=rtol,
                         stop_on_failure=stop_on_failure)
     result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter)
+    if json_path is not None:
+        write_json(json_path, run_record(result))
+    if junit_path is not None:
+        write_junit(junit_path, run_junit(result))
     if result.interrupted:
         click.echo("INFO: interrupted; state saved in "
                    f"{out} (run the same command again to resume)", err=True)

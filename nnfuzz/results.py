@@ -1,4 +1,7 @@
-"""Machine-readable results for CI systems: JSON, and JUnit XML (one test case per reproducer).
+"""Machine-readable results for CI systems: JSON, and JUnit XML.
+
+``replay`` gives one test case per reproducer; ``run`` one per new failure,
+plus one for the campaign that passes when it found nothing new.
 
 JUnit XML is what CI systems (GitHub Actions reporters, GitLab, Jenkins) read to
 show a failing test; a reproducer that still fails is a failing test case, one
@@ -12,6 +15,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
+from nnfuzz.config import FuzzResult
 from nnfuzz.replay import ReplayOutcome, Verdict
 from nnfuzz.storage import atomic_write
 
@@ -46,6 +50,40 @@ def replay_junit(outcomes: list[ReplayOutcome]) -> bytes:
                                                      "type": outcome.signature}).text = outcome.detail
         elif outcome.verdict is Verdict.ERROR:
             ElementTree.SubElement(case, "error", {"message": "could not replay"}).text = outcome.detail
+    return ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+def run_record(result: FuzzResult) -> dict[str, Any]:
+    """A run's outcome as JSON-ready data: why it stopped, its counters, its new failures."""
+    return {
+        "stop_reason": result.stop_reason.describe(),
+        "execs": result.execs,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "corpus": result.corpus,
+        "coverage": result.coverage,
+        "threshold": result.threshold,
+        "hits": result.hits,
+        "new_failures": [{"objective": f.objective, "signature": f.signature, "detail": f.detail,
+                          "path": str(f.path) if f.path else None} for f in result.failures],
+    }
+
+
+def run_junit(result: FuzzResult) -> bytes:
+    """A JUnit XML test suite: a failing test case per new failure, and the campaign."""
+    suite = ElementTree.Element("testsuite", {"name": "nnfuzz run",
+                                              "tests": str(len(result.failures) + 1),
+                                              "failures": str(len(result.failures)), "errors": "0"})
+    campaign = ElementTree.SubElement(suite, "testcase", {
+        "classname": "nnfuzz.run", "name": "no new failures", "time": f"{result.elapsed_s:.3f}"})
+    if result.failures:
+        ElementTree.SubElement(campaign, "failure", {"message": f"{len(result.failures)} new"}).text = \
+            "\n".join(f.describe() for f in result.failures)
+    for failure in result.failures:
+        case = ElementTree.SubElement(suite, "testcase", {
+            "classname": f"nnfuzz.{failure.objective}", "name": failure.signature,
+            "file": str(failure.path) if failure.path else ""})
+        ElementTree.SubElement(case, "failure", {"message": failure.objective,
+                                                 "type": failure.signature}).text = failure.describe()
     return ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 

@@ -43,3 +43,25 @@ def test_a_folder_of_another_target_is_refused_in_one_line(tmp_path: Path) -> No
     assert invoke("run", first, "--out", out, "--runs", 300).exit_code == 0
     result = invoke("run", second, "--out", out, "--runs", 300)
     assert_one_error_line(result, "holds runs of first.py, not second.py")
+
+
+def test_run_reports_new_failures_as_json_and_junit_and_a_quiet_night_as_passing(
+        dead_relu_target: Path, tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    out, report, junit = tmp_path / "out", tmp_path / "run.json", tmp_path / "run.xml"
+    first = invoke("run", dead_relu_target, "--out", out, "--runs", 20000, "--stop-on-failure",
+                   "--json", report, "--junit", junit)
+    assert first.exit_code == 1, first.output
+    [failure] = json.loads(report.read_text())["new_failures"]
+    assert failure["objective"] == "nonfinite" and Path(failure["path"]).exists()
+    suite = ElementTree.parse(junit).getroot()
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    second = invoke("run", dead_relu_target, "--out", out, "--runs", 500, "--json", report,
+                    "--junit", junit)
+    assert second.exit_code == 0, second.output
+    assert json.loads(report.read_text())["new_failures"] == []
+    suite = ElementTree.parse(junit).getroot()
+    assert (suite.get("tests"), suite.get("failures")) == ("1", "0")
+    [campaign] = suite
+    assert campaign.get("name") == "no new failures" and list(campaign) == []
