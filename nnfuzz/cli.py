@@ -237,5 +237,39 @@ def minimize(target: Path, reproducer: Path) -> int:
     return 0
 
 
+@main.group()
+def corpus() -> None:
+    """Look after corpus folders."""
+
+
+@corpus.command("merge")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@handles_errors
+def corpus_merge(target: Path, destination: Path, sources: tuple[Path, ...]) -> int:
+    """Fold the corpora SOURCES (other runs, other machines) into DESTINATION, once each."""
+    from nnfuzz.corpus import inputs_in_folder, merge_folders
+    from nnfuzz.domain import infer_domain
+    from nnfuzz.errors import TargetError
+    from nnfuzz.target import load_target
+
+    loaded = load_target(target, need_seeds=False)
+    seeds = loaded.seeds
+    for folder in (destination, *sources):
+        if seeds is None and folder.is_dir():
+            seeds = inputs_in_folder(folder)
+    if seeds is None:
+        raise TargetError(f"{target.name}: no seeds() and no inputs to learn the input shapes "
+                          "from: define seeds() in the target.")
+    added, skipped = merge_folders(infer_domain(seeds, None, target.name), destination,
+                                   list(sources))
+    if skipped:
+        click.echo(f"WARNING: skipped {len(skipped)} file(s) that are not inputs of "
+                   f"{target.name}: {', '.join(skipped[:5])}", err=True)
+    click.echo(f"merged: {added} new input(s) into {destination}")
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -264,3 +264,33 @@ def inputs_in_folder(folder: Path) -> Inputs | None:
     if not rows:
         return None
     return tuple(torch.stack(column) for column in zip(*rows))
+
+
+def merge_folders(domain: Domain, destination: Path, sources: list[Path]) -> tuple[int, list[str]]:
+    """Copy every input of ``sources`` that fits ``domain`` into ``destination``.
+
+    Files are named by content hash, so an input already there (or in two
+    sources) is kept once; each keeps its metadata (its seed, its mutations).
+    Returns how many were added, and the files skipped (unreadable, or shaped
+    unlike the target's inputs).
+    """
+    ensure_folder(destination)
+    added, skipped = 0, []
+    for source in sources:
+        if not source.is_dir():
+            raise CorpusError(f"{source}: no such folder: give corpus folders to merge.")
+        for path in sorted(source.iterdir()):
+            if path.name.startswith(TEMP_PREFIX) or not path.is_file():
+                continue
+            try:
+                inputs, metadata = read_input_file(path)
+                domain.check(tuple(t.unsqueeze(0) for t in inputs), f"corpus file {path}")
+            except (ValueError, OSError, CorpusError):
+                skipped.append(str(path))
+                continue
+            name = destination / f"{content_hash(inputs)}.safetensors"
+            if not name.exists():
+                atomic_write(name, tensor_file_bytes(
+                    {f"input.{i}": t for i, t in enumerate(inputs)}, metadata))
+                added += 1
+    return added, skipped
