@@ -15,7 +15,7 @@ import torch
 from nnfuzz.differential import build_reference, user_reference
 from nnfuzz.domain import infer_domain
 from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
-from nnfuzz.execution import Executor
+from nnfuzz.execution import Execution, Executor
 from nnfuzz.objectives import NEEDS, Objective, ObjectiveContext, available
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.shrinker import minimize
@@ -66,10 +66,7 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
         if error is not None and failure.objective != "exception":
             return ReplayOutcome(path, Verdict.ERROR, f"the model raised {error.describe()} on it: "
                                  f"cannot tell whether {failure.objective} still fires", **known)
-        if failure.target is not None:
-            execution.targets = failure.target.unsqueeze(0).to(executor.device)
-            execution.has_target = torch.ones(1, dtype=torch.bool, device=executor.device)
-        findings = objective.judge(execution)
+        findings = objective.judge(_labelled(execution, failure))
         still += [f for f in findings if f.signature == failure.signature][:1]
         other += [f for f in findings if f.signature != failure.signature][:1]
     counts = {**known, "failed_runs": len(still)}
@@ -121,6 +118,16 @@ class ObjectiveCache:
         return found[failure.objective]()
 
 
+def _labelled(execution: Execution, failure: Failure) -> Execution:
+    """Every example of the execution carries the reproducer's label, if it has one."""
+    if failure.target is not None:
+        device = execution.coverage.device
+        execution.targets = failure.target.unsqueeze(0).expand(
+            execution.size, *failure.target.shape).to(device)
+        execution.has_target = torch.ones(execution.size, dtype=torch.bool, device=device)
+    return execution
+
+
 def _check_fits(target: Target, failure: Failure) -> None:
     """The input must have the structure of the target's seeds (when it has seeds)."""
     if target.seeds is None:
@@ -154,13 +161,8 @@ def shrink(target: Target, path: Path) -> tuple[Failure, Failure]:
     executor = Executor(target.model, source=target.path)
 
     def still_fails(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        execution = executor.run(tuple(t.to(executor.device) for t in batch))
-        size = execution.size
-        if failure.target is not None:
-            execution.targets = failure.target.unsqueeze(0).expand(size, *failure.target.shape)
-            execution.targets = execution.targets.to(executor.device)
-            execution.has_target = torch.ones(size, dtype=torch.bool, device=executor.device)
-        mask = torch.zeros(size, dtype=torch.bool)
+        execution = _labelled(executor.run(tuple(t.to(executor.device) for t in batch)), failure)
+        mask = torch.zeros(execution.size, dtype=torch.bool)
         for finding in objective.judge(execution):
             if finding.signature == failure.signature:
                 mask[finding.example] = True
