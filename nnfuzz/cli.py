@@ -18,6 +18,7 @@ from typing import Any, Callable
 import click
 
 from nnfuzz.errors import NnfuzzError, UsageError
+from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
 
 #: Exit code for a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -106,9 +107,9 @@ def main() -> None:
                    "or a name from the target's objectives(). Default: all available.")
 @click.option("--reference", type=click.Choice(["int8", "fp16", "bf16"]),
               help="Copy of the model that disagree compares against (when no reference()).")
-@click.option("--atol", type=float, default=1e-3, show_default=True,
+@click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True,
               help="disagree: absolute tolerance for outputs that are not class scores.")
-@click.option("--rtol", type=float, default=1e-2, show_default=True,
+@click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True,
               help="disagree: relative tolerance for outputs that are not class scores.")
 @click.option("--max-time", type=float, help="Stop after this many seconds.")
 @click.option("--runs", type=int, help="Stop after this many executions.")

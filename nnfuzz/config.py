@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnfuzz.errors import UsageError
+from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
 from nnfuzz.reproducer import Failure
 
 
@@ -43,8 +44,8 @@ class FuzzConfig:
     #: "int8", "fp16" or "bf16".
     reference: str | None = None
     #: Tolerances of ``disagree`` for outputs that are not class scores.
-    atol: float = 1e-3
-    rtol: float = 1e-2
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
     #: Use coverage feedback (corpus growth, records, gradient guidance). False
     #: turns the loop into random search around the seeds: the baseline.
     feedback: bool = True

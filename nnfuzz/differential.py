@@ -103,6 +103,19 @@ def user_reference(factory: Callable[[], Any], origin: str) -> Reference:
     return Reference("reference", lambda inputs: implementation(*inputs), "reference()")
 
 
+def reference_for(kind: str | None, model: nn.Module, factory: Callable[[], Any] | None,
+                  origin: str) -> Reference | None:
+    """The reference of ``kind``: "reference()" (the target's), int8, fp16, bf16, or none."""
+    if not kind:
+        return None
+    if kind == "reference()":
+        if factory is None:
+            raise UsageError(f"{origin} defines no reference(): define it, or use "
+                             "--reference int8, fp16 or bf16.")
+        return user_reference(factory, origin)
+    return build_reference(model, kind)
+
+
 def model_label(model: nn.Module) -> str:
     names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
              torch.float64: "fp64"}

@@ -91,7 +91,6 @@ class Fuzzer:
         self.config = config
         self.reporter = reporter or Reporter()
         self.out = OutputFolder(out) if out is not None else None
-        origin = target.path.name if target.path else "the target"
         if self.out is not None:
             self.out.check_resumable(target.path.name if target.path else None, target.sha256,
                                      __version__)
@@ -99,7 +98,7 @@ class Fuzzer:
         self.earlier = self.out.earlier_runs() if self.out else []
         self.executor = Executor(target.model.eval(), layers=list(config.layers),
                                  source=target.path)
-        self.context = self._objective_context(origin)
+        self.context = self._objective_context()
         self.objectives = build_objectives(config.objectives, self.context)
         guidance = config.objective_guidance
         self.guides = [o for o in self.objectives
@@ -108,7 +107,7 @@ class Fuzzer:
         self.rng.manual_seed(config.seed)
         seeds = _starting_inputs(target.seeds, corpus, self.out)
         seeds = tuple(t.to(self.executor.device) for t in seeds)
-        self.domain = infer_domain(seeds, target.bounds, origin)
+        self.domain = infer_domain(seeds, target.bounds, target.origin)
         self.seed_count = seeds[0].shape[0]
         self._check_seeds(seeds)
         self.corpus = Corpus(self.domain, seeds, folder=self.out.corpus if self.out else None,
@@ -127,21 +126,21 @@ class Fuzzer:
         self.started = time.monotonic()
         self.started_at = datetime.now(timezone.utc)
 
-    def _objective_context(self, origin: str) -> ObjectiveContext:
-        from nnfuzz.differential import build_reference, user_reference
+    def _objective_context(self) -> ObjectiveContext:
+        """reference() when the target defines one (DESIGN §2), else --reference's copy."""
+        from nnfuzz.differential import reference_for
 
         target, config = self.target, self.config
-        reference = None
+        kind = config.reference
         if target.reference is not None:
             if config.reference:
-                warnings.warn(f"--reference {config.reference} is ignored: {origin} defines "
-                              "reference(), which disagree uses", stacklevel=2)
-            reference = user_reference(target.reference, origin)
-        elif config.reference:
-            reference = build_reference(target.model, config.reference)
-        return ObjectiveContext(model=target.model, origin=origin, loss=target.loss,
-                                reference=reference, atol=config.atol, rtol=config.rtol,
-                                user=list(target.objectives))
+                warnings.warn(f"--reference {config.reference} is ignored: {target.origin} "
+                              "defines reference(), which disagree uses", stacklevel=2)
+            kind = "reference()"
+        return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
+                                reference=reference_for(kind, target.model, target.reference,
+                                                        target.origin),
+                                atol=config.atol, rtol=config.rtol, user=list(target.objectives))
 
     def close(self) -> None:
         self.executor.close()

@@ -118,6 +118,12 @@ class UserObjective(Objective):
                 for example in failing.nonzero().flatten()]
 
 
+#: ``disagree``'s default tolerances for outputs that are not class scores: wide
+#: enough that fp16 rounding of well-scaled outputs (about 1e-3 relative) passes.
+DEFAULT_ATOL = 1e-3
+DEFAULT_RTOL = 1e-2
+
+
 @dataclass
 class ObjectiveContext:
     """What objectives need beyond one execution; set up once per run."""
@@ -130,8 +136,8 @@ class ObjectiveContext:
     #: The reference the ``disagree`` objective compares against.
     reference: "Reference | None" = None
     #: Tolerances of ``disagree`` for outputs that are not class scores.
-    atol: float = 1e-3
-    rtol: float = 1e-2
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
     #: The target's ``objectives()``.
     user: list[Callable[..., torch.Tensor]] = field(default_factory=list)
 

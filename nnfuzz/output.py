@@ -13,9 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from nnfuzz.errors import OutputError
+from nnfuzz.errors import OutputError, ReproducerError
 from nnfuzz.reproducer import Failure, load_failure
-from nnfuzz.errors import ReproducerError
 from nnfuzz.storage import TEMP_PREFIX, atomic_write, ensure_folder, write_failure
 
 

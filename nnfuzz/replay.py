@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from nnfuzz.differential import build_reference, user_reference
+from nnfuzz.differential import reference_for
 from nnfuzz.domain import infer_domain
 from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
 from nnfuzz.execution import Execution, Executor
-from nnfuzz.objectives import NEEDS, Objective, ObjectiveContext, available
+from nnfuzz.objectives import (DEFAULT_ATOL, DEFAULT_RTOL, NEEDS, Objective, ObjectiveContext,
+                               available)
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.shrinker import minimize
 from nnfuzz.target import Target
@@ -97,20 +98,19 @@ class ObjectiveCache:
         return self._built[key]
 
     def _build(self, failure: Failure, reference: str) -> Objective:
-        origin = self.target.path.name if self.target.path else "the target"
+        target, origin = self.target, self.target.origin
         built = None
         if failure.objective == "disagree":
-            if reference in ("", "reference()"):
-                if self.target.reference is None:
-                    raise UsageError(f"{failure.path}: it is a disagreement with reference(), "
-                                     f"which {origin} no longer defines.")
-                built = user_reference(self.target.reference, origin)
-            else:
-                built = build_reference(self.target.model, reference)
+            try:
+                built = reference_for(reference or "reference()", target.model, target.reference,
+                                      origin)
+            except UsageError as error:
+                raise UsageError(f"{failure.path}: a disagreement with {reference or 'reference()'}"
+                                 f": {error}") from None
         context = ObjectiveContext(
-            model=self.target.model, origin=origin, loss=self.target.loss, reference=built,
-            atol=float(failure.metadata.get("atol", 1e-3)),
-            rtol=float(failure.metadata.get("rtol", 1e-2)), user=list(self.target.objectives))
+            model=target.model, origin=origin, loss=target.loss, reference=built,
+            atol=float(failure.metadata.get("atol", DEFAULT_ATOL)),
+            rtol=float(failure.metadata.get("rtol", DEFAULT_RTOL)), user=list(target.objectives))
         found = available(context)
         if failure.objective not in found:
             raise UsageError(f"{failure.path}: objective {failure.objective!r} is not available "

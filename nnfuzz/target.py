@@ -37,6 +37,11 @@ class Target:
     reference: Callable[[], Any] | None = None
     objectives: list[Callable[..., torch.Tensor]] = field(default_factory=list)
 
+    @property
+    def origin(self) -> str:
+        """How messages name the target: its file name."""
+        return self.path.name if self.path else "the target"
+
 
 def in_memory(model: torch.nn.Module, seeds: object = None, **fields: Any) -> Target:
     """A target made of Python objects rather than a file (for nnfuzz.fuzz and tests)."""
