@@ -162,7 +162,7 @@ class Fuzzer:
             keep = self.coverage.update(execution.coverage, self._signals(execution), passed)
             self.corpus.add(mutants.select(keep.nonzero().flatten()))
         for finding in findings:
-            self._report(finding, mutants, execution)
+            self._report(finding, mutants)
 
     def _execute(self, inputs: Inputs, roots: torch.Tensor) -> Execution:
         """Run the model; each example carries its seed's label when the target has targets()."""
@@ -198,6 +198,7 @@ class Fuzzer:
                 if time.monotonic() - last_status >= self.config.status_interval:
                     last_status = time.monotonic()
                     self._status()
+                    self._write_run(None)  # so that a killed run's work still counts in the totals
         except KeyboardInterrupt:
             reason = StopReason.INTERRUPTED
         except NnfuzzError:
@@ -240,40 +241,32 @@ class Fuzzer:
         self.reporter.status(snapshot)
         if self.out is not None:
             self.out.append_stats(snapshot.record())
-            self._write_run(None)  # so that a killed run's work still counts in the totals
         return snapshot
 
     def _write_run(self, reason: StopReason | None) -> None:
         if self.out is None:
             return
-        snapshot = self._snapshot()
-        this_run = {
-            "nnfuzz": __version__,
+        what_ran = {
             "target_sha256": self.target.sha256,
             "run_seed": self.config.seed,
             "start_time": self.started_at.isoformat(),
             "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
             "stop_reason": reason.describe() if reason else "running",
-            "execs": self.execs,
-            "elapsed_s": round(self._elapsed(), 3),
-            "new_failures": len(self.failures),
         }
+        this_run = {"nnfuzz": __version__, **what_ran, "execs": self.execs,
+                    "elapsed_s": round(self._elapsed(), 3), "new_failures": len(self.failures),
+                    "hits": dict(self.hits)}
         hits = Counter(self.hits)
         for earlier in self.earlier:
             hits.update(earlier.get("hits") or {})
-        this_run["hits"] = dict(self.hits)
         self.out.write_run({
             **versions(),
             "device": str(self.executor.device),
-            "options": {k: v for k, v in asdict(self.config).items()},
+            "options": asdict(self.config),
             "target": str(self.target.path) if self.target.path else None,
-            "target_sha256": self.target.sha256,
-            "run_seed": self.config.seed,
             "threshold": self.coverage.threshold,
-            "start_time": self.started_at.isoformat(),
-            "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
-            "stop_reason": reason.describe() if reason else "running",
-            "totals": {**snapshot.record(), "runs": len(self.earlier) + 1,
+            **what_ran,
+            "totals": {**self._snapshot().record(), "runs": len(self.earlier) + 1,
                        "new_failures": len(self.failures), "known_failures": len(self.known),
                        "hits": dict(hits)},
             "runs": [*self.earlier, this_run],
@@ -348,7 +341,7 @@ class Fuzzer:
 
     # --- failures ------------------------------------------------------------------
 
-    def _report(self, finding: Finding, mutants: Batch, execution: Execution) -> None:
+    def _report(self, finding: Finding, mutants: Batch) -> None:
         self.hits[finding.signature] += 1
         if finding.signature in self.known:
             return
