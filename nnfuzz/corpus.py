@@ -10,6 +10,7 @@ TensorFuzz does: new coverage is where the search is going.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,28 +196,13 @@ class Corpus:
             raise CorpusError(f"--corpus {folder}: no such folder: give a folder of "
                               ".safetensors or .npy inputs.")
         skipped, loaded = [], 0
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(TEMP_PREFIX) or not path.is_file():
-                continue
-            if path.suffix not in CORPUS_SUFFIXES:
+        for path, inputs, metadata, problem in scan_folder(folder, self.domain):
+            if problem is not None and strict:
+                raise problem
+            if inputs is None:
                 skipped.append(path.name)
                 continue
-            try:
-                inputs, metadata = read_input_file(path)
-                inputs = tuple(t.unsqueeze(0).to(self.device) for t in inputs)
-                self.domain.check(inputs, f"corpus file {path}")
-            except (ValueError, OSError) as error:
-                if strict:
-                    raise CorpusError(f"corpus file {path}: {error}: remove it or replace it "
-                                      "with an input nnfuzz wrote.") from None
-                skipped.append(path.name)
-                continue
-            except CorpusError:
-                if strict:
-                    raise
-                skipped.append(path.name)
-                continue
-            self._add_loaded(inputs, metadata)
+            self._add_loaded(tuple(t.unsqueeze(0).to(self.device) for t in inputs), metadata)
             loaded += 1
         if skipped:
             shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
@@ -243,6 +229,34 @@ def _clamped(inputs: Inputs, domain: Domain) -> Inputs:
                  for t, f in zip(inputs, domain.fields))
 
 
+def scan_folder(folder: Path, domain: Domain | None
+                ) -> Iterator[tuple[Path, Inputs | None, dict[str, str], CorpusError | None]]:
+    """Each file of a corpus folder, read and checked against ``domain``.
+
+    Yields (path, inputs without batch dimension, metadata, problem): inputs is
+    None for a file that is no input (problem None: not an input's suffix) or
+    that cannot be used (problem says why). Temporary files are passed over.
+    """
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(TEMP_PREFIX) or not path.is_file():
+            continue
+        if path.suffix not in CORPUS_SUFFIXES:
+            yield path, None, {}, None
+            continue
+        try:
+            inputs, metadata = read_input_file(path)
+            if domain is not None:
+                domain.check(tuple(t.unsqueeze(0) for t in inputs), f"corpus file {path}")
+        except (ValueError, OSError) as error:
+            yield path, None, {}, CorpusError(f"corpus file {path}: {error}: remove it or "
+                                              "replace it with an input nnfuzz wrote.")
+            continue
+        except CorpusError as error:
+            yield path, None, {}, error
+            continue
+        yield path, inputs, metadata, None
+
+
 def inputs_in_folder(folder: Path) -> Inputs | None:
     """The readable inputs of a folder stacked into a batch, or None if it has none.
 
@@ -250,12 +264,8 @@ def inputs_in_folder(folder: Path) -> Inputs | None:
     structure differs from the first readable one are an error.
     """
     rows: list[Inputs] = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix not in CORPUS_SUFFIXES or path.name.startswith(TEMP_PREFIX):
-            continue
-        try:
-            inputs, _ = read_input_file(path)
-        except (ValueError, OSError):
+    for path, inputs, _, _ in scan_folder(folder, None):
+        if inputs is None:
             continue
         if rows and [(t.shape, t.dtype) for t in inputs] != [(t.shape, t.dtype) for t in rows[0]]:
             raise CorpusError(f"corpus file {path} is shaped unlike {folder}'s other inputs: "
@@ -279,13 +289,8 @@ def merge_folders(domain: Domain, destination: Path, sources: list[Path]) -> tup
     for source in sources:
         if not source.is_dir():
             raise CorpusError(f"{source}: no such folder: give corpus folders to merge.")
-        for path in sorted(source.iterdir()):
-            if path.name.startswith(TEMP_PREFIX) or not path.is_file():
-                continue
-            try:
-                inputs, metadata = read_input_file(path)
-                domain.check(tuple(t.unsqueeze(0) for t in inputs), f"corpus file {path}")
-            except (ValueError, OSError, CorpusError):
+        for path, inputs, metadata, _ in scan_folder(source, domain):
+            if inputs is None:
                 skipped.append(str(path))
                 continue
             name = destination / f"{content_hash(inputs)}.safetensors"
