@@ -122,6 +122,8 @@ def main() -> None:
               help="Module whose activations form the coverage vector (repeatable).")
 @click.option("--threshold", type=float, help="Nearest-neighbour distance that counts as new.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
+@click.option("--minimize/--no-minimize", default=True, show_default=True,
+              help="Shrink each new failure toward its seed before saving it.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome and new failures as JSON to this file.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -131,7 +133,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         reference: str | None, atol: float, rtol: float, max_time: float | None,
         runs: int | None, batch_size: int, seed: int, device: str | None,
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
-        stop_on_failure: bool, json_path: Path | None, junit_path: Path | None) -> int:
+        stop_on_failure: bool, minimize: bool, json_path: Path | None, junit_path: Path | None) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
     from nnfuzz.loop import fuzz_target
@@ -146,7 +148,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
     config = FuzzConfig(objectives=objectives or None, max_time=max_time, runs=runs,
                         batch_size=batch_size, seed=seed, radius=radius, norm=norm, layers=layers,
                         threshold=threshold, reference=reference, atol=atol, rtol=rtol,
-                        stop_on_failure=stop_on_failure)
+                        stop_on_failure=stop_on_failure, minimize=minimize)
     result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter)
     if json_path is not None:
         write_json(json_path, run_record(result))
@@ -218,21 +220,14 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
 @handles_errors
 def minimize(target: Path, reproducer: Path) -> int:
     """Shrink REPRODUCER toward its seed while the same failure fires; writes NAME.min.safetensors."""
-    from nnfuzz.mutation import input_distance
     from nnfuzz.replay import shrink
-    from nnfuzz.shrinker import changed_values
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
     original, smaller = shrink(loaded, reproducer)
     path = smaller.save(reproducer.with_name(reproducer.name.removesuffix(".safetensors")
                                              + ".min.safetensors"))
-    for norm in ("linf", "l2"):
-        before = input_distance(original.inputs, original.seed, norm)
-        after = input_distance(smaller.inputs, smaller.seed, norm)
-        click.echo(f"INFO: {norm} distance from the seed: {before:.6g} -> {after:.6g}", err=True)
-    click.echo(f"INFO: changed values: {changed_values(original.inputs, original.seed)} -> "
-               f"{changed_values(smaller.inputs, smaller.seed)}", err=True)
+    click.echo(f"INFO: distance from the seed: {smaller.metadata['minimized']}", err=True)
     click.echo(f"minimized: {path}")
     click.echo(f"  replay: nnfuzz replay {target} {path}")
     return 0

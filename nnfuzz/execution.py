@@ -76,6 +76,15 @@ class Execution:
             return torch.ones(self.size, dtype=torch.bool, device=self.coverage.device)
         return torch.tensor([error is None for error in self.raised], device=self.coverage.device)
 
+    def label_all(self, label: torch.Tensor | None) -> "Execution":
+        """Give every example the same label (a reproducer's): replay and shrinking
+        run copies of one input, which all carry that input's target."""
+        if label is not None:
+            device = self.coverage.device
+            self.targets = label.unsqueeze(0).expand(self.size, *label.shape).to(device)
+            self.has_target = torch.ones(self.size, dtype=torch.bool, device=device)
+        return self
+
     def first_nonfinite_module(self, example: int) -> str | None:
         """The first module, in forward order, whose output was NaN or Inf."""
         row = self.event_absmax[example]

@@ -30,6 +30,7 @@ from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, ObjectiveContext, build_objectives, judge, pressure
 from nnfuzz.output import OutputFolder
 from nnfuzz.reproducer import Failure
+from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
 from nnfuzz.status import Reporter, Snapshot
 from nnfuzz.target import Target, in_memory
 from nnfuzz.version import __version__, versions
@@ -348,9 +349,27 @@ class Fuzzer:
         failure = self._failure(finding, mutants)
         if self.out is not None:
             self.out.save_failure(failure)
+        if self.config.minimize:
+            failure = self._minimized(failure)
         self.known[finding.signature] = failure.path or Path()
         self.failures.append(failure)
         self.reporter.failure(failure, self._replay_command(failure))
+
+    def _minimized(self, failure: Failure) -> Failure:
+        """The failure shrunk toward its seed, replacing its reproducer when smaller."""
+        objective = next(o for o in self.objectives if o.name == failure.objective)
+        still_fails = signature_check(failure, objective, self.executor)
+        if not reproduces(failure, still_fails):
+            warnings.warn(f"{failure.objective} ({failure.detail}) fired in a batch but not on the "
+                          "input alone: it depends on the batch, and replay may call it fixed",
+                          stacklevel=2)
+            return failure
+        smaller = minimize(failure, still_fails)
+        if not is_smaller(smaller, failure):
+            return failure
+        if self.out is not None:
+            self.out.replace_failure(failure, smaller)
+        return smaller
 
     def _failure(self, finding: Finding, mutants: Batch) -> Failure:
         example = finding.example

@@ -107,6 +107,13 @@ class OutputFolder:
     def save_failure(self, failure: Failure) -> Path:
         return failure.save(self.crashes / failure.file_name)
 
+    def replace_failure(self, old: Failure, new: Failure) -> Path:
+        """Save ``new`` and then drop ``old``: a kill in between leaves both, never neither."""
+        path = self.save_failure(new)
+        if old.path is not None and old.path != path:
+            old.path.unlink(missing_ok=True)
+        return path
+
     def write_run(self, record: dict[str, Any]) -> None:
         atomic_write(self.run_json, (json.dumps(record, indent=2, default=str) + "\n").encode())
 

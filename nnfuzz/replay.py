@@ -10,16 +10,14 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from nnfuzz.differential import reference_for
 from nnfuzz.domain import infer_domain
 from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
-from nnfuzz.execution import Execution, Executor
+from nnfuzz.execution import Executor
 from nnfuzz.objectives import (DEFAULT_ATOL, DEFAULT_RTOL, NEEDS, Objective, ObjectiveContext,
                                available)
 from nnfuzz.reproducer import Failure, load_failure
-from nnfuzz.shrinker import minimize
+from nnfuzz.shrinker import minimize, reproduces, signature_check
 from nnfuzz.target import Target
 
 
@@ -67,7 +65,7 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
         if error is not None and failure.objective != "exception":
             return ReplayOutcome(path, Verdict.ERROR, f"the model raised {error.describe()} on it: "
                                  f"cannot tell whether {failure.objective} still fires", **known)
-        findings = objective.judge(_labelled(execution, failure))
+        findings = objective.judge(execution.label_all(failure.target))
         still += [f for f in findings if f.signature == failure.signature][:1]
         other += [f for f in findings if f.signature != failure.signature][:1]
     counts = {**known, "failed_runs": len(still)}
@@ -118,16 +116,6 @@ class ObjectiveCache:
         return found[failure.objective]()
 
 
-def _labelled(execution: Execution, failure: Failure) -> Execution:
-    """Every example of the execution carries the reproducer's label, if it has one."""
-    if failure.target is not None:
-        device = execution.coverage.device
-        execution.targets = failure.target.unsqueeze(0).expand(
-            execution.size, *failure.target.shape).to(device)
-        execution.has_target = torch.ones(execution.size, dtype=torch.bool, device=device)
-    return execution
-
-
 def _check_fits(target: Target, failure: Failure) -> None:
     """The input must have the structure of the target's seeds (when it has seeds)."""
     if target.seeds is None:
@@ -159,17 +147,9 @@ def shrink(target: Target, path: Path) -> tuple[Failure, Failure]:
     _check_fits(target, failure)
     objective = ObjectiveCache(target).get(failure)
     executor = Executor(target.model, source=target.path)
-
-    def still_fails(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        execution = _labelled(executor.run(tuple(t.to(executor.device) for t in batch)), failure)
-        mask = torch.zeros(execution.size, dtype=torch.bool)
-        for finding in objective.judge(execution):
-            if finding.signature == failure.signature:
-                mask[finding.example] = True
-        return mask
-
+    still_fails = signature_check(failure, objective, executor)
     try:
-        if not bool(still_fails(tuple(t.unsqueeze(0) for t in failure.inputs))[0]):
+        if not reproduces(failure, still_fails):
             raise UsageError(f"{path}: it no longer fails as {failure.signature!r}: "
                              "nothing to minimize (replay it to see what it does now).")
         return failure, minimize(failure, still_fails)

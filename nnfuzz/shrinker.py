@@ -12,13 +12,17 @@ Every step is deterministic.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from nnfuzz.domain import Inputs
 from nnfuzz.mutation import input_distance
 from nnfuzz.reproducer import Failure
+
+if TYPE_CHECKING:
+    from nnfuzz.execution import Executor
+    from nnfuzz.objectives import Objective
 
 #: Bisection steps along the line from seed to input: 2^-20 of the way is close enough.
 BISECTION_STEPS = 20
@@ -31,6 +35,27 @@ BATCH = 256
 Check = Callable[[Inputs], torch.Tensor]
 
 
+def signature_check(failure: Failure, objective: "Objective", executor: "Executor") -> Check:
+    """The check that keeps a failure the same bug: ``objective`` still fires on a
+    candidate with the failure's signature (each candidate carries its label)."""
+
+    def still_fails(batch: Inputs) -> torch.Tensor:
+        execution = executor.run(tuple(t.to(executor.device) for t in batch))
+        execution.label_all(failure.target)
+        mask = torch.zeros(execution.size, dtype=torch.bool)
+        for finding in objective.judge(execution):
+            if finding.signature == failure.signature:
+                mask[finding.example] = True
+        return mask
+
+    return still_fails
+
+
+def reproduces(failure: Failure, still_fails: Check) -> bool:
+    """Whether the failure's own input fails the check when run alone."""
+    return bool(still_fails(tuple(t.unsqueeze(0) for t in failure.inputs))[0])
+
+
 def minimize(failure: Failure, still_fails: Check) -> Failure:
     """A copy of ``failure`` whose inputs are as close to its seed as the check allows."""
     current = tuple(t.clone() for t in failure.inputs)
@@ -39,8 +64,21 @@ def minimize(failure: Failure, still_fails: Check) -> Failure:
     current = _reset_blocks(current, seed, still_fails)
     norm = failure.metadata.get("norm", "linf")
     metadata = {**failure.metadata, "distance": f"{input_distance(current, seed, norm):.6g}",
-                "minimized": "true"}
+                "minimized": shrink_summary(failure.inputs, current, seed)}
     return replace(failure, inputs=current, metadata=metadata, path=None)
+
+
+def shrink_summary(before: Inputs, after: Inputs, seed: Inputs) -> str:
+    """How far from the seed, before and after: L-inf, L2 and values that differ."""
+    parts = [f"{norm} {input_distance(before, seed, norm):.4g} -> "
+             f"{input_distance(after, seed, norm):.4g}" for norm in ("linf", "l2")]
+    parts.append(f"changed values {changed_values(before, seed)} -> {changed_values(after, seed)}")
+    return ", ".join(parts)
+
+
+def is_smaller(smaller: Failure, original: Failure) -> bool:
+    """A strict improvement: minimizing only moves values toward the seed, so any change is one."""
+    return any(not torch.equal(a, b) for a, b in zip(smaller.inputs, original.inputs))
 
 
 def _along_the_line(current: Inputs, seed: Inputs, still_fails: Check) -> Inputs:

@@ -53,12 +53,12 @@ def test_minimize_keeps_only_what_the_failure_needs_and_it_still_replays(tmp_pat
     assert result.exit_code == 0, result.output
     smaller_path = tmp_path / "nonfinite-one.min.safetensors"
     assert str(smaller_path) in result.output
-    assert "changed values: 8 -> 1" in result.stderr
+    assert "changed values 8 -> 1" in result.stderr
     smaller = nnfuzz.load_failure(smaller_path)
     (x,), (seed,) = smaller.inputs, smaller.seed
     assert torch.equal(x[1:], seed[1:]), "every coordinate but the first is back at the seed"
     assert 0.9 < float(x[0]) < 0.9 + 1e-4, "bisection stops just past the threshold"
-    assert smaller.signature == "nonfinite:(model)" and smaller.metadata["minimized"] == "true"
+    assert smaller.signature == "nonfinite:(model)" and "changed values 8 -> 1" in smaller.metadata["minimized"]
     replayed = invoke("replay", target, smaller_path)
     assert replayed.exit_code == 1 and "still fails" in replayed.output
 
@@ -78,3 +78,23 @@ def test_a_reproducer_that_no_longer_fails_cannot_be_minimized(tmp_path: Path) -
     target = write_target(tmp_path, ONE_COORDINATE.replace("{armed}", "False"))
     result = invoke("minimize", target, reproducer(tmp_path))
     assert_one_error_line(result, "no longer fails", "nothing to minimize")
+
+
+def test_run_minimizes_new_failures_in_crashes_unless_told_not_to(tmp_path: Path) -> None:
+    target = write_target(tmp_path, ONE_COORDINATE.replace("{armed}", "True"))
+    saved = {}
+    for flag in ("--minimize", "--no-minimize"):
+        out = tmp_path / flag
+        result = invoke("run", target, "--out", out, "--runs", "3000", "--stop-on-failure", flag)
+        assert result.exit_code == 1, result.output
+        (path,) = sorted((out / "crashes").glob("*.safetensors"))
+        saved[flag] = nnfuzz.load_failure(path)
+        assert str(path) in result.stderr, "the printed reproducer is the one in crashes/"
+    small, large = saved["--minimize"], saved["--no-minimize"]
+    assert "minimized" not in large.metadata
+    assert small.signature == large.signature
+    (x,), (seed,) = small.inputs, small.seed
+    assert int((x != seed).sum()) == 1 and float(x[0]) > 0.9, "only the coordinate the bug needs"
+    assert int((large.inputs[0] != large.seed[0]).sum()) > 1
+    assert "minimized toward its seed" in invoke("run", target, "--out", tmp_path / "again",
+                                                 "--runs", "3000", "--stop-on-failure").stderr
