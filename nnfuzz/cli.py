@@ -245,26 +245,89 @@ def corpus() -> None:
 @handles_errors
 def corpus_merge(target: Path, destination: Path, sources: tuple[Path, ...]) -> int:
     """Fold the corpora SOURCES (other runs, other machines) into DESTINATION, once each."""
-    from nnfuzz.corpus import inputs_in_folder, merge_folders
-    from nnfuzz.domain import infer_domain
-    from nnfuzz.errors import TargetError
+    from nnfuzz.corpus import merge_folders
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
-    seeds = loaded.seeds
-    for folder in (destination, *sources):
-        if seeds is None and folder.is_dir():
-            seeds = inputs_in_folder(folder)
-    if seeds is None:
-        raise TargetError(f"{target.name}: no seeds() and no inputs to learn the input shapes "
-                          "from: define seeds() in the target.")
-    added, skipped = merge_folders(infer_domain(seeds, None, target.name), destination,
+    added, skipped = merge_folders(_corpus_domain(loaded, [destination, *sources]), destination,
                                    list(sources))
     if skipped:
         click.echo(f"WARNING: skipped {len(skipped)} file(s) that are not inputs of "
                    f"{target.name}: {', '.join(skipped[:5])}", err=True)
     click.echo(f"merged: {added} new input(s) into {destination}")
     return 0
+
+
+@corpus.command("minimize")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--threshold", type=float,
+              help="Coverage threshold (default: the run's, from run.json beside FOLDER, "
+                   "else derived from the seeds).")
+@click.option("--layer", "layers", multiple=True,
+              help="Module whose activations form the coverage vector (default: the run's).")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@handles_errors
+def corpus_minimize(target: Path, folder: Path, threshold: float | None,
+                    layers: tuple[str, ...], dry_run: bool) -> int:
+    """Keep the fewest inputs of FOLDER that reach the same coverage (libFuzzer -merge=1)."""
+    from nnfuzz.distill import distill_folder
+    from nnfuzz.errors import CorpusError
+    from nnfuzz.execution import Executor
+    from nnfuzz.target import load_target
+
+    if not folder.is_dir():
+        raise CorpusError(f"{folder}: no such folder: give a corpus folder (OUT/corpus).")
+    loaded = load_target(target, need_seeds=False)
+    run_threshold, run_layers = _run_settings(folder)
+    executor = Executor(loaded.model.eval(), layers=list(layers or run_layers), source=loaded.path)
+    try:
+        result = distill_folder(folder, _corpus_domain(loaded, [folder]), executor, loaded.seeds,
+                                threshold or run_threshold)
+    finally:
+        executor.close()
+    if result.skipped:
+        click.echo(f"WARNING: left alone {len(result.skipped)} file(s) that are not inputs of "
+                   f"{target.name}: {', '.join(result.skipped[:5])}", err=True)
+    if not dry_run:
+        for path in result.removed:
+            path.unlink(missing_ok=True)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"kept {len(result.kept)} of {len(result.kept) + len(result.removed)} input(s) "
+               f"in {folder}: the same {result.cells} cell(s) beyond the seeds at threshold "
+               f"{result.threshold:.6g} and {result.records} record(s); {verb} "
+               f"{len(result.removed)}")
+    return 0
+
+
+def _corpus_domain(loaded: Any, folders: list[Path]) -> Any:
+    """The target's input structure: from its seeds, else from the first folder with inputs."""
+    from nnfuzz.corpus import inputs_in_folder
+    from nnfuzz.domain import infer_domain
+    from nnfuzz.errors import TargetError
+
+    seeds = loaded.seeds
+    for folder in folders:
+        if seeds is None and folder.is_dir():
+            seeds = inputs_in_folder(folder)
+    if seeds is None:
+        raise TargetError(f"{loaded.origin}: no seeds() and no inputs to learn the input shapes "
+                          "from: define seeds() in the target.")
+    return infer_domain(seeds, loaded.bounds, loaded.origin)
+
+
+def _run_settings(folder: Path) -> tuple[float | None, tuple[str, ...]]:
+    """The threshold and --layer of the run whose output folder holds ``folder``."""
+    import json
+
+    try:
+        record = json.loads((folder.parent / "run.json").read_text())
+        threshold = record.get("threshold")
+        layers = (record.get("options") or {}).get("layers") or ()
+        return (float(threshold) if isinstance(threshold, (int, float)) else None,
+                tuple(str(layer) for layer in layers))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None, ()
 
 
 if __name__ == "__main__":  # pragma: no cover
