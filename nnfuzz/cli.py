@@ -233,6 +233,35 @@ def minimize(target: Path, reproducer: Path) -> int:
     return 0
 
 
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to draw coverage and failures over time [default: OUT/report.png].")
+@click.option("--no-png", is_flag=True, help="Only the summary, no plot.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the summary as JSON to this file.")
+@handles_errors
+def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) -> int:
+    """Summarize the runs in the output folder OUT: totals, failures, a plot."""
+    from nnfuzz.report import PLOT_EXTRA, plot, read_folder, record, summary
+    from nnfuzz.results import write_json
+
+    folder = read_folder(out)
+    for line in summary(folder):
+        click.echo(line)
+    if json_path is not None:
+        write_json(json_path, record(folder))
+    if no_png:
+        return 0
+    try:
+        click.echo(f"plot: {plot(folder, png or out / 'report.png')}")
+    except UsageError:
+        if png is not None:
+            raise
+        click.echo(f"INFO: no plot: matplotlib is not installed ({PLOT_EXTRA})", err=True)
+    return 0
+
+
 @main.group()
 def corpus() -> None:
     """Look after corpus folders."""

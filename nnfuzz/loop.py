@@ -235,7 +235,8 @@ class Fuzzer:
                         execs=self.execs + int(_total(self.earlier, "execs")),
                         execs_per_s=self.execs / elapsed if elapsed > 0 else 0.0,
                         corpus=len(self.corpus), coverage=len(self.coverage),
-                        failures=len(self.failures))
+                        failures=len(self.failures), saved_failures=len(self.known),
+                        run=len(self.earlier) + 1)
 
     def _status(self) -> Snapshot:
         snapshot = self._snapshot()
@@ -267,7 +268,7 @@ class Fuzzer:
             "target": str(self.target.path) if self.target.path else None,
             "threshold": self.coverage.threshold,
             **what_ran,
-            "totals": {**self._snapshot().record(), "runs": len(self.earlier) + 1,
+            "totals": {**_without(self._snapshot().record(), "run"), "runs": len(self.earlier) + 1,
                        "new_failures": len(self.failures), "known_failures": len(self.known),
                        "hits": dict(hits)},
             "runs": [*self.earlier, this_run],
@@ -404,6 +405,10 @@ class Fuzzer:
 
 def _total(runs: list[dict[str, object]], key: str) -> float:
     return float(sum(r.get(key) or 0 for r in runs if isinstance(r.get(key, 0), (int, float))))
+
+
+def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != key}
 
 
 def _mask(findings: list[Finding], size: int, device: torch.device) -> torch.Tensor:

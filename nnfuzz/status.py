@@ -25,7 +25,12 @@ class Snapshot:
     execs_per_s: float
     corpus: int
     coverage: int
+    #: New failures found by this run.
     failures: int
+    #: Failures saved in the output folder so far, by earlier runs too.
+    saved_failures: int = 0
+    #: Which run of the output folder this is: 1 for the first, 2 once resumed, ...
+    run: int = 1
 
     def line(self) -> str:
         return (f"#{self.execs} cov: {self.coverage} corp: {self.corpus} fail: {self.failures} "

@@ -1,0 +1,180 @@
+"""``nnfuzz report OUT``: what the runs in an output folder did, for a person.
+
+Reads run.json, stats.jsonl and crashes/ (never writes into the folder except
+the plot a user asks for) and gives a summary: the runs, the totals, each
+failure by signature with its replay command, and a PNG of coverage and
+failures over time, so that a nightly job's history is looked at, not read.
+matplotlib draws the plot; it is an optional extra (``nnfuzz[report]``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nnfuzz.errors import OutputError, ReproducerError, UsageError
+from nnfuzz.reproducer import Failure, load_failure
+from nnfuzz.storage import atomic_write
+
+#: What to install for plots.
+PLOT_EXTRA = "pip install 'nnfuzz[report]'  (matplotlib)"
+
+
+@dataclass
+class SavedFailure:
+    path: Path
+    failure: Failure | None
+    #: Why the file could not be read, when it could not.
+    problem: str = ""
+
+
+@dataclass
+class FolderReport:
+    folder: Path
+    run: dict[str, Any]
+    stats: list[dict[str, Any]]
+    failures: list[SavedFailure]
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        return self.run.get("totals") or {}
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        runs = self.run.get("runs")
+        return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else [self.run]
+
+
+def read_folder(folder: Path) -> FolderReport:
+    """Everything the report needs from an output folder; a folder without run.json is an error."""
+    run_json = folder / "run.json"
+    if not run_json.is_file():
+        raise UsageError(f"{folder} is not an nnfuzz output folder (no run.json): give the "
+                         "--out folder of a run.")
+    try:
+        run = json.loads(run_json.read_text())
+        if not isinstance(run, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        raise OutputError(f"{run_json} is unreadable ({error}): run nnfuzz again with this "
+                          "--out to rewrite it.") from None
+    return FolderReport(folder, run, _read_stats(folder / "stats.jsonl"),
+                        _read_failures(folder / "crashes"))
+
+
+def _read_stats(path: Path) -> list[dict[str, Any]]:
+    """The records of stats.jsonl; a line a killed run left half-written is passed over."""
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _read_failures(crashes: Path) -> list[SavedFailure]:
+    saved = []
+    for path in sorted(crashes.glob("*.safetensors")) if crashes.is_dir() else []:
+        try:
+            saved.append(SavedFailure(path, load_failure(path)))
+        except ReproducerError as error:
+            saved.append(SavedFailure(path, None, str(error)))
+    return saved
+
+
+def replay_command(report: FolderReport, path: Path) -> str:
+    target = report.run.get("target") or "TARGET.py"
+    return f"nnfuzz replay {shlex.quote(str(target))} {shlex.quote(str(path))}"
+
+
+def summary(report: FolderReport) -> list[str]:
+    """The report as lines of text."""
+    totals, run = report.totals, report.run
+    lines = [f"nnfuzz report: {report.folder}",
+             f"target: {run.get('target') or '?'} (sha256 {str(run.get('target_sha256', ''))[:12]})",
+             f"totals: {len(report.runs)} run(s), {int(totals.get('execs', 0)):,} execs in "
+             f"{float(totals.get('elapsed_s', 0)):.1f}s, corpus {totals.get('corpus', '?')}, "
+             f"coverage {totals.get('coverage', '?')}, threshold {run.get('threshold', '?')}",
+             "runs:"]
+    for number, each in enumerate(report.runs, 1):
+        lines.append(f"  {number}. {each.get('start_time', '?')}  seed {each.get('run_seed', '?')}  "
+                     f"{int(each.get('execs', 0)):,} execs  {float(each.get('elapsed_s', 0)):.1f}s  "
+                     f"{each.get('new_failures', 0)} new failure(s)  {each.get('stop_reason', '?')}")
+    hits = totals.get("hits") or {}
+    lines.append(f"failures: {len(report.failures)} saved in {report.folder / 'crashes'}")
+    for saved in report.failures:
+        if saved.failure is None:
+            lines.append(f"  unreadable: {saved.problem}")
+            continue
+        failure = saved.failure
+        lines.append(f"  {failure.signature}  (hit {hits.get(failure.signature, '?')} time(s))")
+        lines.append(f"    {failure.describe()}")
+        lines.append(f"    replay: {replay_command(report, saved.path)}")
+    return lines
+
+
+def record(report: FolderReport) -> dict[str, Any]:
+    """The report as JSON-ready data (``--json``)."""
+    hits = report.totals.get("hits") or {}
+    return {
+        "folder": str(report.folder), "target": report.run.get("target"),
+        "totals": report.totals, "runs": report.runs,
+        "failures": [{"path": str(s.path), "problem": s.problem} if s.failure is None else
+                     {"path": str(s.path), "objective": s.failure.objective,
+                      "signature": s.failure.signature, "detail": s.failure.detail,
+                      "hits": hits.get(s.failure.signature),
+                      "replay": replay_command(report, s.path)}
+                     for s in report.failures],
+    }
+
+
+def plot(report: FolderReport, png: Path) -> Path:
+    """Coverage and corpus (top) and failures saved (bottom) against seconds fuzzed."""
+    try:
+        import matplotlib
+        import matplotlib.ticker
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError(f"plots need matplotlib, which is not installed: {PLOT_EXTRA}") from None
+    stats = report.stats
+    seconds = [float(r.get("elapsed_s", 0)) for r in stats]
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 5.5))
+    top.plot(seconds, [r.get("coverage", 0) for r in stats], label="coverage")
+    top.plot(seconds, [r.get("corpus", 0) for r in stats], label="corpus", linestyle="--")
+    top.set_ylabel("inputs")
+    top.legend(loc="lower right")
+    bottom.step([0.0, *seconds], [0, *_failures_saved(stats)], where="post", color="tab:red")
+    bottom.set_ylabel("failures saved")
+    bottom.set_ylim(bottom=0)
+    bottom.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    bottom.set_xlabel("seconds fuzzed (all runs)")
+    for start in _run_starts(stats):
+        for axis in (top, bottom):
+            axis.axvline(start, color="grey", linewidth=0.8, linestyle=":")
+    top.set_title(f"{report.run.get('target') or report.folder}: {len(report.runs)} run(s)")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write(png, buffer.getvalue())
+    return png
+
+
+def _failures_saved(stats: list[dict[str, Any]]) -> list[int]:
+    """Failures in the folder at each record (older stats files only count each run's new ones)."""
+    return [int(r.get("saved_failures", r.get("failures", 0))) for r in stats]
+
+
+def _run_starts(stats: list[dict[str, Any]]) -> list[float]:
+    """Seconds fuzzed when each resumed run began: the last record of the run before it."""
+    return [float(before.get("elapsed_s", 0)) for before, after in zip(stats, stats[1:])
+            if "run" in after and before.get("run") != after.get("run")]
