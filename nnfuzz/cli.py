@@ -43,29 +43,37 @@ def handles_errors(command: Callable[..., int]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        warnings.showwarning = _show_warning
-        previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-        # Python leaves SIGINT ignored when it started ignored (a job a shell put in the
-        # background): Ctrl-C and SIGTERM must still stop the run and save its state.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            code = command(*args, **kwargs)
-        except NnfuzzError as error:
-            _fail(str(error), error.exit_code, error.context)
-        except KeyboardInterrupt:
-            _fail("interrupted", EXIT_INTERRUPTED)
-        except Exception as error:  # noqa: BLE001 - a bug in nnfuzz: one line unless debugging
-            if os.environ.get(DEBUG_VARIABLE):
-                raise
-            _fail(f"internal error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 "
-                  "for the traceback, and please report it)", 2)
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-        sys.exit(code)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            # nnfuzz warns once per event (a skipped file, a changed target): say each one,
+            # even when an earlier command in this process said the same.
+            warnings.filterwarnings("always", module=r"nnfuzz(\.|$)")
+            _run_command(command, *args, **kwargs)
 
     return wrapper
+
+
+def _run_command(command: Callable[..., int], *args: Any, **kwargs: Any) -> None:
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    # Python leaves SIGINT ignored when it started ignored (a job a shell put in the
+    # background): Ctrl-C and SIGTERM must still stop the run and save its state.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = command(*args, **kwargs)
+    except NnfuzzError as error:
+        _fail(str(error), error.exit_code, error.context)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - a bug in nnfuzz: one line unless debugging
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        _fail(f"internal error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 "
+              "for the traceback, and please report it)", 2)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    sys.exit(code)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -109,8 +109,11 @@ def read_input_file(path: Path) -> tuple[Inputs, dict[str, str]]:
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise ValueError(f"it is not a valid .npy file ({error})") from None
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(f"it is not a valid .npy file ({error or 'empty'})") from None
+        if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+            array.close()
+            raise ValueError("it is an .npz archive, not a .npy array: save one array per file")
         try:
             # Native byte order: torch holds only that; a big-endian file is converted.
             native = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("="), copy=False))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import time
 from pathlib import Path
@@ -12,8 +13,11 @@ from nnfuzz.storage import TEMP_PREFIX, read_input_file
 
 from .support import Process
 
-#: Seconds after the run's first line (set-up done, loop starting) at which each run is killed.
-KILL_DELAYS = (0.0, 0.1, 0.3, 0.6, 1.2)
+#: How many times the run is killed, each kill followed by a resume.
+KILLS = 20
+#: Each kill comes at a moment drawn uniformly from this many seconds after the run's
+#: first line (set-up done, loop starting): mid-batch, mid-write, mid-minimization.
+KILL_WINDOW = 1.5
 
 
 def test_ctrl_c_after_the_first_status_line_saves_state_and_exits_130(
@@ -63,7 +67,9 @@ def test_sigkill_at_any_moment_leaves_a_folder_that_resumes_without_losing_a_fil
     command = ("run", dead_relu_target, "--out", out, "--batch-size", 10)
     corpus: dict[str, bytes] = {}
     crashes: dict[str, bytes] = {}
-    for attempt, delay in enumerate(KILL_DELAYS):
+    moments = random.Random(0)
+    for attempt in range(KILLS):
+        delay = moments.uniform(0, KILL_WINDOW)
         process = Process(*command, cwd=tmp_path)
         try:
             # Each run after a kill starts without error: set-up completes and the loop runs.
@@ -71,7 +77,7 @@ def test_sigkill_at_any_moment_leaves_a_folder_that_resumes_without_losing_a_fil
             time.sleep(delay)
         finally:
             process.kill()
-        said = f"kill {attempt + 1} ({delay}s into the loop):\n{process.stderr}"
+        said = f"kill {attempt + 1} ({delay:.2f}s into the loop):\n{process.stderr}"
         assert "Traceback" not in process.stderr and "ERROR" not in process.stderr, said
         _check_folder_is_whole(out)
         corpus_now, crashes_now = _saved(out / "corpus"), _saved(out / "crashes")
