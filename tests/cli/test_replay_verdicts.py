@@ -95,3 +95,35 @@ def test_a_fixed_reproducer_is_a_passing_test_case(tmp_path: Path) -> None:
     assert result.exit_code == 0 and ": fixed: " in result.output, result.output
     [case] = ElementTree.parse(junit).getroot()
     assert list(case) == [], "no failure or error element"
+
+
+#: NaN on a coin flip each forward (a model that samples): the same input fails only sometimes.
+RANDOM_TARGET = '''
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(2, 2)
+
+    def forward(self, x):
+        out = self.head(x)
+        coin = torch.rand(x.shape[0], 1) < 0.5
+        return torch.where(coin & (x.sum(1, keepdim=True) > 9), out * float("nan"), out)
+
+def model():
+    torch.manual_seed(0)
+    return Net()
+
+def seeds():
+    return torch.rand(4, 2, generator=torch.Generator().manual_seed(0))
+'''
+
+
+def test_a_model_with_randomness_in_forward_is_flaky_not_fixed(tmp_path: Path) -> None:
+    path = reproducer(tmp_path)
+    result = invoke("replay", write_target(tmp_path, RANDOM_TARGET, name="sampling.py"), path,
+                    "--repeat", 20)
+    assert result.exit_code == 1, result.output
+    assert ": flaky: failed " in result.output and " of 20 runs" in result.output, result.output
