@@ -144,14 +144,20 @@ def exit_code(outcomes: list[ReplayOutcome]) -> int:
 def shrink(target: Target, path: Path) -> tuple[Failure, Failure]:
     """The reproducer at ``path`` and its minimized copy (same objective and signature)."""
     failure = load_failure(path)
+    return failure, shrink_failure(target, failure)
+
+
+def shrink_failure(target: Target, failure: Failure) -> Failure:
+    """``failure`` minimized against ``target``; an error if it no longer fails."""
     _check_fits(target, failure)
     objective = ObjectiveCache(target).get(failure)
     executor = Executor(target.model, source=target.path)
     still_fails = signature_check(failure, objective, executor)
     try:
         if not reproduces(failure, still_fails):
-            raise UsageError(f"{path}: it no longer fails as {failure.signature!r}: "
-                             "nothing to minimize (replay it to see what it does now).")
-        return failure, minimize(failure, still_fails)
+            raise UsageError(f"{failure.path or 'the failure'}: it no longer fails as "
+                             f"{failure.signature!r}: nothing to minimize (replay it to see what "
+                             "it does now).")
+        return minimize(failure, still_fails)
     finally:
         executor.close()
