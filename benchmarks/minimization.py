@@ -1,13 +1,13 @@
 """How much minimization shrinks the zoo's reproducers.
 
-    python -m benchmarks.minimization [--seeds 5] [--budget 50000] [--targets digits_std,...]
+    python -m benchmarks.minimization [--quick] [--seeds 5] [--budget 50000] [--targets a,b]
 
 For each zoo target and run seed, nnfuzz runs to the first failure with
 minimization off; the failure is then minimized (what ``run`` does by
 default and ``nnfuzz minimize`` does on a file) and its distance from its
 seed measured before and after: L-inf, L2 and the number of values that
-differ. Writes a Markdown table to benchmarks/results/minimization.md with
-the median ratio after/before of each.
+differ. Writes benchmarks/results/minimization[-quick].md with the median
+ratio after/before of each.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from nnfuzz.replay import shrink_failure
 from nnfuzz.shrinker import changed_values
 from nnfuzz.target import load_target
 
-from benchmarks.finding import MAX_SECONDS, RESULTS, ZOO
+from benchmarks import machine, report
+from benchmarks.finding import MAX_SECONDS, ZOO
 
 MEASURES = ("linf", "l2", "changed values")
 
@@ -83,24 +84,37 @@ def table(rows: dict[str, list[dict]]) -> list[str]:  # type: ignore[type-arg]
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="run seeds per target")
-    parser.add_argument("--budget", type=int, default=50_000, help="executions per run")
-    parser.add_argument("--targets", help="comma-separated zoo targets (default: all)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "minimization.md")
-    args = parser.parse_args()
-    names = args.targets.split(",") if args.targets else zoo_targets()
+#: Budgets: (run seeds, executions per run).
+FULL = (5, 50_000)
+QUICK = (3, 10_000)
+
+
+def run(quick: bool, names: list[str] | None = None, seeds: int | None = None,
+        budget: int | None = None) -> Path:
+    seeds = seeds or (QUICK if quick else FULL)[0]
+    budget = budget or (QUICK if quick else FULL)[1]
+    started, start = machine.provenance(), time.perf_counter()
     rows = {}
-    for name in names:
-        runs = [measure(name, seed, args.budget) for seed in range(args.seeds)]
+    for name in names or zoo_targets():
+        runs = [measure(name, seed, budget) for seed in range(seeds)]
         rows[name] = [r for r in runs if r is not None]
         print(f"{name}: {len(rows[name])} failure(s) minimized", flush=True)
-    text = [f"Minimization of the first failure per run: {args.seeds} run seeds, budget "
-            f"{args.budget:,} executions (`python -m benchmarks.minimization`).", "", *table(rows)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(text) + "\n")
-    print("\n".join(text))
+    text = ["## Minimization: how much the zoo's reproducers shrink", "",
+            report.command_line("minimization", quick, time.perf_counter() - start, started), "",
+            f"The first failure of each run ({seeds} run seeds, budget {budget:,} executions, "
+            "minimization off), then minimized as `run` does by default; distances from the "
+            "failure's seed before and after.", "", *table(rows)]
+    return report.write("minimization", "\n".join(text), quick)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK[0]} run seeds, budget {QUICK[1]:,}")
+    parser.add_argument("--seeds", type=int, help=f"run seeds per target (default {FULL[0]})")
+    parser.add_argument("--budget", type=int, help=f"executions per run (default {FULL[1]:,})")
+    parser.add_argument("--targets", help="comma-separated zoo targets (default: all)")
+    args = parser.parse_args()
+    run(args.quick, args.targets.split(",") if args.targets else None, args.seeds, args.budget)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+"""The finding section: benchmarks/finding.py's searches over the zoo, with a plot.
+
+    python -m benchmarks.finding_section [--quick] [--budget N] [--seeds K] [--targets a,b]
+
+benchmarks/finding.py owns the searchers, the zoo targets it covers and the
+table's format; this module picks the budget and the run seeds (--quick:
+10,000 executions and 3 run seeds; full: 50,000 and 5), keeps every search's
+number for the plot (median executions to the first failure per target and
+searcher, log scale), and writes results/finding[-quick].md with a heading,
+so that RESULTS.md can include it as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import nnfuzz
+from benchmarks import finding, machine, report
+from nnfuzz.target import load_target
+
+#: (budget, run seeds) of a --quick and of a full run.
+QUICK = (10_000, 3)
+FULL = (50_000, 5)
+
+Outcome = tuple[int | None, float]  # executions to the first failure (None: not found), seconds
+
+
+def searchers(target: nnfuzz.Target, budget: int) -> dict[str, Callable[[int], Outcome]]:
+    """The searchers of benchmarks/finding.py, by the names its table uses."""
+    return {
+        "nnfuzz": lambda s: finding.first_failure_nnfuzz(target, budget, s, True),
+        "random mutation": lambda s: finding.first_failure_nnfuzz(target, budget, s, False),
+        "uniform in bounds": lambda s: finding.first_failure_uniform(target, budget, s, False),
+        f"uniform noise ±{finding.NOISE_SHARE:g}×width around the seeds":
+            lambda s: finding.first_failure_uniform(target, budget, s, True),
+    }
+
+
+def search_zoo(names: list[str], budget: int, seeds: int) -> dict[str, dict[str, list[Outcome]]]:
+    """{target: {searcher: [outcome per run seed]}}, printing each table row as it is done."""
+    outcomes: dict[str, dict[str, list[Outcome]]] = {}
+    for name in names:
+        target = load_target(finding.ZOO / f"{name}.py")
+        outcomes[name] = {}
+        for searcher, search in searchers(target, budget).items():
+            outcomes[name][searcher] = [search(seed) for seed in range(seeds)]
+            print(f"| {name} | {searcher} | "
+                  f"{finding.summary(outcomes[name][searcher], budget)} |", flush=True)
+    return outcomes
+
+
+def plot(outcomes: dict[str, dict[str, list[Outcome]]], budget: int, quick: bool) -> str | None:
+    """Grouped bars: median executions to the first failure, log scale; the budget is a line."""
+    plt = report.pyplot()
+    if plt is None:
+        return None
+    targets = list(outcomes)
+    names = list(next(iter(outcomes.values())))
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(targets) + 3), 4.5))
+    width = 0.8 / len(names)
+    lowest = budget
+    for position, searcher in enumerate(names):
+        runs = [outcomes[t][searcher] for t in targets]
+        medians = [statistics.median(f if f is not None else budget for f, _ in r) for r in runs]
+        lowest = min(lowest, *medians)
+        xs = [i + (position - (len(names) - 1) / 2) * width for i in range(len(targets))]
+        axes.bar(xs, medians, width, label=searcher)
+        for x, median, results in zip(xs, medians, runs):  # how many runs found it
+            found = sum(f is not None for f, _ in results)
+            axes.text(x, median * 1.05, f"{found}/{len(results)}", ha="center", va="bottom",
+                      fontsize=7)
+    axes.axhline(budget, color="black", linestyle="--", linewidth=1)
+    axes.text(len(targets) - 0.5, budget * 1.25, f"budget {budget:,} (not found)", ha="right",
+              va="bottom", fontsize=8)
+    axes.set_yscale("log")
+    axes.set_ylim(10 ** math.floor(math.log10(max(lowest, 1)) - 0.3), budget * 2.5)
+    axes.set_xticks(range(len(targets)), targets, rotation=20, ha="right")
+    axes.set_ylabel("executions to the first failure (median)")
+    seeds = len(outcomes[targets[0]][names[0]])
+    axes.set_title(f"Executions to the first failure, median of {seeds} run seeds "
+                   "(lower is better); k/n: runs that found one", fontsize=10)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+    return report.save_figure(figure, "finding", quick)
+
+
+def markdown(outcomes: dict[str, dict[str, list[Outcome]]], budget: int, seeds: int, quick: bool,
+             wall_s: float, started: str, image: str | None) -> str:
+    rows = [f"| {name} | {searcher} | {finding.summary(results, budget)} |"
+            for name, by_searcher in outcomes.items() for searcher, results in by_searcher.items()]
+    return "\n".join([
+        report.FINDING_TITLE, "",
+        report.command_line("finding_section", quick, wall_s, started),
+        "", report.FINDING_DESCRIPTION, "",
+        # The lines benchmarks/finding.py writes, so that both files read the same.
+        f"Budget {budget:,} executions per search, run seeds 0..{seeds - 1}; "
+        "a search that finds nothing counts as the budget.", "",
+        "| target | searcher | found | execs to first failure, median (min–max) "
+        "| seconds, median |",
+        "|---|---|---|---|---|", *rows,
+        *(["", image] if image else []),
+    ])
+
+
+def run(quick: bool, budget: int | None = None, seeds: int | None = None,
+        targets: list[str] | None = None) -> Path:
+    default_budget, default_seeds = QUICK if quick else FULL
+    budget, seeds = budget or default_budget, seeds or default_seeds
+    started, start = machine.provenance(), time.perf_counter()
+    outcomes = search_zoo(targets or list(finding.TARGETS), budget, seeds)
+    image = plot(outcomes, budget, quick)
+    text = markdown(outcomes, budget, seeds, quick, time.perf_counter() - start, started, image)
+    return report.write("finding", text, quick)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"budget {QUICK[0]:,} and {QUICK[1]} run seeds "
+                             f"(default: {FULL[0]:,} and {FULL[1]})")
+    parser.add_argument("--budget", type=int, help="executions per search")
+    parser.add_argument("--seeds", type=int, help="run seeds 0..K-1 per searcher")
+    parser.add_argument("--targets", help="comma-separated zoo targets "
+                                          f"(default: {','.join(finding.TARGETS)})")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    run(args.quick, args.budget, args.seeds, args.targets.split(",") if args.targets else None)
+
+
+if __name__ == "__main__":
+    main()
