@@ -30,14 +30,18 @@ CORPUS_SUFFIXES = (".safetensors", ".npy")
 
 @dataclass
 class Batch:
-    """Inputs with their lineage: root (B,), depth (B,)."""
+    """Inputs with their lineage: root (B,), depth (B,); and their coverage vectors
+    (B, D) once known, which spare the novelty index a lookup for mutants that
+    stayed close to their parent (see Coverage.update)."""
 
     inputs: Inputs
     root: torch.Tensor
     depth: torch.Tensor
+    vectors: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> "Batch":
-        return Batch(tuple(t[rows] for t in self.inputs), self.root[rows], self.depth[rows])
+        return Batch(tuple(t[rows] for t in self.inputs), self.root[rows], self.depth[rows],
+                     self.vectors[rows] if self.vectors is not None else None)
 
     @property
     def size(self) -> int:
@@ -80,6 +84,8 @@ class Corpus:
         self._elements = [_Rows(t) for t in seeds]
         self._root_of = _Rows(torch.zeros(1, dtype=torch.long, device=self.device))
         self._depth = _Rows(torch.zeros(1, dtype=torch.long, device=self.device))
+        #: Coverage vectors of the elements, once the coverage was primed (set_vectors).
+        self._vectors: _Rows | None = None
         self._hashes: set[str] = set()
         self._root_hashes: dict[str, int] = {}
         self._hashes.update(self._hashes_of(seeds))
@@ -119,6 +125,18 @@ class Corpus:
             rows.extend(tensor)
         self._root_of.extend(batch.root)
         self._depth.extend(batch.depth)
+        if self._vectors is not None:
+            if batch.vectors is None:
+                self._vectors = None  # an element of unknown coverage: stop tracking them
+            else:
+                self._vectors.extend(batch.vectors)
+
+    def set_vectors(self, vectors: torch.Tensor) -> None:
+        """The coverage vector of every element, in order (once the coverage is primed)."""
+        if vectors.shape[0] != len(self):
+            raise ValueError(f"{vectors.shape[0]} vectors for {len(self)} corpus elements")
+        self._vectors = _Rows(vectors)
+        self._vectors.extend(vectors)
 
     def _unseen(self, inputs: Inputs) -> torch.Tensor:
         """Rows whose content is new to the corpus (and to each other); records them."""
@@ -164,7 +182,8 @@ class Corpus:
 
     def _batch(self, picks: torch.Tensor) -> Batch:
         return Batch(tuple(rows.view()[picks] for rows in self._elements),
-                     self._root_of.view()[picks], self._depth.view()[picks])
+                     self._root_of.view()[picks], self._depth.view()[picks],
+                     self._vectors.view()[picks] if self._vectors is not None else None)
 
     def root_inputs(self, roots: torch.Tensor) -> Inputs:
         roots = roots.to(self.device)

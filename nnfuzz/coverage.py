@@ -157,31 +157,51 @@ class Coverage:
         finite = vectors[torch.isfinite(vectors).all(1)]
         self.index.add(_as_faiss(finite))
 
-    def update(self, vectors: torch.Tensor, stats: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
-        """Mask (B,) of eligible examples that are novel or set a record; adds their vectors."""
+    def update(self, vectors: torch.Tensor, stats: torch.Tensor, eligible: torch.Tensor,
+               parents: torch.Tensor | None = None) -> torch.Tensor:
+        """Mask (B,) of eligible examples that are novel or set a record; adds their vectors.
+
+        ``parents``: the coverage vectors (B, D) the examples were mutated from,
+        when known. Every corpus vector is in the index, so a mutant within the
+        threshold of its parent is not novel: no lookup needed (the triangle
+        inequality; exact, not a heuristic). Most mutants are such.
+        """
         eligible = eligible & torch.isfinite(vectors).all(1)
-        keep = self.records.update(stats, eligible) | self._novel(vectors, eligible)
+        keep = self.records.update(stats, eligible) | self._novel(vectors, eligible, parents)
         self.add(vectors[keep])
         return keep
 
-    def _novel(self, vectors: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
+    def _novel(self, vectors: torch.Tensor, eligible: torch.Tensor,
+               parents: torch.Tensor | None) -> torch.Tensor:
         novel = torch.zeros_like(eligible)
+        if parents is not None:
+            near_parent = (vectors - parents).norm(dim=1) <= self.threshold
+            eligible = eligible & ~near_parent
         rows = eligible.nonzero().flatten()
         if not len(rows):
             return novel
         distances = torch.from_numpy(self.index.nearest(_as_faiss(vectors[rows])))
         candidates = rows[distances.to(rows.device) > self.threshold]
-        # Two mutants of one batch may be novel to the index but close to each
-        # other: keep the first of any such pair.
-        kept: list[int] = []
-        for row in candidates.tolist():
-            if kept:
-                gaps = (vectors[kept] - vectors[row]).norm(dim=1)
-                if bool((gaps <= self.threshold).any()):
-                    continue
-            kept.append(row)
-        novel[kept] = True
+        novel[_spread_out(vectors[candidates], candidates, self.threshold)] = True
         return novel
+
+
+def _spread_out(vectors: torch.Tensor, rows: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The rows to keep of mutants novel to the index: two of one batch may still lie
+    within the threshold of each other; keep the first of any such pair, in order."""
+    if len(rows) < 2:
+        return rows
+    close = (torch.cdist(vectors, vectors) <= threshold).triu(1)
+    if not bool(close.any()):
+        return rows
+    neighbours = close.tolist()
+    dropped = [False] * len(rows)
+    for i in range(len(rows)):
+        if not dropped[i]:
+            for j in range(i + 1, len(rows)):
+                if neighbours[i][j]:
+                    dropped[j] = True
+    return rows[torch.tensor([not d for d in dropped], device=rows.device)]
 
 
 def _as_faiss(vectors: torch.Tensor) -> np.ndarray:

@@ -117,6 +117,23 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _summary(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example: (mean, std) (B, 2) and the largest magnitude (B,) of a module's output.
+
+    On every module of every batch, so it must cost little next to the module:
+    torch.std_mean took 8.4 ms on a (100, 5408) conv output where mean, L2 norm,
+    amax and amin take 0.8 ms together (2 cores, one thread). The spread from
+    E[x^2] - E[x]^2 loses precision when the mean dwarfs it; as a coverage signal
+    that is fine. NaN and Inf pass through to the absmax (the nonfinite check).
+    """
+    count = flat.shape[1]
+    mean = flat.mean(1)
+    square_mean = torch.linalg.vector_norm(flat, 2, dim=1).square() / count
+    std = (square_mean - mean.square()).clamp(min=0).sqrt()
+    absmax = torch.maximum(flat.amax(1).abs(), flat.amin(1).abs())
+    return torch.stack((mean, std), 1), absmax
+
+
 class Executor:
     """Runs a model with hooks that reduce every module's output as it is made."""
 
@@ -162,9 +179,8 @@ class Executor:
             self._captured.setdefault(self._layer_modules[module], flat)
         if flat.shape[1] == 0:
             return
-        std, mean = torch.std_mean(flat, dim=1, correction=0)
-        self._events.append((self._index[module], torch.stack((mean, std), 1),
-                             flat.abs().amax(dim=1)))
+        mean_std, absmax = _summary(flat)
+        self._events.append((self._index[module], mean_std, absmax))
 
     # --- running -----------------------------------------------------------------
 

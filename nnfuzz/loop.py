@@ -160,7 +160,9 @@ class Fuzzer:
         findings = judge(self.objectives, execution)
         if self.config.feedback:
             passed = execution.ran & ~_mask(findings, mutants.size, execution.ran.device)
-            keep = self.coverage.update(execution.coverage, self._signals(execution), passed)
+            keep = self.coverage.update(execution.coverage, self._signals(execution), passed,
+                                        parents.vectors)
+            mutants.vectors = execution.coverage
             self.corpus.add(mutants.select(keep.nonzero().flatten()))
         for finding in findings:
             self._report(finding, mutants)
@@ -306,6 +308,7 @@ class Fuzzer:
         signals = torch.cat([self._signals(e) for e in executions])
         module_stats = executions[0].stats.reshape(executions[0].size, -1).shape[1]
         threshold = self.config.threshold or self._derived_threshold(vectors)
+        self.corpus.set_vectors(vectors)
         return Coverage(threshold, vectors, signals, low_only_from=module_stats)
 
     def _derived_threshold(self, vectors: torch.Tensor) -> float:
