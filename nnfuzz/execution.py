@@ -155,6 +155,7 @@ class Executor:
         self._events: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._captured: dict[str, torch.Tensor] = {}
         self._gradient_module: torch.nn.Module | None = None
+        self._gradient_pass = False
         self._gradient_output: torch.Tensor | None = None
         self._batch = 0
         self._recording = False
@@ -172,8 +173,13 @@ class Executor:
         tensor = _batch_tensor(output, self._batch)
         if tensor is None:
             return
-        if module is self._gradient_module and self._gradient_output is None:
-            self._gradient_output = tensor
+        if self._gradient_pass:
+            # A gradient pass needs this one module's output, not the statistics, nor
+            # what the model computes after it: stop the forward pass there.
+            if module is self._gradient_module and self._gradient_output is None:
+                self._gradient_output = tensor
+                raise _StopForward
+            return
         flat = tensor.detach().flatten(1).float()
         if module in self._layer_modules:
             self._captured.setdefault(self._layer_modules[module], flat)
@@ -293,9 +299,13 @@ class Executor:
         leaves = tuple(t.detach().clone().requires_grad_(t.dtype.is_floating_point)
                        for t in inputs)
         self._gradient_module, self._gradient_output = module, None
+        self._gradient_pass = True
         try:
             with torch.enable_grad():
-                output = self._forward(leaves)
+                try:
+                    output = self._forward(leaves)
+                except _StopForward:
+                    output = None
                 activation = primary_output(output) if module is None else self._gradient_output
                 if activation is None or not activation.requires_grad:
                     return None
@@ -306,8 +316,13 @@ class Executor:
             return None
         finally:
             self._gradient_module, self._gradient_output = None, None
+            self._gradient_pass = False
         grads_iter = iter(grads)
         return tuple(next(grads_iter) if t.requires_grad else None for t in leaves)  # type: ignore[misc]
+
+
+class _StopForward(Exception):
+    """Raised by a hook once a gradient pass has the module output it needs."""
 
 
 def _batch_tensor(output: Any, size: int) -> torch.Tensor | None:
