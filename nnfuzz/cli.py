@@ -132,6 +132,8 @@ def main() -> None:
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
 @click.option("--minimize/--no-minimize", default=True, show_default=True,
               help="Shrink each new failure toward its seed before saving it.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes sharing OUT/corpus (one per GPU by default with --device cuda).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome and new failures as JSON to this file.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -141,7 +143,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         reference: str | None, atol: float, rtol: float, max_time: float | None,
         runs: int | None, batch_size: int, seed: int, device: str | None,
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
-        stop_on_failure: bool, minimize: bool, json_path: Path | None, junit_path: Path | None) -> int:
+        stop_on_failure: bool, minimize: bool, workers: int, json_path: Path | None, junit_path: Path | None) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
     from nnfuzz.loop import fuzz_target
@@ -157,7 +159,12 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
                         batch_size=batch_size, seed=seed, radius=radius, norm=norm, layers=layers,
                         threshold=threshold, reference=reference, atol=atol, rtol=rtol,
                         stop_on_failure=stop_on_failure, minimize=minimize)
-    result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter)
+    if workers > 1:
+        from nnfuzz.workers import WorkerPool
+
+        result = WorkerPool(loaded, config, out, corpus, workers, device, reporter).run()
+    else:
+        result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter)
     if json_path is not None:
         write_json(json_path, run_record(result))
     if junit_path is not None:

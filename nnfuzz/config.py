@@ -18,6 +18,7 @@ class StopReason(enum.Enum):
     MAX_TIME = "reached --max-time"
     FAILURE = "found a failure (stop_on_failure)"
     INTERRUPTED = "interrupted"
+    STOPPED = "stopped by the parent process"
     ERROR = "stopped by an error"
 
     def describe(self) -> str:

@@ -10,7 +10,7 @@ TensorFuzz does: new coverage is where the search is going.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +87,8 @@ class Corpus:
         #: Coverage vectors of the elements, once the coverage was primed (set_vectors).
         self._vectors: _Rows | None = None
         self._hashes: set[str] = set()
+        #: Names of the shared folder's files already looked at (new_in_folder).
+        self._looked_at: set[str] = set()
         self._root_hashes: dict[str, int] = {}
         self._hashes.update(self._hashes_of(seeds))
         self._add_roots(seeds)
@@ -98,7 +100,7 @@ class Corpus:
 
     # --- growing -------------------------------------------------------------------
 
-    def _add_roots(self, inputs: Inputs) -> None:
+    def _add_roots(self, inputs: Inputs, vectors: torch.Tensor | None = None) -> None:
         """Add inputs as their own roots (seeds, or files of unknown descent)."""
         first = self._roots[0].count
         for rows, tensor in zip(self._roots, inputs):
@@ -106,7 +108,7 @@ class Corpus:
         roots = torch.arange(first, first + inputs[0].shape[0], device=self.device)
         for offset, digest in enumerate(self._hashes_of(inputs)):
             self._root_hashes[digest] = first + offset
-        self._append(Batch(inputs, roots, torch.zeros_like(roots)))
+        self._append(Batch(inputs, roots, torch.zeros_like(roots), vectors))
 
     def add(self, batch: Batch) -> int:
         """Add new-coverage inputs; returns how many were new (not already present)."""
@@ -229,17 +231,44 @@ class Corpus:
                           f"{shown}", stacklevel=2)
         return loaded
 
-    def _add_loaded(self, inputs: Inputs, metadata: dict[str, str]) -> None:
+    def _add_loaded(self, inputs: Inputs, metadata: dict[str, str],
+                    vectors: torch.Tensor | None = None) -> None:
         inputs = _clamped(inputs, self.domain)
         if not len(self._unseen(inputs)):
             return
-        root = self._root_hashes.get(metadata.get("root", ""))
+        root = self.root_of(metadata)
         if root is None:
-            self._add_roots(inputs)
+            self._add_roots(inputs, vectors)
             return
         depth = int(metadata.get("mutations", "1")) if metadata.get("mutations", "").isdigit() else 1
         self._append(Batch(inputs, torch.tensor([root], device=self.device),
-                           torch.tensor([depth], device=self.device)))
+                           torch.tensor([depth], device=self.device), vectors))
+
+    def root_of(self, metadata: dict[str, str]) -> int | None:
+        """The root a corpus file names (by its content hash), if this corpus has it."""
+        return self._root_hashes.get(metadata.get("root", ""))
+
+    # --- sharing a folder with other workers ------------------------------------------
+
+    def new_in_folder(self, folder: Path) -> list[tuple[Inputs, dict[str, str]]]:
+        """Inputs (each with a batch dimension of 1) of files that appeared in ``folder``
+        since the last look, other than this corpus's own; files that cannot be used
+        are passed over silently (a worker's folder is written by nnfuzz alone)."""
+        fresh = []
+        for path, inputs, metadata, _ in scan_folder(folder, self.domain, self._is_new_file):
+            self._looked_at.add(path.name)
+            if inputs is not None:
+                fresh.append((tuple(t.unsqueeze(0).to(self.device) for t in inputs), metadata))
+        return fresh
+
+    def _is_new_file(self, path: Path) -> bool:
+        return path.name not in self._looked_at and path.stem not in self._hashes
+
+    def add_imported(self, found: list[tuple[Inputs, dict[str, str]]],
+                     vectors: torch.Tensor) -> None:
+        """Add what :meth:`new_in_folder` found, with the coverage vector of each."""
+        for (inputs, metadata), vector in zip(found, vectors):
+            self._add_loaded(inputs, metadata, vector.unsqueeze(0))
 
 
 def _clamped(inputs: Inputs, domain: Domain) -> Inputs:
@@ -248,16 +277,19 @@ def _clamped(inputs: Inputs, domain: Domain) -> Inputs:
                  for t, f in zip(inputs, domain.fields))
 
 
-def scan_folder(folder: Path, domain: Domain | None
+def scan_folder(folder: Path, domain: Domain | None,
+                wanted: Callable[[Path], bool] | None = None
                 ) -> Iterator[tuple[Path, Inputs | None, dict[str, str], CorpusError | None]]:
-    """Each file of a corpus folder, read and checked against ``domain``.
+    """Each file of a corpus folder (that ``wanted`` accepts), read and checked against ``domain``.
 
     Yields (path, inputs without batch dimension, metadata, problem): inputs is
     None for a file that is no input (problem None: not an input's suffix) or
     that cannot be used (problem says why). Temporary files are passed over.
     """
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(TEMP_PREFIX) or not path.is_file():
+        if path.name.startswith(TEMP_PREFIX) or (wanted is not None and not wanted(path)):
+            continue
+        if not path.is_file():
             continue
         if path.suffix not in CORPUS_SUFFIXES:
             yield path, None, {}, None

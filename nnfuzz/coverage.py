@@ -171,6 +171,11 @@ class Coverage:
         self.add(vectors[keep])
         return keep
 
+    def take_in(self, vectors: torch.Tensor, stats: torch.Tensor) -> None:
+        """Coverage another worker found: its vectors and records become ours."""
+        self.records.update(stats, torch.isfinite(vectors).all(1))
+        self.add(vectors)
+
     def _novel(self, vectors: torch.Tensor, eligible: torch.Tensor,
                parents: torch.Tensor | None) -> torch.Tensor:
         novel = torch.zeros_like(eligible)

@@ -13,7 +13,7 @@ import shlex
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +28,7 @@ from nnfuzz.errors import NnfuzzError, TargetError, UsageError
 from nnfuzz.execution import STATS, Execution, Executor
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, ObjectiveContext, build_objectives, judge, pressure
-from nnfuzz.output import OutputFolder
+from nnfuzz.output import OutputFolder, known_failures
 from nnfuzz.reproducer import Failure
 from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
 from nnfuzz.status import Reporter, Snapshot
@@ -82,15 +82,32 @@ def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = 
         fuzzer.close()
 
 
+@dataclass(frozen=True)
+class Shared:
+    """What a worker shares with the others of its run (see nnfuzz.workers)."""
+
+    #: OUT/corpus: every worker saves its new inputs there and takes in the others'.
+    corpus: Path
+    #: OUT/crashes: failures saved there (by the parent) are known, not new.
+    crashes: Path
+    #: Asked between batches: the parent wants the workers to stop.
+    should_stop: Callable[[], bool]
+    #: Seconds between looks at the shared corpus folder.
+    sync_interval: float = 1.0
+
+
 class Fuzzer:
     """One fuzzing campaign: set up by ``__init__``, driven by ``run``."""
 
     def __init__(self, target: Target, config: FuzzConfig, *, out: Path | None = None,
-                 corpus: Path | None = None, reporter: Reporter | None = None) -> None:
+                 corpus: Path | None = None, reporter: Reporter | None = None,
+                 shared: "Shared | None" = None) -> None:
         config.check()
         self.target = target
         self.config = config
         self.reporter = reporter or Reporter()
+        #: Set when this is one of several workers (nnfuzz.workers): the folder they share.
+        self.shared = shared
         self.out = OutputFolder(out) if out is not None else None
         if self.out is not None:
             self.out.check_resumable(target.path.name if target.path else None, target.sha256,
@@ -111,16 +128,17 @@ class Fuzzer:
         self.domain = infer_domain(seeds, target.bounds, target.origin)
         self.seed_count = seeds[0].shape[0]
         self._check_seeds(seeds)
-        self.corpus = Corpus(self.domain, seeds, folder=self.out.corpus if self.out else None,
-                             device=self.executor.device)
+        corpus_folder = self.out.corpus if self.out else shared.corpus if shared else None
+        self.corpus = Corpus(self.domain, seeds, folder=corpus_folder, device=self.executor.device)
         if corpus is not None:
             self.corpus.load_folder(corpus, strict=True)
-        if self.out is not None:
-            self.corpus.load_folder(self.out.corpus, strict=False)
+        if corpus_folder is not None:
+            self.corpus.load_folder(corpus_folder, strict=False)
         gradient = self._gradient if config.feedback and config.guided else None
         self.mutator = Mutator(self.domain, MutationConfig(config.radius, config.norm), gradient)
         self.coverage = self._prime_coverage()
-        self.known = self.out.known_failures() if self.out else {}
+        self.known = (self.out.known_failures() if self.out
+                      else known_failures(shared.crashes, quiet=True) if shared else {})
         self.hits: Counter[str] = Counter()
         self.failures: list[Failure] = []
         self.execs = 0
@@ -191,7 +209,7 @@ class Fuzzer:
                            f"({'--threshold' if self.config.threshold else 'from the seeds'}); "
                            f"corpus {len(self.corpus)}, {len(self.known)} known failure(s)")
         self._write_run(None)
-        last_status = self.started
+        last_status = last_sync = self.started
         try:
             while (reason := self._stop_reason()) is None:
                 size = self.config.batch_size
@@ -202,6 +220,9 @@ class Fuzzer:
                     last_status = time.monotonic()
                     self._status()
                     self._write_run(None)  # so that a killed run's work still counts in the totals
+                if self.shared and time.monotonic() - last_sync >= self.shared.sync_interval:
+                    last_sync = time.monotonic()
+                    self._import_shared()
         except KeyboardInterrupt:
             reason = StopReason.INTERRUPTED
         except NnfuzzError:
@@ -210,6 +231,8 @@ class Fuzzer:
         return self._finish(reason)
 
     def _stop_reason(self) -> StopReason | None:
+        if self.shared is not None and self.shared.should_stop():
+            return StopReason.STOPPED
         if self.config.stop_on_failure and self.failures:
             return StopReason.FAILURE
         if self.config.runs is not None and self.execs >= self.config.runs:
@@ -233,8 +256,8 @@ class Fuzzer:
     def _snapshot(self) -> Snapshot:
         """Counters across every run in the output folder; the rate is this run's."""
         elapsed = self._elapsed()
-        return Snapshot(elapsed_s=elapsed + _total(self.earlier, "elapsed_s"),
-                        execs=self.execs + int(_total(self.earlier, "execs")),
+        return Snapshot(elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
+                        execs=self.execs + int(summed(self.earlier, "execs")),
                         execs_per_s=self.execs / elapsed if elapsed > 0 else 0.0,
                         corpus=len(self.corpus), coverage=len(self.coverage),
                         failures=len(self.failures), saved_failures=len(self.known),
@@ -250,31 +273,12 @@ class Fuzzer:
     def _write_run(self, reason: StopReason | None) -> None:
         if self.out is None:
             return
-        what_ran = {
-            "target_sha256": self.target.sha256,
-            "run_seed": self.config.seed,
-            "start_time": self.started_at.isoformat(),
-            "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
-            "stop_reason": reason.describe() if reason else "running",
-        }
-        this_run = {"nnfuzz": __version__, **what_ran, "execs": self.execs,
-                    "elapsed_s": round(self._elapsed(), 3), "new_failures": len(self.failures),
-                    "hits": dict(self.hits)}
-        hits = Counter(self.hits)
-        for earlier in self.earlier:
-            hits.update(earlier.get("hits") or {})
-        self.out.write_run({
-            **versions(),
-            "device": str(self.executor.device),
-            "options": asdict(self.config),
-            "target": str(self.target.path) if self.target.path else None,
-            "threshold": self.coverage.threshold,
-            **what_ran,
-            "totals": {**_without(self._snapshot().record(), "run"), "runs": len(self.earlier) + 1,
-                       "new_failures": len(self.failures), "known_failures": len(self.known),
-                       "hits": dict(hits)},
-            "runs": [*self.earlier, this_run],
-        })
+        self.out.write_run(run_record(
+            target=self.target, config=self.config, device=str(self.executor.device),
+            threshold=self.coverage.threshold, started_at=self.started_at, reason=reason,
+            elapsed_s=self._elapsed(), execs=self.execs, failures=len(self.failures),
+            hits=self.hits, known=len(self.known), earlier=self.earlier,
+            snapshot=self._snapshot()))
 
     # --- set-up ------------------------------------------------------------------
 
@@ -320,6 +324,20 @@ class Fuzzer:
         unguided = Mutator(self.domain, self.mutator.config)  # no records to guide by yet
         mutants = unguided.mutate(probe.inputs, probe.inputs, self.rng)
         return threshold_from_mutants(seed_vectors, self.executor.run(mutants).coverage)
+
+    def _import_shared(self) -> None:
+        """Take in the corpus files other workers saved since the last look."""
+        found = self.corpus.new_in_folder(self.shared.corpus)  # type: ignore[union-attr]
+        if not found:
+            return
+        inputs = tuple(torch.cat(column) for column in zip(*(i for i, _ in found)))
+        unknown = len(self.corpus) + self.seed_count  # no known seed: no label
+        roots = torch.tensor([r if (r := self.corpus.root_of(m)) is not None else unknown
+                              for _, m in found], device=self.executor.device)
+        executions = [e for _, e in self._executions(inputs, roots)]
+        vectors = torch.cat([e.coverage for e in executions])
+        self.coverage.take_in(vectors, torch.cat([self._signals(e) for e in executions]))
+        self.corpus.add_imported(found, vectors)
 
     # --- guidance ------------------------------------------------------------------
 
@@ -406,7 +424,40 @@ class Fuzzer:
                 f"{shlex.quote(str(failure.path))}")
 
 
-def _total(runs: list[dict[str, object]], key: str) -> float:
+def run_record(*, target: Target, config: FuzzConfig, device: str, threshold: float | None,
+               started_at: datetime, reason: StopReason | None, elapsed_s: float, execs: int,
+               failures: int, hits: Counter[str], known: int, earlier: list[dict[str, Any]],
+               snapshot: Snapshot, workers: int | None = None) -> dict[str, Any]:
+    """run.json (DESIGN §4): what ran, and totals across every run of the folder."""
+    what_ran = {
+        "target_sha256": target.sha256,
+        "run_seed": config.seed,
+        "start_time": started_at.isoformat(),
+        "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
+        "stop_reason": reason.describe() if reason else "running",
+    }
+    this_run = {"nnfuzz": __version__, **what_ran, "execs": execs,
+                "elapsed_s": round(elapsed_s, 3), "new_failures": failures, "hits": dict(hits)}
+    if workers is not None:
+        this_run["workers"] = workers
+    every_hit = Counter(hits)
+    for run in earlier:
+        every_hit.update(run.get("hits") or {})
+    return {
+        **versions(),
+        "device": device,
+        "options": asdict(config),
+        "target": str(target.path) if target.path else None,
+        "threshold": threshold,
+        **what_ran,
+        "totals": {**_without(snapshot.record(), "run"), "runs": len(earlier) + 1,
+                   "new_failures": failures, "known_failures": known, "hits": dict(every_hit)},
+        "runs": [*earlier, this_run],
+    }
+
+
+def summed(runs: list[dict[str, object]], key: str) -> float:
+    """The sum of a number over the runs of run.json's history."""
     return float(sum(r.get(key) or 0 for r in runs if isinstance(r.get(key, 0), (int, float))))
 
 

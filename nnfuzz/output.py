@@ -96,13 +96,7 @@ class OutputFolder:
 
     def known_failures(self) -> dict[str, Path]:
         """Signature -> reproducer path of every failure already saved."""
-        known = {}
-        for path in sorted(self.crashes.glob("*.safetensors")):
-            try:
-                known.setdefault(load_failure(path).signature, path)
-            except ReproducerError as error:
-                warnings.warn(f"skipped {error}", stacklevel=2)
-        return known
+        return known_failures(self.crashes)
 
     def save_failure(self, failure: Failure) -> Path:
         return failure.save(self.crashes / failure.file_name)
@@ -128,3 +122,15 @@ class OutputFolder:
                 os.close(descriptor)
         except OSError as error:
             raise OutputError(write_failure(self.stats_jsonl, error)) from None
+
+
+def known_failures(crashes: Path, *, quiet: bool = False) -> dict[str, Path]:
+    """Signature -> reproducer path of every reproducer in ``crashes``; others are skipped."""
+    known: dict[str, Path] = {}
+    for path in sorted(crashes.glob("*.safetensors")) if crashes.is_dir() else []:
+        try:
+            known.setdefault(load_failure(path).signature, path)
+        except ReproducerError as error:
+            if not quiet:
+                warnings.warn(f"skipped {error}", stacklevel=2)
+    return known

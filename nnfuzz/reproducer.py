@@ -16,7 +16,7 @@ import torch
 
 from nnfuzz.domain import Inputs
 from nnfuzz.errors import ReproducerError
-from nnfuzz.storage import atomic_write, content_hash, numbered, read_tensor_file, tensor_file_bytes
+from nnfuzz.storage import atomic_write, content_hash, numbered, read_tensor_bytes, tensor_file_bytes
 
 #: Metadata every reproducer must carry to be replayed.
 REQUIRED_METADATA = ("objective", "detail", "signature")
@@ -79,21 +79,33 @@ def load_failure(path: str | Path) -> Failure:
     """Read a reproducer; anything else is a :class:`ReproducerError` naming the file."""
     path = Path(path)
     try:
-        tensors, metadata = read_tensor_file(path)
-        inputs = numbered(tensors, "input")
-        seed = numbered(tensors, "seed")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ReproducerError(f"{path}: no such file: give a reproducer from OUT/crashes/.") from None
-    except (ValueError, OSError) as error:
+    except OSError as error:
         raise ReproducerError(f"{path}: not a valid reproducer: {error}.") from None
+    failure = failure_from_bytes(data, str(path))
+    failure.path = path
+    return failure
+
+
+def failure_from_bytes(data: bytes, origin: str) -> Failure:
+    """A reproducer's bytes (what :meth:`Failure.to_bytes` wrote) as a Failure; ``origin``
+    names them in the :class:`ReproducerError` raised when they are not one."""
+    try:
+        tensors, metadata = read_tensor_bytes(data)
+        inputs = numbered(tensors, "input")
+        seed = numbered(tensors, "seed")
+    except ValueError as error:
+        raise ReproducerError(f"{origin}: not a valid reproducer: {error}.") from None
     missing = [name for name in REQUIRED_METADATA if not metadata.get(name)]
     if missing:
-        raise ReproducerError(f"{path}: not a valid reproducer: its metadata has no "
+        raise ReproducerError(f"{origin}: not a valid reproducer: its metadata has no "
                               f"{missing[0]!r}.")
     rest = {k: v for k, v in metadata.items() if k not in REQUIRED_METADATA}
     return Failure(inputs=inputs, seed=seed, objective=metadata["objective"],
                    detail=metadata["detail"], signature=metadata["signature"],
-                   target=tensors.get("target"), metadata=rest, path=path)
+                   target=tensors.get("target"), metadata=rest)
 
 
 def reproducer_paths(paths: list[Path]) -> list[Path]:

@@ -78,7 +78,11 @@ def read_tensor_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
     Raises ValueError with a short reason when the file is not one.
     """
-    data = path.read_bytes()
+    return read_tensor_bytes(path.read_bytes())
+
+
+def read_tensor_bytes(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata of safetensors bytes; ValueError when they are not."""
     if len(data) < 8:
         raise ValueError("the file is too short to be safetensors")
     header_size = int.from_bytes(data[:8], "little")

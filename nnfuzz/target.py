@@ -2,15 +2,17 @@
 
 A target is a Python file that defines ``model()`` and ``seeds()`` (and
 optionally ``BOUNDS``, ``targets()``, ``loss``, ``reference()``,
-``objectives()``). Importing it runs its code, so it is trusted like a test
-file. Every way it can break the contract becomes a :class:`TargetError`
-naming the file, the name and the fix.
+``objectives()``, and ``init()`` for ``nnfuzz doctor``). Importing it runs its
+code, so it is trusted like a test file. Every way it can break the contract
+becomes a :class:`TargetError` naming the file, the name and the fix.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
+import inspect
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 
 from nnfuzz.domain import Inputs, as_inputs
 from nnfuzz.errors import TargetError, first_line, user_traceback
+from nnfuzz.storage import content_hash
 
 
 @dataclass
@@ -36,11 +39,19 @@ class Target:
     loss: Callable[..., torch.Tensor] | None = None
     reference: Callable[[], Any] | None = None
     objectives: list[Callable[..., torch.Tensor]] = field(default_factory=list)
+    #: Builds a freshly initialised model (``init()``, or ``model(pretrained=False)``);
+    #: None when the target cannot give one. Only ``nnfuzz doctor`` calls it.
+    init: Callable[[], Any] | None = None
 
     @property
     def origin(self) -> str:
         """How messages name the target: its file name."""
         return self.path.name if self.path else "the target"
+
+    @functools.cached_property
+    def seeds_sha256(self) -> str | None:
+        """The seeds' content hash, so that records say which seeds a result came from."""
+        return content_hash(self.seeds) if self.seeds is not None else None
 
 
 def in_memory(model: torch.nn.Module, seeds: object = None, **fields: Any) -> Target:
@@ -84,6 +95,7 @@ def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
         loss=_callable(module, name, "loss"),
         reference=_callable(module, name, "reference"),
         objectives=_user_objectives(module, name),
+        init=_fresh_model_builder(module, name),
     )
 
 
@@ -133,6 +145,21 @@ def _callable(module: Any, file: str, name: str) -> Callable[..., Any] | None:
     if function is not None and not callable(function):
         raise TargetError(f"{file}: {name} is a {type(function).__name__}, not a function.")
     return function
+
+
+def _fresh_model_builder(module: Any, file: str) -> Callable[[], Any] | None:
+    """``init()`` if the target defines it, else ``model(pretrained=False)`` where model()
+    takes that keyword: the two ways a target says how to build an untrained model."""
+    init = _callable(module, file, "init")
+    if init is not None:
+        return init
+    try:
+        keywords = inspect.signature(module.model).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return None
+    if "pretrained" in keywords:
+        return functools.partial(module.model, pretrained=False)
+    return None
 
 
 def _user_objectives(module: Any, file: str) -> list[Callable[..., torch.Tensor]]:

@@ -1,0 +1,348 @@
+"""``--workers N``: one campaign in N processes on one machine.
+
+The file system is the contract between workers, as in AFL's sync folders
+and libFuzzer's shared corpus: every worker is an ordinary :class:`Fuzzer`
+with its own random stream, saving its new inputs into ``OUT/corpus/``
+(content-hashed, atomic) and taking in the other workers' at a steady
+interval. The parent process starts them (``spawn``, never ``fork``: CUDA
+cannot be re-initialised in a forked child), is the only writer of
+``crashes/``, ``run.json`` and ``stats.jsonl``, prints one status line for
+the whole run, saves a failure found by two workers once, restarts a worker
+that dies, and on Ctrl-C asks every worker to stop and waits for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import queue
+import signal
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
+from nnfuzz.loop import run_record, summed
+from nnfuzz.errors import NnfuzzError, OutputError, UsageError
+from nnfuzz.output import OutputFolder
+from nnfuzz.reproducer import Failure, failure_from_bytes
+from nnfuzz.status import Reporter, Snapshot
+from nnfuzz.target import Target
+from nnfuzz.version import __version__
+
+#: Seconds between a worker's looks at the shared corpus folder.
+SYNC_INTERVAL = 1.0
+#: A worker that dies is restarted; more deaths than this per worker end the run.
+MAX_RESTARTS = 5
+#: Seconds the parent waits for workers to stop before it terminates them.
+STOP_GRACE = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs; sent to it when it is spawned."""
+
+    index: int
+    target_path: Path
+    config: FuzzConfig
+    out: Path
+    corpus: Path | None
+    device: str | None
+    threads: int
+    parent_pid: int
+
+
+def worker_seed(run_seed: int, index: int, restart: int) -> int:
+    """Each worker's own random stream, derived from the run seed (and its restarts)."""
+    digest = hashlib.sha256(f"nnfuzz:{run_seed}:{index}:{restart}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
+
+
+def split_runs(runs: int | None, workers: int) -> list[int | None]:
+    """--runs shared out: the first workers take one more when it does not divide."""
+    if runs is None:
+        return [None] * workers
+    return [runs // workers + (1 if index < runs % workers else 0) for index in range(workers)]
+
+
+def worker_devices(device: str | None, workers: int) -> list[str | None]:
+    """One worker per GPU by default: with ``cuda`` and several GPUs, worker i gets GPU i mod n."""
+    if device != "cuda" or not torch.cuda.is_available():
+        return [device] * workers
+    count = torch.cuda.device_count()
+    return [f"cuda:{index % count}" for index in range(workers)]
+
+
+# --- the worker process -----------------------------------------------------------------
+
+class _QueueReporter(Reporter):
+    """A worker's events, sent to the parent."""
+
+    def __init__(self, index: int, messages: Any) -> None:
+        self.index = index
+        self.messages = messages
+
+    def status(self, snapshot: Snapshot) -> None:
+        self.messages.put(("status", self.index, asdict(snapshot)))
+
+    def failure(self, failure: Failure, replay_command: str | None) -> None:
+        # As reproducer bytes: a tensor sent through a queue is a shared-memory handle that
+        # dies with its process, and this worker may be gone before the parent reads it.
+        self.messages.put(("failure", self.index, failure.to_bytes()))
+
+
+def _worker_main(spec: WorkerSpec, messages: Any, stop: Any) -> None:
+    """Run one worker until the parent says stop, its share of --runs is done, or time is up."""
+    from nnfuzz.loop import Fuzzer, Shared
+    from nnfuzz.target import load_target
+
+    # Ctrl-C reaches every process of the terminal's group: the parent alone decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(spec.threads)
+
+    def should_stop() -> bool:
+        return stop.is_set() or os.getppid() != spec.parent_pid  # the parent died
+
+    try:
+        target = load_target(spec.target_path, need_seeds=False)
+        if spec.device is not None:
+            target.model.to(torch.device(spec.device))
+        shared = Shared(corpus=spec.out / "corpus", crashes=spec.out / "crashes",
+                        should_stop=should_stop, sync_interval=SYNC_INTERVAL)
+        fuzzer = Fuzzer(target, spec.config, corpus=spec.corpus,
+                        reporter=_QueueReporter(spec.index, messages), shared=shared)
+        messages.put(("ready", spec.index, fuzzer.coverage.threshold))
+        try:
+            result = fuzzer.run()
+        finally:
+            fuzzer.close()
+        messages.put(("done", spec.index, result.execs, result.hits))
+    except NnfuzzError as error:
+        messages.put(("error", spec.index, str(error), error.exit_code, error.context))
+
+
+# --- the parent ----------------------------------------------------------------------------
+
+@dataclass
+class _Worker:
+    spec: WorkerSpec
+    process: Any
+    restarts: int = 0
+    snapshot: dict[str, Any] | None = None
+    done: bool = False
+    #: Executions of earlier incarnations of this worker (before a restart).
+    execs_before: int = 0
+
+
+class WorkerPool:
+    """The parent of a --workers run: starts, watches and stops the workers."""
+
+    def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
+                 count: int, device: str | None, reporter: Reporter) -> None:
+        if count < 1:
+            raise UsageError(f"--workers={count} must be at least 1.")
+        if target.path is None:
+            raise UsageError("workers need a target file (they each import it): "
+                             "use nnfuzz run TARGET.py --workers N.")
+        config.check()
+        self.target, self.config, self.reporter = target, config, reporter
+        self.out = OutputFolder(out)
+        self.out.check_resumable(target.path.name, target.sha256, __version__)
+        self.earlier = self.out.earlier_runs()
+        self.known = self.out.known_failures()
+        self.context = multiprocessing.get_context("spawn")
+        self.messages = self.context.Queue()
+        self.stop = self.context.Event()
+        threads = max(1, (os.cpu_count() or 1) // count)
+        self.workers = [
+            _Worker(WorkerSpec(index, target.path.resolve(),
+                               replace(config, seed=worker_seed(config.seed, index, 0), runs=runs),
+                               out.resolve(), corpus.resolve() if corpus else None, gpu, threads,
+                               os.getpid()), None)
+            for index, (runs, gpu) in enumerate(zip(split_runs(config.runs, count),
+                                                    worker_devices(device, count)))]
+        self.failures: list[Failure] = []
+        self.hits: Counter[str] = Counter()
+        self.threshold: float | None = None
+        self.error: tuple[str, int, str | None] | None = None
+        self.started = time.monotonic()
+        self.started_at = datetime.now(timezone.utc)
+
+    def run(self) -> FuzzResult:
+        for worker in self.workers:
+            self._start(worker)
+        self.reporter.info(f"{len(self.workers)} workers sharing {self.out.corpus}; "
+                           f"{len(self.known)} known failure(s)")
+        self._write_run(None)
+        reason = StopReason.ERROR
+        last_status = time.monotonic()
+        try:
+            while not all(worker.done for worker in self.workers):
+                self._receive(timeout=0.2)
+                self._watch()
+                if time.monotonic() - last_status >= self.config.status_interval:
+                    last_status = time.monotonic()
+                    self._status()
+                    self._write_run(None)
+            reason = self._stop_reason()
+        except KeyboardInterrupt:
+            reason = StopReason.INTERRUPTED
+        finally:
+            self._stop_all()
+        if self.error is not None:
+            self._finish(StopReason.ERROR)
+            message, code, context = self.error
+            raise NnfuzzError(message, context) if code == NnfuzzError.exit_code \
+                else OutputError(message)
+        return self._finish(reason)
+
+    # --- workers ---------------------------------------------------------------------
+
+    def _start(self, worker: _Worker) -> None:
+        worker.process = self.context.Process(target=_worker_main, daemon=True,
+                                              args=(worker.spec, self.messages, self.stop),
+                                              name=f"nnfuzz-worker-{worker.spec.index}")
+        worker.process.start()
+
+    def _watch(self) -> None:
+        """A worker that died without saying so is restarted with a fresh random stream."""
+        for worker in self.workers:
+            if worker.done or worker.process.is_alive():
+                continue
+            self._receive(timeout=0.5)  # its last words may still be in the queue
+            if worker.done:
+                continue
+            if self.stop.is_set():
+                worker.done = True
+                continue
+            if worker.restarts >= MAX_RESTARTS:
+                self.error = (f"worker {worker.spec.index} died {worker.restarts + 1} times "
+                              f"(last exit code {worker.process.exitcode}): run without --workers "
+                              "to see why.", NnfuzzError.exit_code, None)
+                self.stop.set()
+                worker.done = True
+                continue
+            worker.restarts += 1
+            warnings.warn(f"worker {worker.spec.index} died (exit code "
+                          f"{worker.process.exitcode}); restarting it", stacklevel=2)
+            seed = worker_seed(self.config.seed, worker.spec.index, worker.restarts)
+            runs, max_time = worker.spec.config.runs, self.config.max_time
+            if runs is not None:  # its share, less what it did before it died
+                runs = max(0, runs - int((worker.snapshot or {}).get("execs", 0)))
+            if max_time is not None:  # the run's --max-time, not a fresh one
+                max_time = max(0.1, max_time - self._elapsed())
+            worker.spec = replace(worker.spec, config=replace(
+                worker.spec.config, seed=seed, runs=runs, max_time=max_time))
+            worker.execs_before += int((worker.snapshot or {}).get("execs", 0))
+            worker.snapshot = None
+            self._start(worker)
+
+    def _receive(self, timeout: float) -> None:
+        try:
+            message = self.messages.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self._handle(message)
+            try:
+                message = self.messages.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind, index = message[0], message[1]
+        worker = self.workers[index]
+        if kind == "ready":
+            self.threshold = self.threshold or message[2]
+        elif kind == "status":
+            worker.snapshot = message[2]
+        elif kind == "failure":
+            self._failure(failure_from_bytes(message[2], f"worker {index}'s failure"))
+        elif kind == "done":
+            worker.done = True
+            worker.snapshot = {**(worker.snapshot or {}), "execs": message[2]}
+            self.hits.update(message[3])
+        elif kind == "error":
+            self.error = (message[2], message[3], message[4])
+            worker.done = True
+            self.stop.set()
+
+    def _failure(self, failure: Failure) -> None:
+        """Saved once per signature, whichever worker found it first."""
+        if failure.signature in self.known:
+            return
+        self.out.save_failure(failure)
+        self.known[failure.signature] = failure.path or Path()
+        self.failures.append(failure)
+        self.reporter.failure(failure, f"nnfuzz replay {self.target.path} {failure.path}")
+        if self.config.stop_on_failure:
+            self.stop.set()
+
+    def _stop_all(self) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + STOP_GRACE
+        while any(w.process.is_alive() for w in self.workers) and time.monotonic() < deadline:
+            self._receive(timeout=0.1)
+        for worker in self.workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+            worker.process.join(5)
+        self._receive(timeout=0.05)
+
+    def _stop_reason(self) -> StopReason:
+        if self.config.stop_on_failure and self.failures:
+            return StopReason.FAILURE
+        if self.config.runs is not None and self._execs() >= self.config.runs:
+            return StopReason.RUNS
+        return StopReason.MAX_TIME
+
+    # --- the run's record -------------------------------------------------------------------
+
+    def _execs(self) -> int:
+        return sum(w.execs_before + int((w.snapshot or {}).get("execs", 0)) for w in self.workers)
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _snapshot(self) -> Snapshot:
+        elapsed, execs = self._elapsed(), self._execs()
+        latest = [w.snapshot for w in self.workers if w.snapshot]
+        return Snapshot(elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
+                        execs=execs + int(summed(self.earlier, "execs")),
+                        execs_per_s=execs / elapsed if elapsed > 0 else 0.0,
+                        corpus=max((int(s.get("corpus", 0)) for s in latest), default=0),
+                        coverage=max((int(s.get("coverage", 0)) for s in latest), default=0),
+                        failures=len(self.failures), saved_failures=len(self.known),
+                        run=len(self.earlier) + 1)
+
+    def _status(self) -> Snapshot:
+        snapshot = self._snapshot()
+        self.reporter.status(snapshot)
+        self.out.append_stats(snapshot.record())
+        return snapshot
+
+    def _write_run(self, reason: StopReason | None) -> None:
+
+        self.out.write_run(run_record(
+            target=self.target, config=self.config, device=self.workers[0].spec.device or "cpu",
+            threshold=self.threshold, started_at=self.started_at, reason=reason,
+            elapsed_s=self._elapsed(), execs=self._execs(), failures=len(self.failures),
+            hits=self.hits, known=len(self.known), earlier=self.earlier,
+            snapshot=self._snapshot(), workers=len(self.workers)))
+
+    def _finish(self, reason: StopReason) -> FuzzResult:
+        snapshot = self._status()
+        self._write_run(reason)
+        self.reporter.finish(snapshot, reason.describe())
+        return FuzzResult(failures=self.failures, execs=self._execs(), elapsed_s=self._elapsed(),
+                          corpus=snapshot.corpus, coverage=snapshot.coverage,
+                          threshold=self.threshold or 0.0, stop_reason=reason,
+                          hits=dict(self.hits), out=self.out.path)
+

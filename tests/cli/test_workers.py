@@ -1,0 +1,114 @@
+"""--workers N: worker processes sharing OUT/corpus, one parent writing the rest (issue #6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+import nnfuzz
+from nnfuzz.config import FuzzConfig
+from nnfuzz.status import Reporter
+from nnfuzz.target import load_target
+from nnfuzz.workers import WorkerPool, split_runs, worker_seed
+
+from .support import Process
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The parent's worker processes (spawned children; not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in command:
+                found.append(int(child))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_two_workers_find_the_planted_bug_save_it_once_and_add_up_their_executions(
+        tmp_path: Path, dead_relu_target: Path) -> None:
+    out = tmp_path / "out"
+    run = Process("run", dead_relu_target, "--out", out, "--workers", 2, "--runs", 20000,
+                  cwd=tmp_path)
+    code = run.wait(timeout=180)
+    assert code == 1, run.stderr
+    assert "Traceback" not in run.stderr and "ERROR" not in run.stderr, run.stderr
+    (crash,) = (out / "crashes").glob("*.safetensors")
+    assert nnfuzz.load_failure(crash).objective == "nonfinite"
+    assert run.stderr.count("==FAILURE==") == 1
+    record = json.loads((out / "run.json").read_text())
+    assert record["runs"][0]["workers"] == 2
+    assert record["totals"]["execs"] == 20000, "the workers' shares of --runs add up"
+    assert record["stop_reason"] == "reached --runs"
+    assert len(list((out / "corpus").iterdir())) > 0, "the workers wrote the shared corpus"
+
+
+def test_a_failure_two_workers_find_is_saved_once(tmp_path: Path, dead_relu_target: Path) -> None:
+    pool = WorkerPool(load_target(dead_relu_target), FuzzConfig(runs=0), tmp_path / "out", None,
+                      2, None, Reporter())
+    for value in (0.1, 0.2):  # two different inputs, one bug
+        pool._failure(nnfuzz.Failure(inputs=(torch.full((16,), value),), seed=(torch.ones(16),),
+                                     objective="nonfinite", detail="NaN", signature="nonfinite:head"))
+    assert len(list((tmp_path / "out" / "crashes").iterdir())) == 1
+    assert len(pool.failures) == 1
+
+
+def test_workers_get_their_own_random_streams_and_shares_of_the_runs() -> None:
+    seeds = {worker_seed(0, index, restart) for index in range(4) for restart in range(3)}
+    assert len(seeds) == 12 and worker_seed(0, 1, 0) == worker_seed(0, 1, 0)
+    assert worker_seed(0, 1, 0) != worker_seed(1, 1, 0)
+    assert split_runs(10, 3) == [4, 3, 3] and split_runs(None, 2) == [None, None]
+
+
+def test_ctrl_c_stops_every_worker_and_saves_the_run(tmp_path: Path, healthy_target: Path) -> None:
+    out = tmp_path / "out"
+    run = Process("run", healthy_target, "--out", out, "--workers", 2, cwd=tmp_path)
+    try:
+        run.wait_for_line(lambda line: line.startswith("#") and not line.startswith("#0 "))
+        workers = worker_pids(run.proc.pid)
+        assert len(workers) == 2
+        run.proc.send_signal(signal.SIGINT)
+        code = run.wait(timeout=60)
+    finally:
+        run.kill()
+    assert code == 130, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers), "a worker outlived the run"
+    record = json.loads((out / "run.json").read_text())
+    assert record["stop_reason"] == "interrupted" and record["totals"]["execs"] > 0
+
+
+def test_a_killed_worker_is_reported_and_restarted_and_the_run_goes_on(
+        tmp_path: Path, healthy_target: Path) -> None:
+    out = tmp_path / "out"
+    run = Process("run", healthy_target, "--out", out, "--workers", 2, "--max-time", 15,
+                  cwd=tmp_path)
+    try:
+        run.wait_for_line(lambda line: line.startswith("#") and not line.startswith("#0 "))
+        victim = worker_pids(run.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        run.wait_for_line(lambda line: "died" in line and "restarting it" in line)
+        code = run.wait(timeout=90)
+    finally:
+        run.kill()
+    assert code == 0, run.stderr
+    assert "Traceback" not in run.stderr and "ERROR" not in run.stderr, run.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["stop_reason"] == "reached --max-time"
+    assert record["runs"][0]["elapsed_s"] < 15 + 10, "a restarted worker keeps to --max-time"
