@@ -84,7 +84,8 @@ def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = 
 
 @dataclass(frozen=True)
 class Shared:
-    """What a worker shares with the others of its run (see nnfuzz.workers)."""
+    """What a worker shares with the others of its run (see nnfuzz.workers); it takes
+    in the others' corpus files at every status interval."""
 
     #: OUT/corpus: every worker saves its new inputs there and takes in the others'.
     corpus: Path
@@ -92,8 +93,6 @@ class Shared:
     crashes: Path
     #: Asked between batches: the parent wants the workers to stop.
     should_stop: Callable[[], bool]
-    #: Seconds between looks at the shared corpus folder.
-    sync_interval: float = 1.0
 
 
 class Fuzzer:
@@ -209,26 +208,28 @@ class Fuzzer:
                            f"({'--threshold' if self.config.threshold else 'from the seeds'}); "
                            f"corpus {len(self.corpus)}, {len(self.known)} known failure(s)")
         self._write_run(None)
-        last_status = last_sync = self.started
         try:
-            while (reason := self._stop_reason()) is None:
-                size = self.config.batch_size
-                if self.config.runs is not None:
-                    size = min(size, self.config.runs - self.execs)
-                self.step(size)
-                if time.monotonic() - last_status >= self.config.status_interval:
-                    last_status = time.monotonic()
-                    self._status()
-                    self._write_run(None)  # so that a killed run's work still counts in the totals
-                if self.shared and time.monotonic() - last_sync >= self.shared.sync_interval:
-                    last_sync = time.monotonic()
-                    self._import_shared()
+            while (reason := self.run_slice(self.config.status_interval)) is None:
+                self._status()
+                self._write_run(None)  # so that a killed run's work still counts in the totals
+                if self.shared is not None:
+                    self.import_shared()
         except KeyboardInterrupt:
             reason = StopReason.INTERRUPTED
         except NnfuzzError:
             self._finish(StopReason.ERROR)
             raise
         return self._finish(reason)
+
+    def run_slice(self, seconds: float) -> StopReason | None:
+        """Fuzz for about ``seconds``; returns why the campaign is over, or None if it is not."""
+        deadline = time.monotonic() + seconds
+        while (reason := self._stop_reason()) is None and time.monotonic() < deadline:
+            size = self.config.batch_size
+            if self.config.runs is not None:
+                size = min(size, self.config.runs - self.execs)
+            self.step(size)
+        return reason
 
     def _stop_reason(self) -> StopReason | None:
         if self.shared is not None and self.shared.should_stop():
@@ -325,7 +326,7 @@ class Fuzzer:
         mutants = unguided.mutate(probe.inputs, probe.inputs, self.rng)
         return threshold_from_mutants(seed_vectors, self.executor.run(mutants).coverage)
 
-    def _import_shared(self) -> None:
+    def import_shared(self) -> None:
         """Take in the corpus files other workers saved since the last look."""
         found = self.corpus.new_in_folder(self.shared.corpus)  # type: ignore[union-attr]
         if not found:

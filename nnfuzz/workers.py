@@ -30,15 +30,13 @@ import torch
 
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.loop import run_record, summed
-from nnfuzz.errors import NnfuzzError, OutputError, UsageError
+from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.output import OutputFolder
 from nnfuzz.reproducer import Failure, failure_from_bytes
 from nnfuzz.status import Reporter, Snapshot
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
 
-#: Seconds between a worker's looks at the shared corpus folder.
-SYNC_INTERVAL = 1.0
 #: A worker that dies is restarted; more deaths than this per worker end the run.
 MAX_RESTARTS = 5
 #: Seconds the parent waits for workers to stop before it terminates them.
@@ -115,7 +113,7 @@ def _worker_main(spec: WorkerSpec, messages: Any, stop: Any) -> None:
         if spec.device is not None:
             target.model.to(torch.device(spec.device))
         shared = Shared(corpus=spec.out / "corpus", crashes=spec.out / "crashes",
-                        should_stop=should_stop, sync_interval=SYNC_INTERVAL)
+                        should_stop=should_stop)
         fuzzer = Fuzzer(target, spec.config, corpus=spec.corpus,
                         reporter=_QueueReporter(spec.index, messages), shared=shared)
         messages.put(("ready", spec.index, fuzzer.coverage.threshold))
@@ -125,27 +123,22 @@ def _worker_main(spec: WorkerSpec, messages: Any, stop: Any) -> None:
             fuzzer.close()
         messages.put(("done", spec.index, result.execs, result.hits))
     except NnfuzzError as error:
-        messages.put(("error", spec.index, str(error), error.exit_code, error.context))
+        messages.put(("error", spec.index, str(error), error.context))
 
 
 # --- the parent ----------------------------------------------------------------------------
 
-@dataclass
-class _Worker:
-    spec: WorkerSpec
-    process: Any
-    restarts: int = 0
-    snapshot: dict[str, Any] | None = None
-    done: bool = False
-    #: Executions of earlier incarnations of this worker (before a restart).
-    execs_before: int = 0
+class Campaign:
+    """What the parent of several workers keeps, however they run (processes, Ray actors):
+    the output folder, the failures (each signature saved once), one status line, run.json.
 
+    Subclasses start the workers in ``_start_all``, deliver their news between
+    ``_wait`` calls through ``_status_of``, ``_failure`` and ``_finished``, and stop
+    them in ``_stop_all``.
+    """
 
-class WorkerPool:
-    """The parent of a --workers run: starts, watches and stops the workers."""
-
-    def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
-                 count: int, device: str | None, reporter: Reporter) -> None:
+    def __init__(self, target: Target, config: FuzzConfig, out: Path, count: int,
+                 device: str | None, reporter: Reporter) -> None:
         if count < 1:
             raise UsageError(f"--workers={count} must be at least 1.")
         if target.path is None:
@@ -153,40 +146,48 @@ class WorkerPool:
                              "use nnfuzz run TARGET.py --workers N.")
         config.check()
         self.target, self.config, self.reporter = target, config, reporter
+        self.count, self.device = count, device
         self.out = OutputFolder(out)
         self.out.check_resumable(target.path.name, target.sha256, __version__)
         self.earlier = self.out.earlier_runs()
         self.known = self.out.known_failures()
-        self.context = multiprocessing.get_context("spawn")
-        self.messages = self.context.Queue()
-        self.stop = self.context.Event()
-        threads = max(1, (os.cpu_count() or 1) // count)
-        self.workers = [
-            _Worker(WorkerSpec(index, target.path.resolve(),
-                               replace(config, seed=worker_seed(config.seed, index, 0), runs=runs),
-                               out.resolve(), corpus.resolve() if corpus else None, gpu, threads,
-                               os.getpid()), None)
-            for index, (runs, gpu) in enumerate(zip(split_runs(config.runs, count),
-                                                    worker_devices(device, count)))]
         self.failures: list[Failure] = []
         self.hits: Counter[str] = Counter()
         self.threshold: float | None = None
-        self.error: tuple[str, int, str | None] | None = None
+        #: The latest snapshot of each worker, and executions of its earlier incarnations.
+        self.snapshots: dict[int, dict[str, Any]] = {}
+        self.execs_before: Counter[int] = Counter()
+        self.finished: set[int] = set()
+        self.error: NnfuzzError | None = None
         self.started = time.monotonic()
         self.started_at = datetime.now(timezone.utc)
 
+    def worker_configs(self) -> list[FuzzConfig]:
+        """Worker i's options: its own random stream and its share of --runs."""
+        return [replace(self.config, seed=worker_seed(self.config.seed, index, 0), runs=runs)
+                for index, runs in enumerate(split_runs(self.config.runs, self.count))]
+
+    def restarted_config(self, config: FuzzConfig, index: int, restart: int) -> FuzzConfig:
+        """A restarted worker: a fresh stream, the rest of its share, the run's --max-time."""
+        runs, max_time = config.runs, self.config.max_time
+        if runs is not None:
+            runs = max(0, runs - int(self.snapshots.get(index, {}).get("execs", 0)))
+        if max_time is not None:
+            max_time = max(0.1, max_time - self._elapsed())
+        self.execs_before[index] += int(self.snapshots.pop(index, {}).get("execs", 0))
+        return replace(config, seed=worker_seed(self.config.seed, index, restart), runs=runs,
+                       max_time=max_time)
+
     def run(self) -> FuzzResult:
-        for worker in self.workers:
-            self._start(worker)
-        self.reporter.info(f"{len(self.workers)} workers sharing {self.out.corpus}; "
+        self._start_all()
+        self.reporter.info(f"{self.count} workers sharing {self.out.corpus}; "
                            f"{len(self.known)} known failure(s)")
         self._write_run(None)
         reason = StopReason.ERROR
         last_status = time.monotonic()
         try:
-            while not all(worker.done for worker in self.workers):
-                self._receive(timeout=0.2)
-                self._watch()
+            while len(self.finished) < self.count and self.error is None:
+                self._wait(timeout=0.2)
                 if time.monotonic() - last_status >= self.config.status_interval:
                     last_status = time.monotonic()
                     self._status()
@@ -198,12 +199,122 @@ class WorkerPool:
             self._stop_all()
         if self.error is not None:
             self._finish(StopReason.ERROR)
-            message, code, context = self.error
-            raise NnfuzzError(message, context) if code == NnfuzzError.exit_code \
-                else OutputError(message)
+            raise self.error
         return self._finish(reason)
 
+    def _start_all(self) -> None:
+        raise NotImplementedError
+
+    def _wait(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def _stop_all(self) -> None:
+        raise NotImplementedError
+
+    # --- news from the workers ----------------------------------------------------------
+
+    def _status_of(self, index: int, snapshot: dict[str, Any]) -> None:
+        self.snapshots[index] = snapshot
+
+    def _finished(self, index: int, execs: int, hits: dict[str, int]) -> None:
+        self.finished.add(index)
+        self.snapshots[index] = {**self.snapshots.get(index, {}), "execs": execs}
+        self.hits.update(hits)
+
+    def _failure(self, failure: Failure) -> None:
+        """Saved once per signature, whichever worker found it first."""
+        if failure.signature in self.known:
+            return
+        self.out.save_failure(failure)
+        self.known[failure.signature] = failure.path or Path()
+        self.failures.append(failure)
+        self.reporter.failure(failure, f"nnfuzz replay {self.target.path} {failure.path}")
+        if self.config.stop_on_failure:
+            self._request_stop()
+
+    def _request_stop(self) -> None:
+        raise NotImplementedError
+
+    def _stop_reason(self) -> StopReason:
+        if self.config.stop_on_failure and self.failures:
+            return StopReason.FAILURE
+        if self.config.runs is not None and self._execs() >= self.config.runs:
+            return StopReason.RUNS
+        return StopReason.MAX_TIME
+
+    # --- the run's record -------------------------------------------------------------------
+
+    def _execs(self) -> int:
+        return sum(self.execs_before.values()) + sum(
+            int(s.get("execs", 0)) for s in self.snapshots.values())
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _snapshot(self) -> Snapshot:
+        elapsed, execs = self._elapsed(), self._execs()
+        latest = list(self.snapshots.values())
+        return Snapshot(elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
+                        execs=execs + int(summed(self.earlier, "execs")),
+                        execs_per_s=execs / elapsed if elapsed > 0 else 0.0,
+                        corpus=max((int(s.get("corpus", 0)) for s in latest), default=0),
+                        coverage=max((int(s.get("coverage", 0)) for s in latest), default=0),
+                        failures=len(self.failures), saved_failures=len(self.known),
+                        run=len(self.earlier) + 1)
+
+    def _status(self) -> Snapshot:
+        snapshot = self._snapshot()
+        self.reporter.status(snapshot)
+        self.out.append_stats(snapshot.record())
+        return snapshot
+
+    def _write_run(self, reason: StopReason | None) -> None:
+        self.out.write_run(run_record(
+            target=self.target, config=self.config, device=self.device or "cpu",
+            threshold=self.threshold, started_at=self.started_at, reason=reason,
+            elapsed_s=self._elapsed(), execs=self._execs(), failures=len(self.failures),
+            hits=self.hits, known=len(self.known), earlier=self.earlier,
+            snapshot=self._snapshot(), workers=self.count))
+
+    def _finish(self, reason: StopReason) -> FuzzResult:
+        snapshot = self._status()
+        self._write_run(reason)
+        self.reporter.finish(snapshot, reason.describe())
+        return FuzzResult(failures=self.failures, execs=self._execs(), elapsed_s=self._elapsed(),
+                          corpus=snapshot.corpus, coverage=snapshot.coverage,
+                          threshold=self.threshold or 0.0, stop_reason=reason,
+                          hits=dict(self.hits), out=self.out.path)
+
+
+@dataclass
+class _Worker:
+    spec: WorkerSpec
+    process: Any = None
+    restarts: int = 0
+
+
+class WorkerPool(Campaign):
+    """--workers N as processes on this machine, talking to the parent through a queue."""
+
+    def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
+                 count: int, device: str | None, reporter: Reporter) -> None:
+        super().__init__(target, config, out, count, device, reporter)
+        self.context = multiprocessing.get_context("spawn")
+        self.messages = self.context.Queue()
+        self.stop = self.context.Event()
+        threads = max(1, (os.cpu_count() or 1) // count)
+        self.workers = [
+            _Worker(WorkerSpec(index, target.path.resolve(), worker_config,  # type: ignore[union-attr]
+                               self.out.path.resolve(), corpus.resolve() if corpus else None,
+                               gpu, threads, os.getpid()))
+            for index, (worker_config, gpu) in enumerate(zip(self.worker_configs(),
+                                                             worker_devices(device, count)))]
+
     # --- workers ---------------------------------------------------------------------
+
+    def _start_all(self) -> None:
+        for worker in self.workers:
+            self._start(worker)
 
     def _start(self, worker: _Worker) -> None:
         worker.process = self.context.Process(target=_worker_main, daemon=True,
@@ -211,37 +322,35 @@ class WorkerPool:
                                               name=f"nnfuzz-worker-{worker.spec.index}")
         worker.process.start()
 
+    def _request_stop(self) -> None:
+        self.stop.set()
+
+    def _wait(self, timeout: float) -> None:
+        self._receive(timeout)
+        self._watch()
+
     def _watch(self) -> None:
         """A worker that died without saying so is restarted with a fresh random stream."""
         for worker in self.workers:
-            if worker.done or worker.process.is_alive():
+            index = worker.spec.index
+            if index in self.finished or worker.process.is_alive():
                 continue
             self._receive(timeout=0.5)  # its last words may still be in the queue
-            if worker.done:
+            if index in self.finished:
                 continue
             if self.stop.is_set():
-                worker.done = True
+                self.finished.add(index)
                 continue
             if worker.restarts >= MAX_RESTARTS:
-                self.error = (f"worker {worker.spec.index} died {worker.restarts + 1} times "
-                              f"(last exit code {worker.process.exitcode}): run without --workers "
-                              "to see why.", NnfuzzError.exit_code, None)
-                self.stop.set()
-                worker.done = True
-                continue
+                self.error = NnfuzzError(f"worker {index} died {worker.restarts + 1} times (last "
+                                         f"exit code {worker.process.exitcode}): run without "
+                                         "--workers to see why.")
+                return
             worker.restarts += 1
-            warnings.warn(f"worker {worker.spec.index} died (exit code "
-                          f"{worker.process.exitcode}); restarting it", stacklevel=2)
-            seed = worker_seed(self.config.seed, worker.spec.index, worker.restarts)
-            runs, max_time = worker.spec.config.runs, self.config.max_time
-            if runs is not None:  # its share, less what it did before it died
-                runs = max(0, runs - int((worker.snapshot or {}).get("execs", 0)))
-            if max_time is not None:  # the run's --max-time, not a fresh one
-                max_time = max(0.1, max_time - self._elapsed())
-            worker.spec = replace(worker.spec, config=replace(
-                worker.spec.config, seed=seed, runs=runs, max_time=max_time))
-            worker.execs_before += int((worker.snapshot or {}).get("execs", 0))
-            worker.snapshot = None
+            warnings.warn(f"worker {index} died (exit code {worker.process.exitcode}); "
+                          "restarting it", stacklevel=2)
+            worker.spec = replace(worker.spec, config=self.restarted_config(
+                worker.spec.config, index, worker.restarts))
             self._start(worker)
 
     def _receive(self, timeout: float) -> None:
@@ -258,32 +367,16 @@ class WorkerPool:
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind, index = message[0], message[1]
-        worker = self.workers[index]
         if kind == "ready":
             self.threshold = self.threshold or message[2]
         elif kind == "status":
-            worker.snapshot = message[2]
+            self._status_of(index, message[2])
         elif kind == "failure":
             self._failure(failure_from_bytes(message[2], f"worker {index}'s failure"))
         elif kind == "done":
-            worker.done = True
-            worker.snapshot = {**(worker.snapshot or {}), "execs": message[2]}
-            self.hits.update(message[3])
+            self._finished(index, message[2], message[3])
         elif kind == "error":
-            self.error = (message[2], message[3], message[4])
-            worker.done = True
-            self.stop.set()
-
-    def _failure(self, failure: Failure) -> None:
-        """Saved once per signature, whichever worker found it first."""
-        if failure.signature in self.known:
-            return
-        self.out.save_failure(failure)
-        self.known[failure.signature] = failure.path or Path()
-        self.failures.append(failure)
-        self.reporter.failure(failure, f"nnfuzz replay {self.target.path} {failure.path}")
-        if self.config.stop_on_failure:
-            self.stop.set()
+            self.error = NnfuzzError(message[2], context=message[3])
 
     def _stop_all(self) -> None:
         self.stop.set()
@@ -295,54 +388,3 @@ class WorkerPool:
                 worker.process.terminate()
             worker.process.join(5)
         self._receive(timeout=0.05)
-
-    def _stop_reason(self) -> StopReason:
-        if self.config.stop_on_failure and self.failures:
-            return StopReason.FAILURE
-        if self.config.runs is not None and self._execs() >= self.config.runs:
-            return StopReason.RUNS
-        return StopReason.MAX_TIME
-
-    # --- the run's record -------------------------------------------------------------------
-
-    def _execs(self) -> int:
-        return sum(w.execs_before + int((w.snapshot or {}).get("execs", 0)) for w in self.workers)
-
-    def _elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def _snapshot(self) -> Snapshot:
-        elapsed, execs = self._elapsed(), self._execs()
-        latest = [w.snapshot for w in self.workers if w.snapshot]
-        return Snapshot(elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
-                        execs=execs + int(summed(self.earlier, "execs")),
-                        execs_per_s=execs / elapsed if elapsed > 0 else 0.0,
-                        corpus=max((int(s.get("corpus", 0)) for s in latest), default=0),
-                        coverage=max((int(s.get("coverage", 0)) for s in latest), default=0),
-                        failures=len(self.failures), saved_failures=len(self.known),
-                        run=len(self.earlier) + 1)
-
-    def _status(self) -> Snapshot:
-        snapshot = self._snapshot()
-        self.reporter.status(snapshot)
-        self.out.append_stats(snapshot.record())
-        return snapshot
-
-    def _write_run(self, reason: StopReason | None) -> None:
-
-        self.out.write_run(run_record(
-            target=self.target, config=self.config, device=self.workers[0].spec.device or "cpu",
-            threshold=self.threshold, started_at=self.started_at, reason=reason,
-            elapsed_s=self._elapsed(), execs=self._execs(), failures=len(self.failures),
-            hits=self.hits, known=len(self.known), earlier=self.earlier,
-            snapshot=self._snapshot(), workers=len(self.workers)))
-
-    def _finish(self, reason: StopReason) -> FuzzResult:
-        snapshot = self._status()
-        self._write_run(reason)
-        self.reporter.finish(snapshot, reason.describe())
-        return FuzzResult(failures=self.failures, execs=self._execs(), elapsed_s=self._elapsed(),
-                          corpus=snapshot.corpus, coverage=snapshot.coverage,
-                          threshold=self.threshold or 0.0, stop_reason=reason,
-                          hits=dict(self.hits), out=self.out.path)
-
