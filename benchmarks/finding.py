@@ -2,11 +2,15 @@
 
     python -m benchmarks.finding [--budget 50000] [--seeds 5] [--targets digits_std,...]
 
-For each zoo target and run seed, three searchers get the same budget of
-executions: nnfuzz (coverage feedback), random mutation (the same operators,
-always applied to a seed, no feedback) and uniform sampling inside BOUNDS. A
-bug not found within the budget counts as the budget. Writes a Markdown
-table to benchmarks/results/finding.md.
+For each zoo target (every benchmarks/zoo/*.py but the helpers) and run
+seed, the searchers get the same budget of executions: nnfuzz (coverage
+feedback), random mutation (the same operators, always applied to a seed, no
+feedback), uniform sampling inside BOUNDS and uniform noise around the seeds.
+All of them check the target's own objectives, as ``nnfuzz run`` would:
+``loss`` where it defines loss() (each example carrying its seed's label, or
+a random seed's for uniform samples), ``disagree`` where it defines
+reference(). A bug not found within the budget counts as the budget. Writes a
+Markdown table to benchmarks/results/finding.md.
 """
 
 from __future__ import annotations
@@ -19,14 +23,17 @@ from pathlib import Path
 import torch
 
 import nnfuzz
+from nnfuzz.differential import reference_for
 from nnfuzz.domain import infer_domain
-from nnfuzz.execution import Executor
+from nnfuzz.execution import Execution, Executor
 from nnfuzz.objectives import ObjectiveContext, build_objectives, judge
-from nnfuzz.target import load_target
+from nnfuzz.target import Target, load_target
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGETS = ("digits_std", "digits_bucket", "tokens_meanpool")
+#: Every zoo target: the files of benchmarks/zoo/ but its helpers (_zoo.py) and build.py.
+TARGETS = tuple(sorted(path.stem for path in ZOO.glob("*.py")
+                       if not path.name.startswith(("_", "build"))))
 #: Most seconds any one search may take, as issue #2 asks (5 minutes).
 MAX_SECONDS = 300.0
 
@@ -34,8 +41,9 @@ MAX_SECONDS = 300.0
 def first_failure_nnfuzz(target: nnfuzz.Target, budget: int, seed: int,
                          feedback: bool) -> tuple[int | None, float]:
     start = time.perf_counter()
+    # Not minimized: the seconds are those to find the failure, not to shrink it too.
     config = nnfuzz.FuzzConfig(runs=budget, max_time=MAX_SECONDS, seed=seed,
-                               stop_on_failure=True, feedback=feedback)
+                               stop_on_failure=True, feedback=feedback, minimize=False)
     result = nnfuzz.fuzz_target(target, config)
     found = int(result.failures[0].metadata["found_after_execs"]) if result.failures else None
     return found, time.perf_counter() - start
@@ -45,6 +53,16 @@ def first_failure_nnfuzz(target: nnfuzz.Target, budget: int, seed: int,
 NOISE_SHARE = 0.25
 
 
+def objective_context(target: Target) -> ObjectiveContext:
+    """The objectives' context ``nnfuzz run`` builds for the target (nnfuzz/loop.py):
+    its loss(), its reference() and its objectives()."""
+    kind = "reference()" if target.reference is not None else None
+    return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
+                            reference=reference_for(kind, target.model, target.reference,
+                                                    target.origin),
+                            user=list(target.objectives))
+
+
 def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_seeds: bool,
                           batch: int = 100) -> tuple[int | None, float]:
     """Uniform samples inside BOUNDS, or uniform noise around the seeds, clipped
@@ -52,32 +70,43 @@ def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_
     start = time.perf_counter()
     domain = infer_domain(target.seeds, target.bounds)
     executor = Executor(target.model, source=target.path)
-    objectives = build_objectives(None, ObjectiveContext(model=target.model))
+    objectives = build_objectives(None, objective_context(target))
     generator = torch.Generator().manual_seed(seed)
+    count = len(target.seeds[0])
     execs = 0
     try:
         while execs < budget:
+            # The seed each example is drawn around, and whose label it carries.
+            picks = (torch.randint(count, (batch,), generator=generator)
+                     if around_seeds or target.targets is not None else None)
             inputs = []
-            for field in domain.fields:
+            for field, seeds in zip(domain.fields, target.seeds):
                 shape = (batch, *field.shape)
                 if field.is_integer:
                     inputs.append(torch.randint(int(field.low), int(field.high) + 1, shape,
                                                 generator=generator).to(field.dtype))
                 elif around_seeds:
-                    seeds = target.seeds[len(inputs)]
-                    picks = torch.randint(len(seeds), (batch,), generator=generator)
                     noise = (2 * torch.rand(shape, generator=generator) - 1) * NOISE_SHARE * field.width
                     inputs.append((seeds[picks] + noise).clamp(field.low, field.high).to(field.dtype))
                 else:
                     inputs.append((field.low + field.width * torch.rand(shape, generator=generator))
                                   .to(field.dtype))
-            execution = executor.run(tuple(inputs))
+            execution = labelled(executor.run(tuple(inputs)), target, picks)
             execs += batch
             if judge(objectives, execution):
                 return execs, time.perf_counter() - start
     finally:
         executor.close()
     return None, time.perf_counter() - start
+
+
+def labelled(execution: Execution, target: Target, picks: torch.Tensor | None) -> Execution:
+    """Each example with the label of the seed it was drawn for, when the target has labels."""
+    if target.targets is not None and picks is not None:
+        device = execution.coverage.device
+        execution.targets = target.targets[picks].to(device)
+        execution.has_target = torch.ones(len(picks), dtype=torch.bool, device=device)
+    return execution
 
 
 def summary(results: list[tuple[int | None, float]], budget: int) -> str:

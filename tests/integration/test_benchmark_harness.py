@@ -16,7 +16,34 @@ def test_the_finding_benchmark_finds_a_zoo_bug_that_uniform_sampling_misses() ->
 
 def test_every_zoo_target_loads_with_its_bundled_seeds_and_weights() -> None:
     names = sorted(p.stem for p in Path(ZOO).glob("*.py") if not p.name.startswith(("_", "build")))
-    assert names == ["digits_bucket", "digits_std", "tokens_meanpool"]
+    assert names == ["digits28_crop", "digits_bucket", "digits_cosine", "digits_int8",
+                     "digits_logsoftmax", "digits_safesqrt", "digits_salient", "digits_softplus",
+                     "digits_std", "digits_xent", "sensor_fp16", "sensor_layernorm",
+                     "tokens_attention", "tokens_meanpool"]
     for name in names:
         target = load_target(ZOO / f"{name}.py")
         assert target.seeds is not None and len(target.seeds[0]) == 32
+
+
+def test_the_index_benchmark_times_lookups_at_tiny_sizes() -> None:
+    from benchmarks.index import grow_and_measure
+
+    points = grow_and_measure(8, (3_000, 5_000), lookups=3)
+    assert [p.size for p in points] == [3_000, 5_000]
+    for point in points:
+        assert len(point.lookup_ms) == 3 and min(point.lookup_ms) > 0
+        assert point.add_s > 0 and 0.0 <= point.exact <= 1.0
+
+
+def test_the_throughput_benchmark_gives_a_positive_ratio_for_a_few_hundred_execs() -> None:
+    from benchmarks.throughput import measure
+
+    found = measure("tiny MLP 64-32-10", batch=100, runs=300, repeats=1)
+    assert found.ratio > 0 and len(found.raw_s) == len(found.nnfuzz_s) == 1
+
+
+def test_results_md_reads_finding_md_back_with_the_command_that_wrote_it() -> None:
+    from benchmarks.report import finding_heading
+
+    heading = finding_heading("Budget 50,000 executions per search, run seeds 0..4; ...")
+    assert heading.startswith("## ") and "--budget 50000 --seeds 5" in heading
