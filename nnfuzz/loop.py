@@ -432,6 +432,7 @@ def run_record(*, target: Target, config: FuzzConfig, device: str, threshold: fl
     """run.json (DESIGN §4): what ran, and totals across every run of the folder."""
     what_ran = {
         "target_sha256": target.sha256,
+        "seeds_sha256": target.seeds_sha256,
         "run_seed": config.seed,
         "start_time": started_at.isoformat(),
         "end_time": datetime.now(timezone.utc).isoformat() if reason else None,

@@ -136,15 +136,30 @@ def record(report: FolderReport) -> dict[str, Any]:
     }
 
 
-def plot(report: FolderReport, png: Path) -> Path:
-    """Coverage and corpus (top) and failures saved (bottom) against seconds fuzzed."""
+def pyplot() -> Any:
+    """matplotlib.pyplot, drawing to files only; an error naming the extra when it is missing."""
     try:
         import matplotlib
-        import matplotlib.ticker
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError(f"plots need matplotlib, which is not installed: {PLOT_EXTRA}") from None
+    return plt
+
+
+def png_bytes(figure: Any) -> bytes:
+    """The figure as PNG bytes, and closed (pyplot keeps every open figure alive)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def plot(report: FolderReport, png: Path) -> Path:
+    """Coverage and corpus (top) and failures saved (bottom) against seconds fuzzed."""
+    plt = pyplot()
+    import matplotlib.ticker
+
     stats = report.stats
     seconds = [float(r.get("elapsed_s", 0)) for r in stats]
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 5.5))
@@ -162,10 +177,7 @@ def plot(report: FolderReport, png: Path) -> Path:
             axis.axvline(start, color="grey", linewidth=0.8, linestyle=":")
     top.set_title(f"{report.run.get('target') or report.folder}: {len(report.runs)} run(s)")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write(png, buffer.getvalue())
+    atomic_write(png, png_bytes(figure))
     return png
 
 
