@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only finding,minimization,throughput,index,memory]``.
+"""``python -m benchmarks [--quick] [--only finding,minimization,throughput,index,memory,scaling]``.
 
 Runs the measurement harness's sections in this order, each writing
 benchmarks/results/<section>[-quick].md and its plot, then rebuilds
@@ -17,7 +17,8 @@ from typing import Callable
 
 import torch
 
-from benchmarks import finding_section, index, memory, minimization, report, throughput
+from benchmarks import (finding_section, index, memory, minimization, report, scaling,
+                        throughput)
 
 SECTIONS: dict[str, Callable[[bool], object]] = {
     "finding": finding_section.run,
@@ -25,6 +26,7 @@ SECTIONS: dict[str, Callable[[bool], object]] = {
     "throughput": throughput.run,
     "index": index.run,
     "memory": memory.run,
+    "scaling": scaling.run,
 }
 
 

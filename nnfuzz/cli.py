@@ -134,6 +134,9 @@ def main() -> None:
               help="Shrink each new failure toward its seed before saving it.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes sharing OUT/corpus (one per GPU by default with --device cuda).")
+@click.option("--ray", "ray_address", metavar="auto|ADDRESS|local",
+              help="Run the --workers as Ray actors: on the cluster at ADDRESS, the one this "
+                   "machine belongs to (auto), or a Ray instance started here (local).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome and new failures as JSON to this file.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -143,7 +146,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         reference: str | None, atol: float, rtol: float, max_time: float | None,
         runs: int | None, batch_size: int, seed: int, device: str | None,
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
-        stop_on_failure: bool, minimize: bool, workers: int, json_path: Path | None, junit_path: Path | None) -> int:
+        stop_on_failure: bool, minimize: bool, workers: int, ray_address: str | None, json_path: Path | None, junit_path: Path | None) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
     from nnfuzz.loop import fuzz_target
@@ -159,7 +162,11 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
                         batch_size=batch_size, seed=seed, radius=radius, norm=norm, layers=layers,
                         threshold=threshold, reference=reference, atol=atol, rtol=rtol,
                         stop_on_failure=stop_on_failure, minimize=minimize)
-    if workers > 1:
+    if ray_address is not None:
+        from nnfuzz.ray_pool import RayPool
+
+        result = RayPool(loaded, config, out, corpus, workers, ray_address, reporter).run()
+    elif workers > 1:
         from nnfuzz.workers import WorkerPool
 
         result = WorkerPool(loaded, config, out, corpus, workers, device, reporter).run()
@@ -275,6 +282,61 @@ def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) ->
             raise
         click.echo(f"INFO: no plot: matplotlib is not installed ({PLOT_EXTRA})", err=True)
     return 0
+
+
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("nnfuzz-doctor"), show_default=True,
+              help="Folder for doctor.json: what ran and what every check found.")
+@click.option("--check", "checks", multiple=True,
+              help="Run only this check (repeatable): initial-loss, overfit, gradcheck, "
+                   "gradient-flow, activations, update-size, loss-sanity. Default: all.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
+              help="Optimizer of the overfit and update-size checks.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Its learning rate.")
+@click.option("--steps", type=click.IntRange(min=1), default=500, show_default=True,
+              help="overfit: optimizer steps at most for each tiny batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="How many seeds (the first ones) the checks run on.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Picks gradcheck's random directions.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the record (doctor.json) to this file.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a page with the table and the plots to this file.")
+@click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Draw gradient norms, activation histograms and overfit curves into this folder.")
+@handles_errors
+def doctor(target: Path, out: Path, checks: tuple[str, ...], optimizer: str, lr: float, steps: int,
+           batch_size: int, seed: int, json_path: Path | None, html_path: Path | None,
+           png_dir: Path | None) -> int:
+    """Check the model of TARGET.py before fuzzing or training it; exit 1 when a check fails."""
+    from nnfuzz.doctor import DoctorConfig, diagnose, write_record
+    from nnfuzz.doctor.report import COLOURS, heading, summary, table, write_html, write_plots
+    from nnfuzz.report import pyplot
+    from nnfuzz.results import write_json
+    from nnfuzz.target import load_target
+
+    if html_path is not None or png_dir is not None:
+        pyplot()  # no plots to draw: say so before the checks run, not after
+    loaded = load_target(target)
+    diagnosis = diagnose(loaded, DoctorConfig(optimizer=optimizer, lr=lr, batch_size=batch_size,
+                                              steps=steps, seed=seed, checks=checks or None))
+    click.echo(heading(diagnosis))
+    for line in table(diagnosis, lambda text, status: click.style(text, fg=COLOURS[status],
+                                                                  bold=True)):
+        click.echo(line)
+    click.echo(summary(diagnosis))
+    click.echo(f"record: {write_record(diagnosis, out)}")
+    if json_path is not None:
+        write_json(json_path, diagnosis.record())
+    if png_dir is not None:
+        for path in write_plots(diagnosis, png_dir):
+            click.echo(f"plot: {path}")
+    if html_path is not None:
+        click.echo(f"html: {write_html(diagnosis, html_path)}")
+    return diagnosis.exit_code
 
 
 @main.group()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 #: Bisection steps along the line from seed to input: 2^-20 of the way is close enough.
 BISECTION_STEPS = 20
 #: At most this many candidate inputs are run in all: shrinking must stay quick.
-MAX_CANDIDATES = 20_000
+MAX_CANDIDATES = 4_096
 #: Candidates per forward pass while resetting blocks.
 BATCH = 256
 

@@ -1,0 +1,220 @@
+"""``--ray auto|ADDRESS --workers N``: the workers as Ray actors, across a cluster.
+
+Ray (the optional extra ``nnfuzz[ray]``) runs them; nnfuzz does not invent a
+distributed system. The target's folder travels to every node as Ray's
+``working_dir``; each actor is an ordinary :class:`Fuzzer` with a private
+corpus folder, fuzzing in slices. After each slice it hands the driver its
+new corpus files and failures (as bytes: safetensors, never pickled
+tensors), and the driver writes them into ``OUT/`` and passes each actor the
+files the others found. So a cluster run leaves the same output folder as a
+local one, whether or not the nodes share a file system. An actor that dies
+is replaced by a new one given the whole corpus: nothing it sent is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from nnfuzz.config import FuzzConfig
+from nnfuzz.errors import NnfuzzError, UsageError
+from nnfuzz.reproducer import failure_from_bytes
+from nnfuzz.status import Reporter
+from nnfuzz.storage import TEMP_PREFIX, atomic_write
+from nnfuzz.target import Target
+from nnfuzz.workers import MAX_RESTARTS, Campaign
+
+#: Seconds an actor fuzzes between two exchanges with the driver.
+SLICE_SECONDS = 1.0
+RAY_EXTRA = "pip install 'nnfuzz[ray]'"
+#: Seconds to wait for a Ray head at HOST:PORT to answer.
+CONNECT_TIMEOUT = 5.0
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"--ray needs Ray, which is not installed: {RAY_EXTRA}") from None
+    return ray
+
+
+class RayWorker:
+    """One worker, run by Ray as an actor (on whichever node Ray places it)."""
+
+    def __init__(self, index: int, target_name: str, config: FuzzConfig,
+                 corpus: dict[str, bytes], threads: int) -> None:
+        import torch
+
+        from nnfuzz.loop import Fuzzer, Shared
+        from nnfuzz.target import load_target
+
+        torch.set_num_threads(threads)
+        self.index = index
+        self.folder = Path(tempfile.mkdtemp(prefix=f"nnfuzz-ray-{index}-"))
+        self.corpus = self.folder / "corpus"
+        self.corpus.mkdir()
+        self._write(corpus)
+        self.failures: list[bytes] = []
+        worker = self
+
+        class Collect(Reporter):
+            def failure(self, failure: Any, replay_command: str | None) -> None:
+                worker.failures.append(failure.to_bytes())
+
+        # Ray starts the actor in the target's folder (its working_dir).
+        target = load_target(Path(os.getcwd()) / target_name, need_seeds=False)
+        self.fuzzer = Fuzzer(target, config, reporter=Collect(), shared=Shared(
+            corpus=self.corpus, crashes=self.folder / "crashes", should_stop=lambda: False))
+        self.sent = set(os.listdir(self.corpus))
+
+    def threshold(self) -> float:
+        return self.fuzzer.coverage.threshold
+
+    def work(self, incoming: dict[str, bytes], known: list[str]) -> dict[str, Any]:
+        """Take in the others' files and the failures already saved, fuzz a slice, report."""
+        self._write(incoming)
+        self.sent.update(incoming)
+        for signature in known:
+            self.fuzzer.known.setdefault(signature, Path())
+        self.fuzzer.import_shared()
+        reason = self.fuzzer.run_slice(SLICE_SECONDS)
+        new = {name: (self.corpus / name).read_bytes() for name in os.listdir(self.corpus)
+               if name not in self.sent and not name.startswith(TEMP_PREFIX)}
+        self.sent.update(new)
+        failures, self.failures = self.failures, []
+        return {"files": new, "failures": failures, "done": reason is not None,
+                "snapshot": asdict(self.fuzzer._snapshot()), "hits": dict(self.fuzzer.hits)}
+
+    def _write(self, files: dict[str, bytes]) -> None:
+        for name, data in files.items():
+            if not (self.corpus / name).exists():
+                atomic_write(self.corpus / name, data)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return  # auto, local, ray://...: Ray resolves those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise UsageError(f"--ray {address}: cannot reach a Ray cluster ({error}): start one "
+                         "with 'ray start --head', or use --ray auto or --ray local.") from None
+
+
+class RayPool(Campaign):
+    """The driver of a --ray run: actors fuzz, the driver keeps OUT/ and relays corpus files."""
+
+    def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
+                 count: int, address: str, reporter: Reporter) -> None:
+        super().__init__(target, config, out, count, None, reporter)
+        if corpus is not None:
+            raise UsageError("--corpus with --ray: merge it into OUT/corpus first "
+                             "(nnfuzz corpus merge TARGET OUT/corpus DIR), then run.")
+        self.ray = import_ray()
+        self.address = address
+        self.actors: dict[int, Any] = {}
+        self.pending: dict[Any, int] = {}
+        #: Corpus files each actor has not been given yet.
+        self.outbox: dict[int, dict[str, bytes]] = {}
+        self.restarts: dict[int, int] = {}
+        self.stopping = False
+
+    # --- actors ----------------------------------------------------------------------
+
+    def _start_all(self) -> None:
+        ray = self.ray
+        _check_reachable(self.address)
+        try:
+            ray.init(address=None if self.address == "local" else self.address,
+                     runtime_env={"working_dir": str(self.target.path.parent)},  # type: ignore[union-attr]
+                     log_to_driver=False, include_dashboard=False, ignore_reinit_error=True,
+                     logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise UsageError(f"--ray {self.address}: cannot reach a Ray cluster ({error}): start "
+                             "one with 'ray start --head', or use --ray local.") from None
+        # nnfuzz restarts a dead actor itself (_lost), with the whole corpus: not Ray.
+        self.remote = ray.remote(num_cpus=1, max_restarts=0)(RayWorker)
+        for index, config in enumerate(self.worker_configs()):
+            self._start(index, config)
+        self.threshold = ray.get(self.actors[0].threshold.remote())
+
+    def _start(self, index: int, config: FuzzConfig) -> None:
+        self.configs = getattr(self, "configs", {})
+        self.configs[index] = config
+        actor = self.remote.remote(index, self.target.path.name, config,  # type: ignore[union-attr]
+                                   self._corpus_files(), 1)
+        self.actors[index] = actor
+        self.outbox[index] = {}
+        self._submit(index)
+
+    def _corpus_files(self) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(self.out.corpus.iterdir())
+                if p.is_file() and not p.name.startswith(TEMP_PREFIX)}
+
+    def _submit(self, index: int) -> None:
+        incoming, self.outbox[index] = self.outbox[index], {}
+        reference = self.actors[index].work.remote(incoming, list(self.known))
+        self.pending[reference] = index
+
+    def _request_stop(self) -> None:
+        self.stopping = True
+
+    def _wait(self, timeout: float) -> None:
+        if not self.pending:
+            return
+        ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=timeout)
+        for reference in ready:
+            index = self.pending.pop(reference)
+            try:
+                result = self.ray.get(reference)
+            except self.ray.exceptions.RayActorError as error:
+                self._lost(index, error)
+                continue
+            except self.ray.exceptions.RayTaskError as error:
+                self.error = NnfuzzError(f"worker {index} failed: {str(error).splitlines()[-1]}")
+                continue
+            self._take(index, result)
+
+    def _take(self, index: int, result: dict[str, Any]) -> None:
+        for name, data in result["files"].items():
+            if not (self.out.corpus / name).exists():
+                atomic_write(self.out.corpus / name, data)
+            for other in self.outbox:
+                if other != index:
+                    self.outbox[other][name] = data
+        for data in result["failures"]:
+            self._failure(failure_from_bytes(data, f"worker {index}'s failure"))
+        self._status_of(index, result["snapshot"])
+        if result["done"] or self.stopping:
+            self._finished(index, int(result["snapshot"]["execs"]), result["hits"])
+        else:
+            self._submit(index)
+
+    def _lost(self, index: int, error: Exception) -> None:
+        """A dead actor is replaced by a new one that starts from the whole corpus."""
+        self.restarts[index] = self.restarts.get(index, 0) + 1
+        if self.restarts[index] > MAX_RESTARTS or self.stopping:
+            self.error = NnfuzzError(f"worker {index} died {self.restarts[index]} times on Ray "
+                                     f"({type(error).__name__}): run without --ray to see why.")
+            return
+        warnings.warn(f"worker {index} died on Ray; restarting it", stacklevel=2)
+        self._start(index, self.restarted_config(self.configs[index], index, self.restarts[index]))
+
+    def _stop_all(self) -> None:
+        self.stopping = True
+        deadline = time.monotonic() + 30
+        while self.pending and time.monotonic() < deadline and self.error is None:
+            self._wait(timeout=0.5)
+        for actor in self.actors.values():
+            self.ray.kill(actor)
+        self.ray.shutdown()

@@ -1,0 +1,98 @@
+"""--ray ADDRESS --workers N: the workers as Ray actors on a local Ray cluster (issue #6).
+
+The test starts a Ray head on loopback, as a user would start a cluster
+('ray start --head'), runs nnfuzz against it, and stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nnfuzz
+
+from .support import Process, assert_one_error_line, invoke
+
+pytest.importorskip("ray")
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """A one-node Ray cluster on this machine; nnfuzz finds it as a user would, with auto."""
+    subprocess.run([RAY, "start", "--head", f"--port={free_port()}", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield "auto"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def actor_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"ray::RayWorker" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_two_ray_actors_find_the_planted_bug_into_the_same_output_folder_as_a_local_run(
+        cluster: str, tmp_path: Path, dead_relu_target: Path) -> None:
+    out = tmp_path / "out"
+    run = Process("run", dead_relu_target, "--out", out, "--ray", cluster, "--workers", 2,
+                  "--stop-on-failure", "--max-time", 120, cwd=tmp_path)
+    code = run.wait(timeout=240)
+    assert code == 1, run.stderr
+    assert "Traceback" not in run.stderr and "ERROR" not in run.stderr, run.stderr
+    (crash,) = (out / "crashes").glob("*.safetensors")
+    assert nnfuzz.load_failure(crash).objective == "nonfinite"
+    assert len(list((out / "corpus").iterdir())) > 0, "the actors' corpus reached OUT/corpus"
+    record = json.loads((out / "run.json").read_text())
+    assert record["runs"][0]["workers"] == 2 and record["totals"]["execs"] > 0
+    replayed = invoke("replay", dead_relu_target, crash)
+    assert replayed.exit_code == 1 and "still fails" in replayed.output
+
+
+def test_a_killed_actor_is_replaced_and_the_run_goes_on(
+        cluster: str, tmp_path: Path, healthy_target: Path) -> None:
+    out = tmp_path / "out"
+    run = Process("run", healthy_target, "--out", out, "--ray", cluster, "--workers", 2,
+                  "--max-time", 15, cwd=tmp_path)
+    try:
+        run.wait_for_line(lambda line: line.startswith("#") and not line.startswith("#0 "),
+                          timeout=120)
+        victims = actor_pids()
+        assert victims, "no Ray actor process found"
+        os.kill(victims[0], signal.SIGKILL)
+        run.wait_for_line(lambda line: "died on Ray; restarting it" in line, timeout=60)
+        code = run.wait(timeout=120)
+    finally:
+        run.kill()
+    assert code == 0, run.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["stop_reason"] == "reached --max-time" and record["totals"]["execs"] > 0
+
+
+def test_an_address_with_no_cluster_is_one_error(tmp_path: Path, healthy_target: Path) -> None:
+    result = invoke("run", healthy_target, "--out", tmp_path / "out", "--ray",
+                    f"127.0.0.1:{free_port()}", "--workers", 2, "--runs", 100)
+    assert_one_error_line(result, "cannot reach a Ray cluster")
