@@ -99,6 +99,12 @@ class _Commands(click.Group):
             _fail("interrupted", EXIT_INTERRUPTED)
 
 
+def _json_option(what: str) -> Callable[[Any], Any]:
+    """``--json FILE``, as every command that reports has it."""
+    return click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help=f"Also write {what} to this file.")
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nnfuzz")
 def main() -> None:
@@ -137,8 +143,7 @@ def main() -> None:
 @click.option("--ray", "ray_address", metavar="auto|ADDRESS|local",
               help="Run the --workers as Ray actors: on the cluster at ADDRESS, the one this "
                    "machine belongs to (auto), or a Ray instance started here (local).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the run's outcome and new failures as JSON to this file.")
+@_json_option("the run's outcome and new failures as JSON")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write JUnit XML (a failing test case per new failure) to this file.")
 @handles_errors
@@ -200,8 +205,7 @@ def _device(name: str) -> Any:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs per reproducer: failing in some but not all is 'flaky'.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the verdicts as JSON to this file.")
+@_json_option("the verdicts as JSON")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write JUnit XML (one test case per reproducer) to this file.")
 @handles_errors
@@ -243,6 +247,7 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
 def minimize(target: Path, reproducer: Path) -> int:
     """Shrink REPRODUCER toward its seed while the same failure fires; writes NAME.min.safetensors."""
     from nnfuzz.replay import shrink
+    from nnfuzz.reproducer import replay_command
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
@@ -251,7 +256,7 @@ def minimize(target: Path, reproducer: Path) -> int:
                                              + ".min.safetensors"))
     click.echo(f"INFO: distance from the seed: {smaller.metadata['minimized']}", err=True)
     click.echo(f"minimized: {path}")
-    click.echo(f"  replay: nnfuzz replay {target} {path}")
+    click.echo(f"  replay: {replay_command(target, path)}")
     return 0
 
 
@@ -260,8 +265,7 @@ def minimize(target: Path, reproducer: Path) -> int:
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to draw coverage and failures over time [default: OUT/report.png].")
 @click.option("--no-png", is_flag=True, help="Only the summary, no plot.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the summary as JSON to this file.")
+@_json_option("the summary as JSON")
 @handles_errors
 def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) -> int:
     """Summarize the runs in the output folder OUT: totals, failures, a plot."""
@@ -301,8 +305,7 @@ def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) ->
               help="How many seeds (the first ones) the checks run on.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Picks gradcheck's random directions.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the record (doctor.json) to this file.")
+@_json_option("the record (doctor.json)")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a page with the table and the plots to this file.")
 @click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path),

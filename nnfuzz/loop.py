@@ -9,7 +9,6 @@ tears it down (run.json written, the reason for stopping recorded).
 
 from __future__ import annotations
 
-import shlex
 import time
 import warnings
 from collections import Counter
@@ -29,7 +28,7 @@ from nnfuzz.execution import STATS, Execution, Executor
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, ObjectiveContext, build_objectives, judge, pressure
 from nnfuzz.output import OutputFolder, known_failures
-from nnfuzz.reproducer import Failure
+from nnfuzz.reproducer import Failure, replay_command
 from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
 from nnfuzz.status import Reporter, Snapshot
 from nnfuzz.target import Target, in_memory
@@ -421,8 +420,7 @@ class Fuzzer:
     def _replay_command(self, failure: Failure) -> str | None:
         if self.target.path is None or failure.path is None:
             return None
-        return (f"nnfuzz replay {shlex.quote(str(self.target.path))} "
-                f"{shlex.quote(str(failure.path))}")
+        return replay_command(self.target.path, failure.path)
 
 
 def run_record(*, target: Target, config: FuzzConfig, device: str, threshold: float | None,

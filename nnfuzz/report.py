@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nnfuzz.errors import OutputError, ReproducerError, UsageError
-from nnfuzz.reproducer import Failure, load_failure
+from nnfuzz.reproducer import Failure, load_failure, replay_command
 from nnfuzz.storage import atomic_write
 
 #: What to install for plots.
@@ -90,9 +89,8 @@ def _read_failures(crashes: Path) -> list[SavedFailure]:
     return saved
 
 
-def replay_command(report: FolderReport, path: Path) -> str:
-    target = report.run.get("target") or "TARGET.py"
-    return f"nnfuzz replay {shlex.quote(str(target))} {shlex.quote(str(path))}"
+def _replay(report: FolderReport, path: Path) -> str:
+    return replay_command(report.run.get("target") or "TARGET.py", path)
 
 
 def summary(report: FolderReport) -> list[str]:
@@ -117,7 +115,7 @@ def summary(report: FolderReport) -> list[str]:
         failure = saved.failure
         lines.append(f"  {failure.signature}  (hit {hits.get(failure.signature, '?')} time(s))")
         lines.append(f"    {failure.describe()}")
-        lines.append(f"    replay: {replay_command(report, saved.path)}")
+        lines.append(f"    replay: {_replay(report, saved.path)}")
     return lines
 
 
@@ -131,7 +129,7 @@ def record(report: FolderReport) -> dict[str, Any]:
                      {"path": str(s.path), "objective": s.failure.objective,
                       "signature": s.failure.signature, "detail": s.failure.detail,
                       "hits": hits.get(s.failure.signature),
-                      "replay": replay_command(report, s.path)}
+                      "replay": _replay(report, s.path)}
                      for s in report.failures],
     }
 

@@ -9,6 +9,7 @@ metadata), so loading it runs no code.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,11 @@ def failure_from_bytes(data: bytes, origin: str) -> Failure:
     return Failure(inputs=inputs, seed=seed, objective=metadata["objective"],
                    detail=metadata["detail"], signature=metadata["signature"],
                    target=tensors.get("target"), metadata=rest)
+
+
+def replay_command(target: str | Path, reproducer: str | Path) -> str:
+    """The shell command that re-runs a reproducer, as every report prints it."""
+    return f"nnfuzz replay {shlex.quote(str(target))} {shlex.quote(str(reproducer))}"
 
 
 def reproducer_paths(paths: list[Path]) -> list[Path]:

@@ -32,7 +32,7 @@ from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.loop import run_record, summed
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.output import OutputFolder
-from nnfuzz.reproducer import Failure, failure_from_bytes
+from nnfuzz.reproducer import Failure, failure_from_bytes, replay_command
 from nnfuzz.status import Reporter, Snapshot
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
@@ -228,7 +228,7 @@ class Campaign:
         self.out.save_failure(failure)
         self.known[failure.signature] = failure.path or Path()
         self.failures.append(failure)
-        self.reporter.failure(failure, f"nnfuzz replay {self.target.path} {failure.path}")
+        self.reporter.failure(failure, replay_command(self.target.path, failure.path))  # type: ignore[arg-type]
         if self.config.stop_on_failure:
             self._request_stop()
 

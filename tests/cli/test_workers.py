@@ -16,6 +16,8 @@ from nnfuzz.status import Reporter
 from nnfuzz.target import load_target
 from nnfuzz.workers import WorkerPool, split_runs, worker_seed
 
+from tests.targets import DEAD_RELU, write_target
+
 from .support import Process
 
 
@@ -112,3 +114,17 @@ def test_a_killed_worker_is_reported_and_restarted_and_the_run_goes_on(
     record = json.loads((out / "run.json").read_text())
     assert record["stop_reason"] == "reached --max-time"
     assert record["runs"][0]["elapsed_s"] < 15 + 10, "a restarted worker keeps to --max-time"
+
+
+def test_a_target_the_workers_refuse_is_one_error_line(tmp_path: Path) -> None:
+    failing_seeds = DEAD_RELU.replace("return 0.8 + 0.2 * torch.rand(8, 16, generator=g)",
+                                      "return 0.2 * torch.rand(8, 16, generator=g)")
+    assert failing_seeds != DEAD_RELU
+    target = write_target(tmp_path, failing_seeds)
+    run = Process("run", target, "--out", tmp_path / "out", "--workers", 2, "--runs", 1000,
+                  cwd=tmp_path)
+    code = run.wait(timeout=120)
+    assert code == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "already fails nonfinite" in errors[0], run.stderr
+    assert "Traceback" not in run.stderr
