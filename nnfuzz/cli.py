@@ -22,6 +22,8 @@ from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
 
 #: Exit code for a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
+#: Exit code when stdout's reader went away (128 + SIGPIPE), as shells report it.
+EXIT_BROKEN_PIPE = 141
 #: Set this variable to see nnfuzz's own traceback on an internal error.
 DEBUG_VARIABLE = "NNFUZZ_DEBUG"
 
@@ -65,6 +67,10 @@ def _run_command(command: Callable[..., int], *args: Any, **kwargs: Any) -> None
         _fail(str(error), error.exit_code, error.context)
     except KeyboardInterrupt:
         _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (nnfuzz report OUT | head): stop quietly, as shell tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
     except Exception as error:  # noqa: BLE001 - a bug in nnfuzz: one line unless debugging
         if os.environ.get(DEBUG_VARIABLE):
             raise

@@ -71,3 +71,17 @@ def test_without_matplotlib_the_summary_still_comes_and_an_asked_for_plot_is_one
 
 def test_a_folder_without_run_json_is_one_error(tmp_path: Path) -> None:
     assert_one_error_line(invoke("report", tmp_path), "not an nnfuzz output folder")
+
+
+def test_a_reader_that_goes_away_ends_the_report_quietly(two_runs: tuple[Path, Path]) -> None:
+    import os
+    import subprocess
+
+    _, out = two_runs
+    reader, writer = os.pipe()
+    os.close(reader)  # like `nnfuzz report OUT | head -1` once head has its line
+    process = subprocess.run([sys.executable, "-m", "nnfuzz", "report", str(out), "--no-png"],
+                             stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(writer)
+    assert process.returncode == 141, process.stderr
+    assert "internal error" not in process.stderr and "Traceback" not in process.stderr
