@@ -48,12 +48,18 @@ class Batch:
         return self.inputs[0].shape[0]
 
 
+#: A corpus's rows are reserved up to this many bytes per tensor when it is made. On
+#: the CPU, memory that is reserved but not yet written is not resident: the corpus
+#: grows into it without ever copying itself, where doubling a buffer holds the old
+#: and the new copy at once (it made the peak resident memory 2x the corpus).
+RESERVED_BYTES = 1 << 30
+
+
 class _Rows:
-    """A tensor that grows along its first dimension, doubling its capacity."""
+    """A tensor that grows along its first dimension, doubling its capacity when full."""
 
     def __init__(self, like: torch.Tensor) -> None:
-        self.data = torch.empty((max(16, like.shape[0]), *like.shape[1:]),
-                                dtype=like.dtype, device=like.device)
+        self.data = _reserve(like, max(16, like.shape[0]))
         self.count = 0
 
     def extend(self, rows: torch.Tensor) -> None:
@@ -68,6 +74,19 @@ class _Rows:
 
     def view(self) -> torch.Tensor:
         return self.data[:self.count]
+
+
+def _reserve(like: torch.Tensor, at_least: int) -> torch.Tensor:
+    """An empty (N, ...) tensor like ``like``: on the CPU, N is as many rows as
+    RESERVED_BYTES hold (address space, not memory, until written)."""
+    row_bytes = max(1, like[0:1].numel() * like.element_size())
+    rows = at_least
+    if like.device.type == "cpu":
+        rows = max(at_least, RESERVED_BYTES // row_bytes)
+    try:
+        return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device)
+    except RuntimeError:  # no overcommit here: reserve only what is needed
+        return torch.empty((at_least, *like.shape[1:]), dtype=like.dtype, device=like.device)
 
 
 class Corpus:
@@ -86,11 +105,12 @@ class Corpus:
         self._depth = _Rows(torch.zeros(1, dtype=torch.long, device=self.device))
         #: Coverage vectors of the elements, once the coverage was primed (set_vectors).
         self._vectors: _Rows | None = None
-        self._hashes: set[str] = set()
+        #: Content hashes of every element, as bytes: hex strings took twice the memory.
+        self._hashes: set[bytes] = set()
         #: Names of the shared folder's files already looked at (new_in_folder).
         self._looked_at: set[str] = set()
         self._root_hashes: dict[str, int] = {}
-        self._hashes.update(self._hashes_of(seeds))
+        self._hashes.update(map(bytes.fromhex, self._hashes_of(seeds)))
         self._add_roots(seeds)
         if folder is not None:
             ensure_folder(folder)
@@ -143,7 +163,7 @@ class Corpus:
     def _unseen(self, inputs: Inputs) -> torch.Tensor:
         """Rows whose content is new to the corpus (and to each other); records them."""
         keep = []
-        for row, digest in enumerate(self._hashes_of(inputs)):
+        for row, digest in enumerate(map(bytes.fromhex, self._hashes_of(inputs))):
             if digest not in self._hashes:
                 self._hashes.add(digest)
                 keep.append(row)
@@ -262,13 +282,21 @@ class Corpus:
         return fresh
 
     def _is_new_file(self, path: Path) -> bool:
-        return path.name not in self._looked_at and path.stem not in self._hashes
+        return path.name not in self._looked_at and _digest(path.stem) not in self._hashes
 
     def add_imported(self, found: list[tuple[Inputs, dict[str, str]]],
                      vectors: torch.Tensor) -> None:
         """Add what :meth:`new_in_folder` found, with the coverage vector of each."""
         for (inputs, metadata), vector in zip(found, vectors):
             self._add_loaded(inputs, metadata, vector.unsqueeze(0))
+
+
+def _digest(name: str) -> bytes | None:
+    """The content hash a corpus file's name is, if it is one."""
+    try:
+        return bytes.fromhex(name)
+    except ValueError:
+        return None
 
 
 def _clamped(inputs: Inputs, domain: Domain) -> Inputs:
