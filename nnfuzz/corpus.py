@@ -52,7 +52,7 @@ class Batch:
 #: the CPU, memory that is reserved but not yet written is not resident: the corpus
 #: grows into it without ever copying itself, where doubling a buffer holds the old
 #: and the new copy at once (it made the peak resident memory 2x the corpus).
-RESERVED_BYTES = 1 << 30
+RESERVED_BYTES = 4 << 30
 
 
 class _Rows:
