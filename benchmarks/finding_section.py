@@ -90,6 +90,38 @@ def plot(outcomes: dict[str, dict[str, list[Outcome]]], budget: int, quick: bool
     return report.save_figure(figure, "finding", quick)
 
 
+#: Issue #5's targets: nnfuzz needs at most this share of random search's executions
+#: (median over the zoo), and finds every bug within this many seconds.
+RATIO_TARGET = 0.1
+SECONDS_TARGET = 300.0
+#: The searchers that count as random search (the better of them, per target).
+RANDOM_SEARCHERS = ("random mutation", "uniform in bounds")
+
+
+def verdicts(outcomes: dict[str, dict[str, list[Outcome]]], budget: int) -> list[str]:
+    """The issue's two finding targets, met or not and by how much."""
+    def median(results: list[Outcome]) -> float:
+        return statistics.median(f if f is not None else budget for f, _ in results)
+
+    ratios = {name: median(by["nnfuzz"]) / min(median(by[s]) for s in RANDOM_SEARCHERS if s in by)
+              for name, by in outcomes.items()}
+    overall = statistics.median(ratios.values())
+    worst = max(ratios, key=ratios.get)  # type: ignore[arg-type]
+    found = [f for by in outcomes.values() for f, _ in by["nnfuzz"]]
+    slowest = max(seconds for by in outcomes.values() for _, seconds in by["nnfuzz"])
+    missed = sum(f is None for f in found)
+    return [
+        f"- nnfuzz's executions to the first failure over random search's (the better of "
+        f"{' and '.join(RANDOM_SEARCHERS)}; not found = the budget, so random search's side "
+        f"is a lower bound): median over the {len(ratios)} targets **{overall:.3f}** against "
+        f"the target <= {RATIO_TARGET:g}: **{'met' if overall <= RATIO_TARGET else 'not met'}** "
+        f"(highest: {worst}, {ratios[worst]:.2f}).",
+        f"- nnfuzz found the bug in {len(found) - missed} of {len(found)} runs; the slowest "
+        f"took {slowest:.1f} s against the target of every bug within {SECONDS_TARGET:g} s: "
+        f"**{'met' if not missed and slowest <= SECONDS_TARGET else 'not met'}**.",
+    ]
+
+
 def markdown(outcomes: dict[str, dict[str, list[Outcome]]], budget: int, seeds: int, quick: bool,
              wall_s: float, started: str, image: str | None) -> str:
     rows = [f"| {name} | {searcher} | {finding.summary(results, budget)} |"
@@ -103,7 +135,7 @@ def markdown(outcomes: dict[str, dict[str, list[Outcome]]], budget: int, seeds: 
         "a search that finds nothing counts as the budget.", "",
         "| target | searcher | found | execs to first failure, median (min–max) "
         "| seconds, median |",
-        "|---|---|---|---|---|", *rows,
+        "|---|---|---|---|---|", *rows, "", *verdicts(outcomes, budget),
         *(["", image] if image else []),
     ])
 
