@@ -44,14 +44,18 @@ def steady_rate(stats: Path) -> tuple[float, int]:
 
 
 def measure(target: str, options: tuple[str, ...], seconds: float) -> tuple[float, int, float]:
+    """(steady execs/s, executions, wall seconds); RuntimeError with nnfuzz's error if it failed."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out"
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "nnfuzz", "run", str(ZOO / f"{target}.py"),
-                        "--out", str(out), "--max-time", str(seconds), *options],
-                       capture_output=True, text=True, timeout=seconds + 300,
-                       env={**os.environ, "RAY_DISABLE_USAGE_STATS": "1"})
+        done = subprocess.run([sys.executable, "-m", "nnfuzz", "run", str(ZOO / f"{target}.py"),
+                               "--out", str(out), "--max-time", str(seconds), *options],
+                              capture_output=True, text=True, timeout=seconds + 300,
+                              env={**os.environ, "RAY_DISABLE_USAGE_STATS": "1"})
         wall = time.perf_counter() - start
+        if not (out / "stats.jsonl").exists():
+            said = [line for line in done.stderr.splitlines() if line.startswith("ERROR:")]
+            raise RuntimeError(said[-1] if said else f"nnfuzz exited {done.returncode}")
         rate, execs = steady_rate(out / "stats.jsonl")
     return rate, execs, wall
 
@@ -61,7 +65,12 @@ def run(quick: bool, seconds: float | None = None, target: str = "digits_std") -
     started, start = machine.provenance(), time.perf_counter()
     rows, base = [], None
     for label, options, workers in CONFIGURATIONS:
-        rate, execs, wall = measure(target, options, seconds)
+        try:
+            rate, execs, wall = measure(target, options, seconds)
+        except RuntimeError as error:  # e.g. Ray is not installed: say so in the table
+            rows.append([label, f"not measured: {error}", "", "", "", ""])
+            print(f"{label}: not measured: {error}", flush=True)
+            continue
         base = base or rate
         efficiency = rate / (workers * base) if base else 0.0
         rows.append([label, f"{rate:,.0f}", f"{rate / base:.2f}" if base else "?",
