@@ -17,20 +17,14 @@ log-probabilities pulls nnfuzz toward.
 import torch
 from torch import nn
 
-from _zoo import load_seeds, load_weights
+from _zoo import DigitsMLP, load_seeds, load_weights
 
 BOUNDS = (0.0, 16.0)
 
 
-class DigitsLogSoftmaxMLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hidden = nn.Linear(64, 32)
-        self.relu = nn.ReLU()
-        self.head = nn.Linear(32, 10)
-
+class DigitsLogSoftmaxMLP(DigitsMLP):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.relu(self.hidden(x / 16)))  # (B, 10)
+        logits = super().forward(x)  # (B, 10)
         return logits - torch.log(torch.exp(logits).sum(1, keepdim=True))  # the bug: no max first
 
 
