@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 import nnfuzz
-from nnfuzz.differential import reference_for
 from nnfuzz.domain import infer_domain
 from nnfuzz.execution import Execution, Executor
-from nnfuzz.objectives import ObjectiveContext, build_objectives, judge
+from nnfuzz.loop import objective_context
+from nnfuzz.objectives import build_objectives, judge
 from nnfuzz.target import Target, load_target
 
 ZOO = Path(__file__).resolve().parent / "zoo"
@@ -53,16 +53,6 @@ def first_failure_nnfuzz(target: nnfuzz.Target, budget: int, seed: int,
 NOISE_SHARE = 0.25
 
 
-def objective_context(target: Target) -> ObjectiveContext:
-    """The objectives' context ``nnfuzz run`` builds for the target (nnfuzz/loop.py):
-    its loss(), its reference() and its objectives()."""
-    kind = "reference()" if target.reference is not None else None
-    return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
-                            reference=reference_for(kind, target.model, target.reference,
-                                                    target.origin),
-                            user=list(target.objectives))
-
-
 def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_seeds: bool,
                           batch: int = 100) -> tuple[int | None, float]:
     """Uniform samples inside BOUNDS, or uniform noise around the seeds, clipped
@@ -70,7 +60,7 @@ def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_
     start = time.perf_counter()
     domain = infer_domain(target.seeds, target.bounds)
     executor = Executor(target.model, source=target.path)
-    objectives = build_objectives(None, objective_context(target))
+    objectives = build_objectives(None, objective_context(target, nnfuzz.FuzzConfig()))
     generator = torch.Generator().manual_seed(seed)
     count = len(target.seeds[0])
     execs = 0

@@ -24,13 +24,9 @@ from nnfuzz.shrinker import changed_values
 from nnfuzz.target import load_target
 
 from benchmarks import machine, report
-from benchmarks.finding import MAX_SECONDS, ZOO
+from benchmarks.finding import MAX_SECONDS, TARGETS, ZOO
 
 MEASURES = ("linf", "l2", "changed values")
-
-
-def zoo_targets() -> list[str]:
-    return sorted(p.stem for p in ZOO.glob("*.py") if not p.name.startswith(("_", "build")))
 
 
 def distances(failure: nnfuzz.Failure) -> dict[str, float]:
@@ -95,7 +91,7 @@ def run(quick: bool, names: list[str] | None = None, seeds: int | None = None,
     budget = budget or (QUICK if quick else FULL)[1]
     started, start = machine.provenance(), time.perf_counter()
     rows = {}
-    for name in names or zoo_targets():
+    for name in names or TARGETS:
         runs = [measure(name, seed, budget) for seed in range(seeds)]
         rows[name] = [r for r in runs if r is not None]
         print(f"{name}: {len(rows[name])} failure(s) minimized", flush=True)

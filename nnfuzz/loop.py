@@ -81,6 +81,23 @@ def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = 
         fuzzer.close()
 
 
+def objective_context(target: Target, config: FuzzConfig) -> ObjectiveContext:
+    """What the objectives check against: reference() when the target defines one
+    (DESIGN §2), else --reference's copy; the target's loss and its own objectives."""
+    from nnfuzz.differential import reference_for
+
+    kind = config.reference
+    if target.reference is not None:
+        if config.reference:
+            warnings.warn(f"--reference {config.reference} is ignored: {target.origin} "
+                          "defines reference(), which disagree uses", stacklevel=2)
+        kind = "reference()"
+    return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
+                            reference=reference_for(kind, target.model, target.reference,
+                                                    target.origin),
+                            atol=config.atol, rtol=config.rtol, user=list(target.objectives))
+
+
 @dataclass(frozen=True)
 class Shared:
     """What a worker shares with the others of its run (see nnfuzz.workers); it takes
@@ -114,7 +131,7 @@ class Fuzzer:
         self.earlier = self.out.earlier_runs() if self.out else []
         self.executor = Executor(target.model.eval(), layers=list(config.layers),
                                  source=target.path)
-        self.context = self._objective_context()
+        self.context = objective_context(target, config)
         self.objectives = build_objectives(config.objectives, self.context)
         guidance = config.objective_guidance
         self.guides = [o for o in self.objectives
@@ -142,22 +159,6 @@ class Fuzzer:
         self.execs = 0
         self.started = time.monotonic()
         self.started_at = datetime.now(timezone.utc)
-
-    def _objective_context(self) -> ObjectiveContext:
-        """reference() when the target defines one (DESIGN §2), else --reference's copy."""
-        from nnfuzz.differential import reference_for
-
-        target, config = self.target, self.config
-        kind = config.reference
-        if target.reference is not None:
-            if config.reference:
-                warnings.warn(f"--reference {config.reference} is ignored: {target.origin} "
-                              "defines reference(), which disagree uses", stacklevel=2)
-            kind = "reference()"
-        return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
-                                reference=reference_for(kind, target.model, target.reference,
-                                                        target.origin),
-                                atol=config.atol, rtol=config.rtol, user=list(target.objectives))
 
     def close(self) -> None:
         self.executor.close()
