@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 import nnfuzz
-from nnfuzz.domain import infer_domain
 from nnfuzz.execution import Execution, Executor
 from nnfuzz.loop import objective_context
 from nnfuzz.objectives import build_objectives, judge
@@ -58,8 +57,8 @@ def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_
     """Uniform samples inside BOUNDS, or uniform noise around the seeds, clipped
     (random tokens for integer inputs either way)."""
     start = time.perf_counter()
-    domain = infer_domain(target.seeds, target.bounds)
-    executor = Executor(target.model, source=target.path)
+    domain = target.domain()
+    executor = Executor(target.model, source=target.path, names=target.input_names)
     objectives = build_objectives(None, objective_context(target, nnfuzz.FuzzConfig()))
     generator = torch.Generator().manual_seed(seed)
     count = len(target.seeds[0])

@@ -11,6 +11,7 @@ in the README and in DESIGN.md.
 from nnfuzz.errors import (CorpusError, NnfuzzError, OutputError, ReproducerError, TargetError,
                            UsageError)
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
+from nnfuzz.kinds import Continuous, Flags, Image, Mask, Tokens
 from nnfuzz.loop import fuzz, fuzz_target
 from nnfuzz.objectives import Finding, Objective
 from nnfuzz.reproducer import Failure, load_failure
@@ -18,7 +19,8 @@ from nnfuzz.target import Target, load_target
 from nnfuzz.version import __version__
 
 __all__ = [
-    "CorpusError", "Failure", "Finding", "FuzzConfig", "FuzzResult", "NnfuzzError", "Objective",
-    "OutputError", "ReproducerError", "StopReason", "Target", "TargetError", "UsageError",
-    "__version__", "fuzz", "fuzz_target", "load_failure", "load_target",
+    "Continuous", "CorpusError", "Failure", "Finding", "Flags", "FuzzConfig", "FuzzResult",
+    "Image", "Mask", "NnfuzzError", "Objective", "OutputError", "ReproducerError", "StopReason",
+    "Target", "TargetError", "Tokens", "UsageError", "__version__", "fuzz", "fuzz_target",
+    "load_failure", "load_target",
 ]

@@ -395,10 +395,11 @@ def corpus_minimize(target: Path, folder: Path, threshold: float | None,
         raise CorpusError(f"{folder}: no such folder: give a corpus folder (OUT/corpus).")
     loaded = load_target(target, need_seeds=False)
     run_threshold, run_layers = _run_settings(folder)
-    executor = Executor(loaded.model.eval(), layers=list(layers or run_layers), source=loaded.path)
+    domain = _corpus_domain(loaded, [folder])
+    executor = Executor(loaded.model.eval(), layers=list(layers or run_layers), source=loaded.path,
+                        names=domain.names)
     try:
-        result = distill_folder(folder, _corpus_domain(loaded, [folder]), executor, loaded.seeds,
-                                threshold or run_threshold)
+        result = distill_folder(folder, domain, executor, loaded.seeds, threshold or run_threshold)
     finally:
         executor.close()
     if result.skipped:
@@ -417,18 +418,17 @@ def corpus_minimize(target: Path, folder: Path, threshold: float | None,
 
 def _corpus_domain(loaded: Any, folders: list[Path]) -> Any:
     """The target's input structure: from its seeds, else from the first folder with inputs."""
-    from nnfuzz.corpus import inputs_in_folder
-    from nnfuzz.domain import infer_domain
+    from nnfuzz.corpus import named_inputs_in_folder
     from nnfuzz.errors import TargetError
 
-    seeds = loaded.seeds
+    found = (loaded.seeds, loaded.input_names) if loaded.seeds is not None else None
     for folder in folders:
-        if seeds is None and folder.is_dir():
-            seeds = inputs_in_folder(folder)
-    if seeds is None:
+        if found is None and folder.is_dir():
+            found = named_inputs_in_folder(folder)
+    if found is None:
         raise TargetError(f"{loaded.origin}: no seeds() and no inputs to learn the input shapes "
                           "from: define seeds() in the target.")
-    return infer_domain(seeds, loaded.bounds, loaded.origin)
+    return loaded.domain(*found)
 
 
 def _run_settings(folder: Path) -> tuple[float | None, tuple[str, ...]]:

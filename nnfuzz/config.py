@@ -52,6 +52,9 @@ class FuzzConfig:
     feedback: bool = True
     #: Allow the gradient-guided operator (only used with feedback).
     guided: bool = True
+    #: Mix in the edge operator (whole inputs at a bound, constant, all padding, ...).
+    #: Off only to measure what the rest of the search finds without it.
+    edges: bool = True
     #: Guide the search by the objectives themselves: keep inputs that set a
     #: new high loss (``loss``), a new low top-two margin or a new high gap to
     #: the reference (``disagree``), and step down the margin's gradient. None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from nnfuzz.domain import Domain, Inputs
+from nnfuzz.domain import Domain, Inputs, Names
 from nnfuzz.errors import CorpusError
-from nnfuzz.storage import (TEMP_PREFIX, atomic_write, content_hash, ensure_folder,
-                            read_input_file, tensor_file_bytes)
+from nnfuzz.storage import (TEMP_PREFIX, atomic_write, content_hash, ensure_folder, input_tensors,
+                            names_in, names_metadata, read_input_file, tensor_file_bytes)
 
 #: Share of each batch drawn from the most recent elements; the rest is uniform.
 RECENT_SHARE = 0.5
@@ -179,10 +179,9 @@ class Corpus:
         root_inputs = tuple(t[0] for t in self.root_inputs(torch.tensor([root])))
         metadata = {"root": content_hash(root_inputs),
                     "mutations": str(int(batch.depth[example]))}
-        tensors = {f"input.{i}": t for i, t in enumerate(inputs)}
         path = self.folder / f"{content_hash(inputs)}.safetensors"  # type: ignore[operator]
         if not path.exists():
-            atomic_write(path, tensor_file_bytes(tensors, metadata))
+            atomic_write(path, input_file_bytes(inputs, self.domain.names, metadata))
 
     # --- reading ---------------------------------------------------------------------
 
@@ -253,7 +252,7 @@ class Corpus:
 
     def _add_loaded(self, inputs: Inputs, metadata: dict[str, str],
                     vectors: torch.Tensor | None = None) -> None:
-        inputs = _clamped(inputs, self.domain)
+        inputs = self.domain.normalize(_clamped(inputs, self.domain))
         if not len(self._unseen(inputs)):
             return
         root = self.root_of(metadata)
@@ -301,8 +300,13 @@ def _digest(name: str) -> bytes | None:
 
 def _clamped(inputs: Inputs, domain: Domain) -> Inputs:
     """Inputs from disk are clipped into the bounds, like every mutant."""
-    return tuple(t.clamp(f.low, f.high) if not f.is_integer else t.clamp(int(f.low), int(f.high))
-                 for t, f in zip(inputs, domain.fields))
+    return tuple(f.clamp(t) for t, f in zip(inputs, domain.fields))
+
+
+def input_file_bytes(inputs: Inputs, names: Names, metadata: dict[str, str]) -> bytes:
+    """A corpus file: one input (no batch dimension), named like the seeds, and its metadata."""
+    return tensor_file_bytes(input_tensors(inputs, names, "input"),
+                             {**metadata, **names_metadata(names)})
 
 
 def scan_folder(folder: Path, domain: Domain | None,
@@ -312,7 +316,8 @@ def scan_folder(folder: Path, domain: Domain | None,
 
     Yields (path, inputs without batch dimension, metadata, problem): inputs is
     None for a file that is no input (problem None: not an input's suffix) or
-    that cannot be used (problem says why). Temporary files are passed over.
+    that cannot be used (problem says why). Named inputs come in the domain's
+    order. Temporary files are passed over.
     """
     for path in sorted(folder.iterdir()):
         if path.name.startswith(TEMP_PREFIX) or (wanted is not None and not wanted(path)):
@@ -325,7 +330,9 @@ def scan_folder(folder: Path, domain: Domain | None,
         try:
             inputs, metadata = read_input_file(path)
             if domain is not None:
-                domain.check(tuple(t.unsqueeze(0) for t in inputs), f"corpus file {path}")
+                batch = domain.arrange(tuple(t.unsqueeze(0) for t in inputs), names_in(metadata),
+                                       f"corpus file {path}")
+                inputs = tuple(t[0] for t in batch)
         except (ValueError, OSError) as error:
             yield path, None, {}, CorpusError(f"corpus file {path}: {error}: remove it or "
                                               "replace it with an input nnfuzz wrote.")
@@ -337,22 +344,31 @@ def scan_folder(folder: Path, domain: Domain | None,
 
 
 def inputs_in_folder(folder: Path) -> Inputs | None:
-    """The readable inputs of a folder stacked into a batch, or None if it has none.
+    """The readable inputs of a folder stacked into a batch, or None if it has none."""
+    found = named_inputs_in_folder(folder)
+    return found[0] if found is not None else None
+
+
+def named_inputs_in_folder(folder: Path) -> tuple[Inputs, Names] | None:
+    """The readable inputs of a folder stacked into a batch, and their names.
 
     Used as the seeds when a target defines no ``seeds()``. Inputs whose
     structure differs from the first readable one are an error.
     """
     rows: list[Inputs] = []
-    for path, inputs, _, _ in scan_folder(folder, None):
+    names: Names = None
+    for path, inputs, metadata, _ in scan_folder(folder, None):
         if inputs is None:
             continue
-        if rows and [(t.shape, t.dtype) for t in inputs] != [(t.shape, t.dtype) for t in rows[0]]:
+        structure = ([(t.shape, t.dtype) for t in inputs], names_in(metadata))
+        if rows and structure != ([(t.shape, t.dtype) for t in rows[0]], names):
             raise CorpusError(f"corpus file {path} is shaped unlike {folder}'s other inputs: "
                               "every input of a corpus must have the same shapes and dtypes.")
         rows.append(inputs)
+        names = structure[1]
     if not rows:
         return None
-    return tuple(torch.stack(column) for column in zip(*rows))
+    return tuple(torch.stack(column) for column in zip(*rows)), names
 
 
 def merge_folders(domain: Domain, destination: Path, sources: list[Path]) -> tuple[int, list[str]]:
@@ -374,7 +390,6 @@ def merge_folders(domain: Domain, destination: Path, sources: list[Path]) -> tup
                 continue
             name = destination / f"{content_hash(inputs)}.safetensors"
             if not name.exists():
-                atomic_write(name, tensor_file_bytes(
-                    {f"input.{i}": t for i, t in enumerate(inputs)}, metadata))
+                atomic_write(name, input_file_bytes(inputs, domain.names, metadata))
                 added += 1
     return added, skipped

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nnfuzz.domain import Inputs
+from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.errors import TargetError, UsageError, first_line
 from nnfuzz.execution import Execution, primary_output
 from nnfuzz.objectives import Finding, Objective, ObjectiveContext
@@ -72,23 +72,24 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized
 
 
-def build_reference(model: nn.Module, kind: str) -> Reference:
-    """The copy of ``model`` that ``--reference kind`` names."""
+def build_reference(model: nn.Module, kind: str, names: Names = None) -> Reference:
+    """The copy of ``model`` that ``--reference kind`` names, called as the model is."""
     if kind == "int8":
         quantized = quantize_int8(model)
-        return Reference("int8", lambda inputs: quantized(*inputs), kind)
+        return Reference("int8", lambda inputs: call(quantized, inputs, names), kind)
     if kind not in CAST_DTYPES:
         raise UsageError(f"--reference {kind!r} is unknown: choose int8, fp16 or bf16.")
     dtype = CAST_DTYPES[kind]
     cast = copy.deepcopy(model).to(dtype).eval()
 
     def run(inputs: Inputs) -> Any:
-        return cast(*(t.to(dtype) if t.dtype.is_floating_point else t for t in inputs))
+        return call(cast, tuple(t.to(dtype) if t.dtype.is_floating_point else t for t in inputs),
+                    names)
 
     return Reference(kind, run, kind)
 
 
-def user_reference(factory: Callable[[], Any], origin: str) -> Reference:
+def user_reference(factory: Callable[[], Any], origin: str, names: Names = None) -> Reference:
     """The target's ``reference()``: a module or any callable taking the model's inputs."""
     try:
         implementation = factory()
@@ -100,11 +101,12 @@ def user_reference(factory: Callable[[], Any], origin: str) -> Reference:
                           "return a module or a callable taking the same inputs as the model.")
     if isinstance(implementation, nn.Module):
         implementation.eval()
-    return Reference("reference", lambda inputs: implementation(*inputs), "reference()")
+    return Reference("reference", lambda inputs: call(implementation, inputs, names),
+                     "reference()")
 
 
 def reference_for(kind: str | None, model: nn.Module, factory: Callable[[], Any] | None,
-                  origin: str) -> Reference | None:
+                  origin: str, names: Names = None) -> Reference | None:
     """The reference of ``kind``: "reference()" (the target's), int8, fp16, bf16, or none."""
     if not kind:
         return None
@@ -112,8 +114,8 @@ def reference_for(kind: str | None, model: nn.Module, factory: Callable[[], Any]
         if factory is None:
             raise UsageError(f"{origin} defines no reference(): define it, or use "
                              "--reference int8, fp16 or bf16.")
-        return user_reference(factory, origin)
-    return build_reference(model, kind)
+        return user_reference(factory, origin, names)
+    return build_reference(model, kind, names)
 
 
 def model_label(model: nn.Module) -> str:
@@ -135,6 +137,7 @@ class Disagree(Objective):
     def __init__(self, context: ObjectiveContext) -> None:
         self.reference: Reference = context.reference  # type: ignore[assignment]
         self.model = context.model
+        self.names = context.names
         self.model_label = model_label(context.model)
         self.atol, self.rtol = context.atol, context.rtol
         self.origin = context.origin
@@ -183,7 +186,7 @@ class Disagree(Objective):
         """
         inputs = tuple(t[candidate.example:candidate.example + 1] for t in execution.inputs)
         with torch.no_grad():
-            ours = primary_output(self.model(*inputs))
+            ours = primary_output(call(self.model, inputs, self.names))
             theirs = primary_output(self.reference.run(inputs))
         if ours is None or theirs is None:
             return None

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.utils._pytree as pytree
 
-from nnfuzz.domain import Inputs
+from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError, first_line
 
 #: Per-example statistics kept for each module's output. ``std`` low finds
@@ -138,8 +139,10 @@ class Executor:
     """Runs a model with hooks that reduce every module's output as it is made."""
 
     def __init__(self, model: torch.nn.Module, *, layers: list[str] | None = None,
-                 source: Path | None = None) -> None:
+                 source: Path | None = None, names: Names = None) -> None:
         self.model = model
+        #: The inputs' keyword names: the model is called model(**inputs) when set.
+        self.names = names
         self.device = model_device(model)
         self.source = source.resolve() if source is not None else None
         modules = dict(model.named_modules())
@@ -204,7 +207,7 @@ class Executor:
         self._batch = inputs[0].shape[0]
         self._recording = True
         try:
-            return self.model(*inputs)
+            return call(self.model, inputs, self.names)
         finally:
             self._recording = False
 
@@ -332,6 +335,21 @@ def _batch_tensor(output: Any, size: int) -> torch.Tensor | None:
     return None
 
 
+def _stacked_output(results: list[Execution | None], primary: torch.Tensor) -> Any:
+    """The per-example outputs joined into one of the model's own structure (a dict stays
+    a dict), zeros for the examples that raised; the primary output if they differ."""
+    flat = [pytree.tree_flatten(r.output) if r is not None else None for r in results]
+    done = [f for f in flat if f is not None]
+    leaves, spec = done[0]
+    one_row = all(isinstance(leaf, torch.Tensor) and leaf.dim() > 0 and leaf.shape[0] == 1
+                  for leaf in leaves)
+    if not one_row or any(other != spec for _, other in done):
+        return primary
+    joined = [torch.cat([f[0][i].detach() if f is not None else torch.zeros_like(leaf)
+                         for f in flat]) for i, leaf in enumerate(leaves)]
+    return pytree.tree_unflatten(joined, spec)
+
+
 def _stack(inputs: Inputs, results: list[Execution | None],
            raised: list[RaisedError | None]) -> Execution:
     """One Execution from per-example runs; rows of raising examples are zeros."""
@@ -353,7 +371,7 @@ def _stack(inputs: Inputs, results: list[Execution | None],
     primary = rows(lambda r: r.primary)
     return Execution(
         inputs=inputs,
-        output=primary,
+        output=_stacked_output(results, primary),
         outputs=[rows(lambda r, i=i: r.outputs[i]) for i in range(count)],
         primary=primary,
         coverage=rows(lambda r: r.coverage),

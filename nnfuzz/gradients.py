@@ -15,7 +15,10 @@ from typing import Any, Callable
 
 import torch
 
-from nnfuzz.errors import TargetError, first_line
+import torch.utils._pytree as pytree
+
+from nnfuzz.domain import call
+from nnfuzz.errors import TargetError, first_line, user_traceback
 from nnfuzz.execution import Execution, primary_output
 from nnfuzz.objectives import Finding, Objective, ObjectiveContext
 
@@ -30,6 +33,7 @@ class LossObjective(Objective):
 
     def __init__(self, context: ObjectiveContext) -> None:
         self.model = context.model
+        self.names = context.names
         self.loss = context.loss
         self.origin = context.origin
         self.parameters = [(n, p) for n, p in context.model.named_parameters() if p.requires_grad]
@@ -46,8 +50,8 @@ class LossObjective(Objective):
                        for t in execution.inputs)
         targets = execution.targets[rows] if execution.targets is not None else None
         with torch.enable_grad():
-            output = primary_output(self.model(*inputs))
-            losses = self._per_example(output, targets)  # (n,)
+            output = call(self.model, inputs, self.names)  # as the model returned it
+            losses = self._per_example(output, targets, len(rows))  # (n,)
             self._remember(execution, rows, losses)
             if self._all_finite(losses, inputs):
                 return []
@@ -91,12 +95,13 @@ class LossObjective(Objective):
 
     # --- the three checks ------------------------------------------------------------
 
-    def _bad_losses(self, losses: torch.Tensor, output: torch.Tensor, rows: Rows) -> list[Finding]:
+    def _bad_losses(self, losses: torch.Tensor, output: Any, rows: Rows) -> list[Finding]:
         bad = (~torch.isfinite(losses.detach())).nonzero().flatten()
+        primary = primary_output(output)
         findings = []
         for i in bad.tolist():
-            source = (" (the model's output is finite: the loss function made it)"
-                      if bool(torch.isfinite(output[i]).all()) else "")
+            finite = primary is None or bool(torch.isfinite(primary[i]).all())
+            source = " (the model's output is finite: the loss function made it)" if finite else ""
             findings.append(self.finding(int(rows[i]), f"the loss is {_kind(losses[i])}{source}",
                                          "loss"))
         return findings
@@ -139,8 +144,8 @@ class LossObjective(Objective):
     def _first_bad_parameter(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor | None,
                              rows: Rows) -> tuple[str, str] | None:
         subset = tuple(t[rows].detach() for t in inputs)
-        total = self._per_example(primary_output(self.model(*subset)),
-                                  targets[rows] if targets is not None else None).sum()
+        total = self._per_example(call(self.model, subset, self.names),
+                                  targets[rows] if targets is not None else None, len(rows)).sum()
         grads = torch.autograd.grad(total, [p for _, p in self.parameters], allow_unused=True)
         for (name, _), grad in zip(self.parameters, grads):
             if grad is not None and not bool(torch.isfinite(grad).all()):
@@ -156,9 +161,9 @@ class LossObjective(Objective):
 
     # --- the target's loss -------------------------------------------------------------
 
-    def _per_example(self, output: Any, targets: torch.Tensor | None) -> torch.Tensor:
-        """The loss of each example, shape (n,), whatever the target's loss returns."""
-        count = output.shape[0]
+    def _per_example(self, output: Any, targets: torch.Tensor | None, count: int) -> torch.Tensor:
+        """The loss of each of ``count`` examples, shape (n,), whatever the target's loss
+        returns; ``output`` is what the model returned (a dict stays a dict)."""
         value = self._call(output, targets)
         if value.dim() == 1 and value.shape[0] == count:
             return value
@@ -166,7 +171,7 @@ class LossObjective(Objective):
             return value.reshape(count, -1).sum(1)
         if value.dim() == 0:
             # A reduced loss: recover each example's share, one call per example.
-            return torch.stack([self._call(output[i:i + 1], None if targets is None
+            return torch.stack([self._call(_example(output, i, count), None if targets is None
                                            else targets[i:i + 1]).reshape(()) for i in range(count)])
         raise TargetError(f"{self.origin}: loss(output, target) returned shape {tuple(value.shape)}"
                           f" for a batch of {count}: return one loss per example (N,) or a scalar.")
@@ -177,12 +182,29 @@ class LossObjective(Objective):
             value = loss(output, targets)
         except Exception as error:  # noqa: BLE001 - the target's bug, reported once
             raise TargetError(f"{self.origin}: loss(output, target) raised {type(error).__name__}: "
-                              f"{first_line(error)}: fix loss() so it accepts any batch of outputs "
-                              "and targets.") from None
+                              f"{first_line(error)}: loss() gets the model's output as the model "
+                              f"returned it (here {_structure(output)}) and the seeds' targets; "
+                              "fix it so it accepts any batch of them.",
+                              context=user_traceback(error)) from None
         if not isinstance(value, torch.Tensor):
             raise TargetError(f"{self.origin}: loss(output, target) returned "
                               f"{type(value).__name__}: return a tensor, (N,) or a scalar.")
         return value.float()
+
+
+def _example(output: Any, row: int, count: int) -> Any:
+    """Example ``row`` of a model's output, in its own structure (batch dimension kept)."""
+    return pytree.tree_map(lambda leaf: leaf[row:row + 1] if isinstance(leaf, torch.Tensor)
+                           and leaf.dim() > 0 and leaf.shape[0] == count else leaf, output)
+
+
+def _structure(output: Any) -> str:
+    """How an error names what a model returned: a tensor's shape, a mapping's keys."""
+    if isinstance(output, torch.Tensor):
+        return f"a tensor of shape {tuple(output.shape)}"
+    if isinstance(output, dict):
+        return f"a {type(output).__name__} with keys {', '.join(map(str, output))}"
+    return f"a {type(output).__name__}"
 
 
 def _kind(tensor: torch.Tensor) -> str:

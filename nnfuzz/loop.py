@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -20,9 +20,9 @@ from typing import Any, Callable
 import torch
 
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
-from nnfuzz.corpus import Batch, Corpus, inputs_in_folder
+from nnfuzz.corpus import Batch, Corpus, named_inputs_in_folder
 from nnfuzz.coverage import Coverage, derive_threshold, threshold_from_mutants
-from nnfuzz.domain import Inputs, as_inputs, infer_domain
+from nnfuzz.domain import Inputs, Names
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError
 from nnfuzz.execution import STATS, Execution, Executor
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
@@ -30,20 +30,21 @@ from nnfuzz.objectives import Finding, ObjectiveContext, build_objectives, judge
 from nnfuzz.output import OutputFolder, known_failures
 from nnfuzz.reproducer import Failure, replay_command
 from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
-from nnfuzz.status import Reporter, Snapshot
+from nnfuzz.status import Reporter, Snapshot, announce_domain
 from nnfuzz.target import Target, in_memory
 from nnfuzz.version import __version__, versions
 
 
 def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None = None,
-         bounds: object = None, targets: torch.Tensor | None = None,
+         bounds: object = None, inputs: object = None, targets: torch.Tensor | None = None,
          loss: Callable[..., torch.Tensor] | None = None, reference: Any = None,
          objectives: Any = None, corpus: str | Path | None = None,
          reporter: Reporter | None = None, **options: Any) -> FuzzResult:
     """Fuzz ``model`` from ``seeds`` and return what was found.
 
-    The arguments mirror the target file (DESIGN §1): ``bounds``, ``targets``,
-    ``loss(output, target)``, and ``reference`` (a module or callable, or one
+    The arguments mirror the target file (DESIGN §1): ``seeds`` (a tensor, a
+    tuple, or a dict by keyword), ``bounds``, ``inputs`` (the kinds of
+    ``INPUTS``), ``targets``, ``loss(output, target)``, and ``reference`` (a module or callable, or one
     of "int8", "fp16", "bf16"). ``objectives`` lists objective names and/or
     callables ``(inputs, output) -> BoolTensor (N,)``; default: every
     objective available. ``options`` are the fields of :class:`FuzzConfig`
@@ -58,7 +59,7 @@ def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None
     checks = [o for o in chosen or [] if callable(o)]
     if isinstance(reference, str):
         options["reference"] = reference
-    target = in_memory(model, seeds, bounds=bounds, targets=targets, loss=loss,
+    target = in_memory(model, seeds, bounds=bounds, inputs=inputs, targets=targets, loss=loss,
                        reference=(lambda: reference) if reference is not None
                        and not isinstance(reference, str) else None,
                        objectives=checks)
@@ -92,10 +93,12 @@ def objective_context(target: Target, config: FuzzConfig) -> ObjectiveContext:
             warnings.warn(f"--reference {config.reference} is ignored: {target.origin} "
                           "defines reference(), which disagree uses", stacklevel=2)
         kind = "reference()"
+    names = target.input_names
     return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
                             reference=reference_for(kind, target.model, target.reference,
-                                                    target.origin),
-                            atol=config.atol, rtol=config.rtol, user=list(target.objectives))
+                                                    target.origin, names),
+                            atol=config.atol, rtol=config.rtol, user=list(target.objectives),
+                            names=names)
 
 
 @dataclass(frozen=True)
@@ -118,19 +121,22 @@ class Fuzzer:
                  corpus: Path | None = None, reporter: Reporter | None = None,
                  shared: "Shared | None" = None) -> None:
         config.check()
+        self.out = OutputFolder(out) if out is not None else None
+        if self.out is not None:
+            self.out.check_resumable(target.path.name if target.path else None, target.sha256,
+                                     __version__)
+        seeds, names = _starting_inputs(target, corpus, self.out)
+        if target.input_names is None and names is not None:
+            target = replace(target, input_names=names)  # a corpus of named inputs, no seeds()
         self.target = target
         self.config = config
         self.reporter = reporter or Reporter()
         #: Set when this is one of several workers (nnfuzz.workers): the folder they share.
         self.shared = shared
-        self.out = OutputFolder(out) if out is not None else None
-        if self.out is not None:
-            self.out.check_resumable(target.path.name if target.path else None, target.sha256,
-                                     __version__)
         #: What earlier runs in the output folder did: totals add up across runs.
         self.earlier = self.out.earlier_runs() if self.out else []
         self.executor = Executor(target.model.eval(), layers=list(config.layers),
-                                 source=target.path)
+                                 source=target.path, names=target.input_names)
         self.context = objective_context(target, config)
         self.objectives = build_objectives(config.objectives, self.context)
         guidance = config.objective_guidance
@@ -138,9 +144,8 @@ class Fuzzer:
                        if (o.guides_by_default if guidance is None else guidance)]
         self.rng = torch.Generator(device=self.executor.device)
         self.rng.manual_seed(config.seed)
-        seeds = _starting_inputs(target.seeds, corpus, self.out)
         seeds = tuple(t.to(self.executor.device) for t in seeds)
-        self.domain = infer_domain(seeds, target.bounds, target.origin)
+        self.domain = target.domain(seeds, names)
         self.seed_count = seeds[0].shape[0]
         self._check_seeds(seeds)
         corpus_folder = self.out.corpus if self.out else shared.corpus if shared else None
@@ -150,7 +155,8 @@ class Fuzzer:
         if corpus_folder is not None:
             self.corpus.load_folder(corpus_folder, strict=False)
         gradient = self._gradient if config.feedback and config.guided else None
-        self.mutator = Mutator(self.domain, MutationConfig(config.radius, config.norm), gradient)
+        self.mutator = Mutator(self.domain, MutationConfig(config.radius, config.norm, config.edges),
+                               gradient)
         self.coverage = self._prime_coverage()
         self.known = (self.out.known_failures() if self.out
                       else known_failures(shared.crashes, quiet=True) if shared else {})
@@ -204,6 +210,7 @@ class Fuzzer:
     # --- the campaign --------------------------------------------------------------
 
     def run(self) -> FuzzResult:
+        announce_domain(self.reporter, self.domain)
         self.reporter.info(f"coverage threshold {self.coverage.threshold:.6g} "
                            f"({'--threshold' if self.config.threshold else 'from the seeds'}); "
                            f"corpus {len(self.corpus)}, {len(self.known)} known failure(s)")
@@ -387,7 +394,7 @@ class Fuzzer:
                           "input alone: it depends on the batch, and replay may call it fixed",
                           stacklevel=2)
             return failure
-        smaller = minimize(failure, still_fails)
+        smaller = minimize(failure, still_fails, self.domain)
         if not is_smaller(smaller, failure):
             return failure
         if self.out is not None:
@@ -405,7 +412,7 @@ class Fuzzer:
                      "atol": f"{self.config.atol!r}", "rtol": f"{self.config.rtol!r}"} \
             if finding.objective == "disagree" else {}
         return Failure(inputs=inputs, seed=seed, objective=finding.objective, detail=finding.detail,
-                       signature=finding.signature, target=target, metadata={
+                       signature=finding.signature, target=target, names=self.domain.names, metadata={
                            "nnfuzz_version": __version__,
                            "torch_version": torch.__version__,
                            "target_sha256": self.target.sha256,
@@ -472,15 +479,15 @@ def _mask(findings: list[Finding], size: int, device: torch.device) -> torch.Ten
     return mask
 
 
-def _starting_inputs(seeds: object, corpus: Path | None, out: OutputFolder | None) -> Inputs:
-    """The seeds, or, when there are none, the inputs of the corpus folder."""
-    if seeds is not None:
-        return as_inputs(seeds, "seeds()")
+def _starting_inputs(target: Target, corpus: Path | None,
+                     out: OutputFolder | None) -> tuple[Inputs, Names]:
+    """The seeds, or, when there are none, the inputs of the corpus folder (and their names)."""
+    if target.seeds is not None:
+        return target.seeds, target.input_names
     for folder in (corpus, out.corpus if out else None):
         if folder is not None and folder.is_dir():
-            inputs = inputs_in_folder(folder)
-            if inputs is not None:
-                return inputs
+            found = named_inputs_in_folder(folder)
+            if found is not None:
+                return found
     raise TargetError("no seeds: define seeds() in the target, or give --corpus DIR "
                       "with at least one input.")
-

@@ -1,12 +1,17 @@
 """Mutation: new valid inputs from old ones, a whole batch at a time.
 
-Each example of a batch gets one operator, drawn at random. Float operators
-move an input by noise at several scales, shift or stretch its values
-(brightness, contrast), push parts of it to a bound, splice it with another
-input, or step along the gradient that drives one layer's activations to an
-extreme. Integer (token) operators replace, insert and delete values, padding
-the way the seeds pad. Every mutant is clipped into the bounds and, with a
-radius, projected back into the ball around the seed it descends from.
+Each example of a batch gets one mutation: one of its inputs, then one
+operator for that input's kind, drawn at random. Continuous operators move an
+input by noise at several scales, shift or stretch its values (brightness,
+contrast), push parts of it to a bound, splice it with another input, or step
+along the gradient that drives one layer's activations to an extreme. Image
+levels take the same operators and are rounded. Token operators replace,
+insert and delete values, padding the way the seeds pad. Flags are flipped.
+Every kind also jumps to its structural edges, where real bugs cluster: an
+all-zero or constant input, every value at a bound; an all-padding,
+one-token or full-length sequence; flags all on or all off. Every mutant is
+clipped into the bounds and, with a radius, projected back into the ball
+around the seed it descends from; then the domain recomputes its masks.
 """
 
 from __future__ import annotations
@@ -16,16 +21,18 @@ from typing import Callable
 
 import torch
 
-from nnfuzz.domain import Domain, Field, Inputs
+from nnfuzz.domain import CONTINUOUS, FLAGS, IMAGE, TOKENS, Domain, Field, Inputs
 
 #: Noise scales, as fractions of the bounds' width: small steps refine, large
 #: ones jump; no single scale suits every model.
 NOISE_SCALES = (0.003, 0.03, 0.1, 0.3)
 #: Share of the elements a sparse operator touches.
 DENSITIES = (1.0, 0.1, 0.01)
-#: Share of the elements pushed to a bound at once: never all of them, which
-#: would jump straight to a constant input in one step.
+#: Share of the elements pushed to a bound at once by ``saturate``: the whole
+#: input at a bound is the ``edge`` operator's job.
 SATURATION_DENSITIES = (0.3, 0.1, 0.01)
+#: Share of the flags one flip changes (besides one flag it always flips).
+FLIP_DENSITIES = (0.5, 0.1, 0.0)
 #: Largest brightness offset, as a fraction of the width.
 MAX_OFFSET = 0.3
 #: Contrast factors are drawn log-uniformly in [exp(-MAX_LOG_CONTRAST), exp(+...)].
@@ -33,8 +40,15 @@ MAX_LOG_CONTRAST = 0.7
 #: Longest run of tokens one insertion or deletion moves.
 MAX_TOKEN_RUN = 4
 
-FLOAT_OPERATORS = ("noise", "brightness", "contrast", "saturate", "crossover", "guided")
-INTEGER_OPERATORS = ("replace", "insert", "delete", "crossover")
+#: The operators of each kind of input (masks are recomputed, never mutated).
+OPERATORS = {
+    CONTINUOUS: ("noise", "brightness", "contrast", "saturate", "crossover", "guided", "edge"),
+    IMAGE: ("noise", "brightness", "contrast", "saturate", "crossover", "edge"),
+    TOKENS: ("replace", "insert", "delete", "crossover", "edge"),
+    FLAGS: ("flip", "crossover", "edge"),
+}
+FLOAT_OPERATORS = OPERATORS[CONTINUOUS]
+INTEGER_OPERATORS = OPERATORS[TOKENS]
 
 #: Given inputs and a generator, the gradient direction to follow (one entry
 #: per input tensor, None for integer ones), or None where there is none.
@@ -47,6 +61,9 @@ class MutationConfig:
     radius: float | None = None
     #: The norm of ``radius``: "linf" or "l2".
     norm: str = "linf"
+    #: Whether the ``edge`` operator is in the mix. Off only to measure what the
+    #: other operators and the coverage feedback find without it.
+    edges: bool = True
 
 
 class Mutator:
@@ -57,50 +74,62 @@ class Mutator:
         self.domain = domain
         self.config = config
         self.gradient = gradient
+        self.mutable = [p for p, f in enumerate(domain.fields) if f.mutable]
+        self.operators = {p: self._operators_for(domain.fields[p]) for p in self.mutable}
+
+    def _operators_for(self, field: Field) -> tuple[str, ...]:
+        skip = {"guided"} if self.gradient is None else set()
+        if not self.config.edges:
+            skip.add("edge")
+        return tuple(name for name in OPERATORS[field.kind] if name not in skip)
 
     def mutate(self, inputs: Inputs, anchors: Inputs, rng: torch.Generator) -> Inputs:
         """One mutant per example; ``anchors`` are the seeds the examples descend from."""
         size = inputs[0].shape[0]
-        has_float = any(not f.is_integer for f in self.domain.fields)
-        names = FLOAT_OPERATORS if has_float else INTEGER_OPERATORS
-        if self.gradient is None:
-            names = tuple(n for n in names if n != "guided")
-        choice = torch.randint(len(names), (size,), generator=rng, device=rng.device)
         mutants = [tensor.clone() for tensor in inputs]
-        for op_index, name in enumerate(names):
-            rows = (choice == op_index).nonzero().flatten().to(inputs[0].device)
-            if len(rows):
-                self._apply(name, mutants, inputs, rows, rng)
-        return tuple(self._constrain(m, a, f) for m, a, f in zip(mutants, anchors, self.domain.fields))
+        if not self.mutable:
+            return tuple(mutants)
+        which = torch.randint(len(self.mutable), (size,), generator=rng, device=rng.device)
+        pick = torch.randint(1 << 30, (size,), generator=rng, device=rng.device)
+        for slot, position in enumerate(self.mutable):
+            names = self.operators[position]
+            for op_index, name in enumerate(names):
+                chosen = (which == slot) & (pick % len(names) == op_index)
+                rows = chosen.nonzero().flatten().to(inputs[0].device)
+                if len(rows):
+                    mutants[position][rows] = self._apply(name, position, inputs, rows, rng)
+        constrained = tuple(self._constrain(m, a, f)
+                            for m, a, f in zip(mutants, anchors, self.domain.fields))
+        return self.domain.normalize(constrained)
 
-    def _apply(self, name: str, mutants: list[torch.Tensor], inputs: Inputs,
-               rows: torch.Tensor, rng: torch.Generator) -> None:
+    def _apply(self, name: str, position: int, inputs: Inputs, rows: torch.Tensor,
+               rng: torch.Generator) -> torch.Tensor:
+        """The mutated rows of one input."""
+        field = self.domain.fields[position]
+        tensor = inputs[position]
+        subset = tensor[rows]
         if name == "guided":
             directions = self.gradient(tuple(t[rows] for t in inputs), rng)  # type: ignore[misc]
-            if directions is None:
-                name = "noise"
-        for position, (tensor, field) in enumerate(zip(inputs, self.domain.fields)):
-            subset = tensor[rows]
-            if name == "crossover":
-                partner = tensor[torch.randint(tensor.shape[0], (len(rows),), generator=rng,
-                                               device=rng.device).to(tensor.device)]
-                mutated = crossover(subset, partner, rng)
-            elif name == "guided":
-                direction = directions[position]  # type: ignore[index]
-                mutated = (guided_step(subset, direction, field, rng) if direction is not None
-                           else replace_tokens(subset, field, rng))
-            elif field.is_integer:
-                mutated = TOKEN_OPERATORS.get(name, replace_tokens)(subset, field, rng)
-            else:
-                mutated = VALUE_OPERATORS[name](subset, field, rng)
-            mutants[position][rows] = mutated
+            direction = directions[position] if directions is not None else None
+            if direction is not None:
+                return guided_step(subset, direction, field, rng)
+            name = "noise"
+        if name == "crossover":
+            partner = tensor[torch.randint(tensor.shape[0], (len(rows),), generator=rng,
+                                           device=rng.device).to(tensor.device)]
+            return crossover(subset, partner, rng)
+        if field.kind == IMAGE:
+            return field.clamp(KIND_OPERATORS[CONTINUOUS][name](subset.float(), field, rng))
+        return KIND_OPERATORS[field.kind][name](subset, field, rng)
 
     def _constrain(self, mutant: torch.Tensor, anchor: torch.Tensor, field: Field) -> torch.Tensor:
-        if field.is_integer:
-            return mutant.clamp(int(field.low), int(field.high))
-        if self.config.radius is not None:
-            mutant = project(mutant, anchor, self.config.radius, self.config.norm)
-        return mutant.clamp(field.low, field.high)
+        if field.kind in (CONTINUOUS, IMAGE) and self.config.radius is not None:
+            # Image levels are projected as reals, then rounded: within the radius up to 0.5.
+            moved = project(mutant.float() if field.kind == IMAGE else mutant,
+                            anchor.float() if field.kind == IMAGE else anchor,
+                            self.config.radius, self.config.norm)
+            return field.clamp(moved)
+        return field.clamp(mutant)
 
 
 # --- float operators: (x (B, ...), field, rng) -> mutant of the same shape ---------
@@ -223,6 +252,77 @@ TOKEN_OPERATORS = {
     "replace": replace_tokens,
     "insert": insert_tokens,
     "delete": delete_tokens,
+}
+
+
+# --- edges: whole inputs at the structural extremes ------------------------------
+
+def _constant(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """One value (B,) per example, filling the example's whole shape."""
+    return values.to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1))).expand_as(like).clone()
+
+
+def edge_values(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    """A constant input: all zero (or the bound nearest zero), all low, all high, a random
+    constant, or the example's own mean (silence, a blank image, a flat signal)."""
+    size = x.shape[0]
+    zero = min(max(0.0, field.low), field.high)
+    choices = torch.stack((
+        torch.full((size,), zero), torch.full((size,), field.low), torch.full((size,), field.high),
+        field.low + field.width * torch.rand(size, generator=rng, device=rng.device).cpu(),
+        x.reshape(size, -1).double().mean(1).cpu() if x[0].numel() else torch.zeros(size),
+    ), 1).double()  # (B, 5)
+    variant = torch.randint(choices.shape[1], (size,), generator=rng, device=rng.device).cpu()
+    return _constant(choices[torch.arange(size), variant], x)
+
+
+def _non_pad_tokens(shape: tuple[int, ...], field: Field, rng: torch.Generator,
+                    like: torch.Tensor) -> torch.Tensor:
+    tokens = _random_tokens(shape, field, rng, like)
+    if field.pad is None or field.high <= field.low:
+        return tokens
+    span = int(field.high) - int(field.low) + 1
+    shifted = (tokens - int(field.low) + 1) % span + int(field.low)
+    return torch.where(tokens == field.pad, shifted, tokens)
+
+
+def edge_tokens(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    """An all-padding sequence, a single token, a full-length one, or one token repeated."""
+    flat = x.reshape(x.shape[0], -1)
+    pad = field.pad if field.pad is not None else int(field.low)
+    index = torch.arange(flat.shape[1], device=x.device).view(1, -1)
+    fresh = _non_pad_tokens(tuple(flat.shape), field, rng, x)
+    first = torch.where(flat[:, :1] == pad, fresh[:, :1], flat[:, :1])
+    choices = torch.stack((
+        torch.full_like(flat, pad),
+        torch.where(index == 0, first, pad),
+        torch.where(flat == pad, fresh, flat) if field.pad is not None else fresh,
+        fresh[:, :1].expand_as(flat),
+    ), 0)  # (4, B, L)
+    variant = torch.randint(choices.shape[0], (flat.shape[0],), generator=rng,
+                            device=rng.device).to(x.device)
+    return choices[variant, torch.arange(flat.shape[0], device=x.device)].view_as(x)
+
+
+def flip_flags(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    """Flip one flag, and a share of the others."""
+    flat = x.reshape(x.shape[0], -1)
+    where, index = _positions(x, rng)
+    flips = (index == where) | _sparse_mask(flat.float(), rng, FLIP_DENSITIES)
+    return torch.where(flips, (flat == 0).to(x.dtype), flat).view_as(x)
+
+
+def edge_flags(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
+    """Every flag on, or every flag off."""
+    on = torch.randint(2, (x.shape[0],), generator=rng, device=rng.device)
+    return _constant(on, x)
+
+
+#: The operators of each kind by name; crossover and guided steps are the Mutator's own.
+KIND_OPERATORS: dict[str, dict[str, Callable[[torch.Tensor, Field, torch.Generator], torch.Tensor]]] = {
+    CONTINUOUS: {**VALUE_OPERATORS, "edge": edge_values},
+    TOKENS: {**TOKEN_OPERATORS, "edge": edge_tokens},
+    FLAGS: {"flip": flip_flags, "edge": edge_flags},
 }
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
+from nnfuzz.domain import Names, arguments
 from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
 from nnfuzz.execution import Execution
 
@@ -92,16 +93,18 @@ class RaisedException(Objective):
 
 
 class UserObjective(Objective):
-    """A callable ``(inputs, output) -> BoolTensor (N,)`` from the target's ``objectives()``."""
+    """A callable ``(inputs, output) -> BoolTensor (N,)`` from the target's ``objectives()``:
+    ``inputs`` as the model takes them (a tuple, or a dict by name), ``output`` as it returned it."""
 
-    def __init__(self, check: Callable[..., torch.Tensor], origin: str) -> None:
+    def __init__(self, check: Callable[..., torch.Tensor], origin: str, names: Names = None) -> None:
         self.check = check
         self.name = check.__name__  # type: ignore[misc]
         self.origin = origin
+        self.names = names
 
     def judge(self, execution: Execution) -> list[Finding]:
         try:
-            verdict = self.check(execution.inputs, execution.output)
+            verdict = self.check(arguments(execution.inputs, self.names), execution.output)
         except Exception as error:  # noqa: BLE001 - the target's bug, reported once
             raise TargetError(f"{self.origin}: objective {self.name} raised "
                               f"{type(error).__name__}: {first_line(error)}: fix the objective; "
@@ -140,6 +143,8 @@ class ObjectiveContext:
     rtol: float = DEFAULT_RTOL
     #: The target's ``objectives()``.
     user: list[Callable[..., torch.Tensor]] = field(default_factory=list)
+    #: The inputs' keyword names, for a model called with named inputs.
+    names: Names = None
 
 
 BUILT_IN = ("nonfinite", "exception", "loss", "disagree")
@@ -163,7 +168,7 @@ def available(context: ObjectiveContext) -> dict[str, Callable[[], Objective]]:
         if not name.isidentifier() or name in BUILT_IN:
             raise TargetError(f"{context.origin}: objectives() has a callable named {name!r}: "
                               f"give each a def with a name that is not one of {', '.join(BUILT_IN)}.")
-        found[name] = lambda check=check: UserObjective(check, context.origin)
+        found[name] = lambda check=check: UserObjective(check, context.origin, context.names)
     return found
 
 

@@ -7,11 +7,10 @@ the saved input and re-judges with that objective alone.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nnfuzz.differential import reference_for
-from nnfuzz.domain import infer_domain
 from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
 from nnfuzz.execution import Executor
 from nnfuzz.objectives import (DEFAULT_ATOL, DEFAULT_RTOL, NEEDS, Objective, ObjectiveContext,
@@ -52,8 +51,7 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
                 repeat: int = DEFAULT_REPEAT) -> ReplayOutcome:
     """Re-run one reproducer ``repeat`` times and re-judge exactly its objective and signature."""
     try:
-        failure = load_failure(path)
-        _check_fits(target, failure)
+        failure = _fitted(target, load_failure(path))
         objective = objectives.get(failure)
     except (ReproducerError, CorpusError, UsageError) as error:
         return ReplayOutcome(path, Verdict.ERROR, str(error).removeprefix(f"{path}: "))
@@ -101,14 +99,15 @@ class ObjectiveCache:
         if failure.objective == "disagree":
             try:
                 built = reference_for(reference or "reference()", target.model, target.reference,
-                                      origin)
+                                      origin, target.input_names)
             except UsageError as error:
                 raise UsageError(f"{failure.path}: a disagreement with {reference or 'reference()'}"
                                  f": {error}") from None
         context = ObjectiveContext(
             model=target.model, origin=origin, loss=target.loss, reference=built,
             atol=float(failure.metadata.get("atol", DEFAULT_ATOL)),
-            rtol=float(failure.metadata.get("rtol", DEFAULT_RTOL)), user=list(target.objectives))
+            rtol=float(failure.metadata.get("rtol", DEFAULT_RTOL)), user=list(target.objectives),
+            names=target.input_names)
         found = available(context)
         if failure.objective not in found:
             raise UsageError(f"{failure.path}: objective {failure.objective!r} is not available "
@@ -116,16 +115,36 @@ class ObjectiveCache:
         return found[failure.objective]()
 
 
-def _check_fits(target: Target, failure: Failure) -> None:
-    """The input must have the structure of the target's seeds (when it has seeds)."""
+def _fitted(target: Target, failure: Failure) -> Failure:
+    """The failure with its inputs in the target's order; an error unless they have the
+    structure of the target's seeds (when it has seeds)."""
     if target.seeds is None:
-        return
-    domain = infer_domain(target.seeds)
-    domain.check(tuple(t.unsqueeze(0) for t in failure.inputs), "the reproducer's input")
+        return failure
+    domain = target.domain()
+
+    def arranged(inputs: tuple, what: str) -> tuple:
+        batch = domain.arrange(tuple(t.unsqueeze(0) for t in inputs), failure.names, what)
+        return tuple(t[0] for t in batch)
+
+    return replace(failure, inputs=arranged(failure.inputs, "the reproducer's input"),
+                   seed=arranged(failure.seed, "the reproducer's seed"), names=domain.names)
+
+
+def _named_like(target: Target, paths: list[Path]) -> Target:
+    """A target without seeds() takes its inputs' names from the reproducers."""
+    if target.seeds is not None or target.input_names is not None:
+        return target
+    for path in paths:
+        try:
+            return replace(target, input_names=load_failure(path).names)
+        except ReproducerError:
+            continue
+    return target
 
 
 def replay(target: Target, paths: list[Path], repeat: int = DEFAULT_REPEAT) -> list[ReplayOutcome]:
-    executor = Executor(target.model, source=target.path)
+    target = _named_like(target, paths)
+    executor = Executor(target.model, source=target.path, names=target.input_names)
     objectives = ObjectiveCache(target)
     try:
         return [replay_file(target, path, executor, objectives, repeat) for path in paths]
@@ -144,20 +163,20 @@ def exit_code(outcomes: list[ReplayOutcome]) -> int:
 def shrink(target: Target, path: Path) -> tuple[Failure, Failure]:
     """The reproducer at ``path`` and its minimized copy (same objective and signature)."""
     failure = load_failure(path)
-    return failure, shrink_failure(target, failure)
+    return failure, shrink_failure(_named_like(target, [path]), failure)
 
 
 def shrink_failure(target: Target, failure: Failure) -> Failure:
     """``failure`` minimized against ``target``; an error if it no longer fails."""
-    _check_fits(target, failure)
+    failure = _fitted(target, failure)
     objective = ObjectiveCache(target).get(failure)
-    executor = Executor(target.model, source=target.path)
+    executor = Executor(target.model, source=target.path, names=target.input_names)
     still_fails = signature_check(failure, objective, executor)
     try:
         if not reproduces(failure, still_fails):
             raise UsageError(f"{failure.path or 'the failure'}: it no longer fails as "
                              f"{failure.signature!r}: nothing to minimize (replay it to see what "
                              "it does now).")
-        return minimize(failure, still_fails)
+        return minimize(failure, still_fails, target.domain() if target.seeds is not None else None)
     finally:
         executor.close()

@@ -3,8 +3,8 @@
 A :class:`Failure` is a failing input with everything needed to re-run and
 explain it: the seed it came from, the objective, the detail, and the
 signature that makes two failures the same bug. Saved, it is one
-safetensors file (tensors ``input.N``, ``seed.N``, ``target``; string
-metadata), so loading it runs no code.
+safetensors file (tensors ``input.N``, ``seed.N``, ``target``, or ``input.<name>``
+and ``seed.<name>`` for named inputs; string metadata), so loading it runs no code.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from nnfuzz.domain import Inputs
+from nnfuzz.domain import Inputs, Names
 from nnfuzz.errors import ReproducerError
-from nnfuzz.storage import atomic_write, content_hash, numbered, read_tensor_bytes, tensor_file_bytes
+from nnfuzz.storage import (NAMES_KEY, atomic_write, content_hash, input_tensors, names_in,
+                            names_metadata, read_tensor_bytes, saved_inputs, tensor_file_bytes)
 
 #: Metadata every reproducer must carry to be replayed.
 REQUIRED_METADATA = ("objective", "detail", "signature")
@@ -37,6 +38,8 @@ class Failure:
     metadata: dict[str, str] = field(default_factory=dict)
     #: Where the reproducer was saved, once it was.
     path: Path | None = None
+    #: The inputs' keyword names, for a model called with named inputs.
+    names: Names = None
 
     def describe(self) -> str:
         where = f" -> {self.path}" if self.path else ""
@@ -58,12 +61,13 @@ class Failure:
         return f"{self.objective}-{self.content_hash[:16]}.safetensors"
 
     def to_bytes(self) -> bytes:
-        tensors = {f"input.{i}": t for i, t in enumerate(self.inputs)}
-        tensors.update({f"seed.{i}": t for i, t in enumerate(self.seed)})
+        tensors = input_tensors(self.inputs, self.names, "input")
+        tensors.update(input_tensors(self.seed, self.names, "seed"))
         if self.target is not None:
             tensors["target"] = self.target
         metadata = dict(self.metadata)
-        metadata.update(objective=self.objective, detail=self.detail, signature=self.signature)
+        metadata.update(objective=self.objective, detail=self.detail, signature=self.signature,
+                        **names_metadata(self.names))
         return tensor_file_bytes(tensors, metadata)
 
     def save(self, path: str | Path) -> Path:
@@ -95,18 +99,19 @@ def failure_from_bytes(data: bytes, origin: str) -> Failure:
     names them in the :class:`ReproducerError` raised when they are not one."""
     try:
         tensors, metadata = read_tensor_bytes(data)
-        inputs = numbered(tensors, "input")
-        seed = numbered(tensors, "seed")
+        inputs = saved_inputs(tensors, metadata, "input")
+        seed = saved_inputs(tensors, metadata, "seed")
+        names = names_in(metadata)
     except ValueError as error:
         raise ReproducerError(f"{origin}: not a valid reproducer: {error}.") from None
     missing = [name for name in REQUIRED_METADATA if not metadata.get(name)]
     if missing:
         raise ReproducerError(f"{origin}: not a valid reproducer: its metadata has no "
                               f"{missing[0]!r}.")
-    rest = {k: v for k, v in metadata.items() if k not in REQUIRED_METADATA}
+    rest = {k: v for k, v in metadata.items() if k not in (*REQUIRED_METADATA, NAMES_KEY)}
     return Failure(inputs=inputs, seed=seed, objective=metadata["objective"],
                    detail=metadata["detail"], signature=metadata["signature"],
-                   target=tensors.get("target"), metadata=rest)
+                   target=tensors.get("target"), metadata=rest, names=names)
 
 
 def replay_command(target: str | Path, reproducer: str | Path) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from nnfuzz.domain import Inputs
+from nnfuzz.domain import Domain, Inputs
 from nnfuzz.mutation import input_distance
 from nnfuzz.reproducer import Failure
 
@@ -56,12 +56,18 @@ def reproduces(failure: Failure, still_fails: Check) -> bool:
     return bool(still_fails(tuple(t.unsqueeze(0) for t in failure.inputs))[0])
 
 
-def minimize(failure: Failure, still_fails: Check) -> Failure:
-    """A copy of ``failure`` whose inputs are as close to its seed as the check allows."""
+def minimize(failure: Failure, still_fails: Check, domain: Domain | None = None) -> Failure:
+    """A copy of ``failure`` whose inputs are as close to its seed as the check allows.
+
+    With the target's ``domain``, masks are not shrunk but recomputed from their
+    tokens, and padded sequences stay padded at the end, in every candidate.
+    """
     current = tuple(t.clone() for t in failure.inputs)
     seed = failure.seed
+    valid = _valid_under(domain)
     current = _along_the_line(current, seed, still_fails)
-    current = _reset_blocks(current, seed, still_fails)
+    current = _reset_blocks(current, seed, still_fails, valid,
+                            [p for p in range(len(current)) if domain is None or domain.fields[p].mutable])
     norm = failure.metadata.get("norm", "linf")
     metadata = {**failure.metadata, "distance": f"{input_distance(current, seed, norm):.6g}",
                 "minimized": shrink_summary(failure.inputs, current, seed)}
@@ -101,10 +107,18 @@ def _along_the_line(current: Inputs, seed: Inputs, still_fails: Check) -> Inputs
     return at(high) if high < 1.0 else current
 
 
-def _reset_blocks(current: Inputs, seed: Inputs, still_fails: Check) -> Inputs:
+def _valid_under(domain: Domain | None) -> Callable[[Inputs], Inputs]:
+    """One input (no batch dimension) as the domain keeps it: masks recomputed."""
+    if domain is None:
+        return lambda inputs: inputs
+    return lambda inputs: tuple(t[0] for t in domain.normalize(tuple(t.unsqueeze(0) for t in inputs)))
+
+
+def _reset_blocks(current: Inputs, seed: Inputs, still_fails: Check,
+                  valid: Callable[[Inputs], Inputs], positions: list[int]) -> Inputs:
     """Delta debugging: reset ever smaller blocks of differing values to the seed's."""
     budget = MAX_CANDIDATES
-    for position in range(len(current)):
+    for position in positions:
         flat, flat_seed = current[position].reshape(-1), seed[position].reshape(-1)
         size = max(1, flat.numel() // 2)
         while size >= 1 and budget > 0:
@@ -119,8 +133,8 @@ def _reset_blocks(current: Inputs, seed: Inputs, still_fails: Check) -> Inputs:
                     for block in chunk:
                         candidate = flat.clone()
                         candidate[block] = flat_seed[block]
-                        candidates.append(tuple(candidate.view_as(t) if i == position else t
-                                                for i, t in enumerate(current)))
+                        candidates.append(valid(tuple(candidate.view_as(t) if i == position else t
+                                                      for i, t in enumerate(current))))
                     budget -= len(candidates)
                     passing = still_fails(_batch(candidates)).nonzero().flatten()
                     if len(passing):

@@ -9,10 +9,12 @@ bar when stderr is a terminal.
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from nnfuzz.domain import Domain
     from nnfuzz.reproducer import Failure
 
 
@@ -46,6 +48,10 @@ class Reporter:
 
     def info(self, message: str) -> None:
         """A fact worth a line at the start of a run (e.g. the threshold chosen)."""
+
+    def warning(self, message: str) -> None:
+        """Something the user should fix; a Python warning unless the reporter says it."""
+        warnings.warn(message, stacklevel=3)
 
     def status(self, snapshot: Snapshot) -> None:
         """Called at every status interval."""
@@ -81,6 +87,9 @@ class TerminalReporter(Reporter):
     def info(self, message: str) -> None:
         self._print(f"INFO: {message}")
 
+    def warning(self, message: str) -> None:
+        self._print(f"WARNING: {message}")
+
     def status(self, snapshot: Snapshot) -> None:
         if self.bar is None:
             self._print(snapshot.line())
@@ -99,3 +108,11 @@ class TerminalReporter(Reporter):
             self.bar.update(snapshot.execs - self.bar.n)
             self.bar.close()
         self._print(f"DONE {snapshot.line()} stopped: {reason}")
+
+
+def announce_domain(reporter: Reporter, domain: "Domain") -> None:
+    """The first lines of a run: every input's kind and bounds, and what to fix."""
+    for line in domain.describe():
+        reporter.info(line)
+    for message in domain.warnings():
+        reporter.warning(message)

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from nnfuzz.domain import Inputs
+from nnfuzz.domain import Inputs, Names
 from nnfuzz.errors import OutputError
 
 #: Prefix of temporary files; a killed run may leave some, and they are ignored.
@@ -99,6 +99,45 @@ def read_tensor_bytes(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
 
+#: Metadata key of the inputs' keyword names, in order (a JSON list), for named inputs.
+NAMES_KEY = "input_names"
+
+
+def names_in(metadata: dict[str, str]) -> Names:
+    """The keyword names a file's metadata gives its inputs; None for positional inputs."""
+    if NAMES_KEY not in metadata:
+        return None
+    try:
+        names = json.loads(metadata[NAMES_KEY])
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"its metadata {NAMES_KEY!r} is not a list of input names")
+    return tuple(names)
+
+
+def input_tensors(inputs: Inputs, names: Names, prefix: str) -> dict[str, torch.Tensor]:
+    """Tensors to save: ``prefix.<name>`` for named inputs, else ``prefix.0``, ``prefix.1``, ..."""
+    keys = names if names is not None else [str(i) for i in range(len(inputs))]
+    return {f"{prefix}.{key}": tensor for key, tensor in zip(keys, inputs)}
+
+
+def names_metadata(names: Names) -> dict[str, str]:
+    return {NAMES_KEY: json.dumps(list(names))} if names is not None else {}
+
+
+def saved_inputs(tensors: dict[str, torch.Tensor], metadata: dict[str, str], prefix: str) -> Inputs:
+    """The inputs saved under ``prefix`` (by :func:`input_tensors`), in their order;
+    ValueError when some are missing."""
+    names = names_in(metadata)
+    if names is None:
+        return numbered(tensors, prefix)
+    missing = [name for name in names if f"{prefix}.{name}" not in tensors]
+    if missing:
+        raise ValueError(f"it has no tensor {prefix}.{missing[0]}")
+    return tuple(tensors[f"{prefix}.{name}"] for name in names)
+
+
 def numbered(tensors: dict[str, torch.Tensor], prefix: str) -> Inputs:
     """``prefix.0``, ``prefix.1``, ... as a tuple; ValueError when there are none or gaps."""
     count = sum(1 for name in tensors if name.startswith(prefix + "."))
@@ -109,7 +148,8 @@ def numbered(tensors: dict[str, torch.Tensor], prefix: str) -> Inputs:
 
 
 def read_input_file(path: Path) -> tuple[Inputs, dict[str, str]]:
-    """One corpus input (without batch dimension) from .safetensors or .npy."""
+    """One corpus input (without batch dimension) from .safetensors or .npy, and its
+    metadata (which names the inputs, for named ones: :func:`names_in`)."""
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
@@ -126,7 +166,7 @@ def read_input_file(path: Path) -> tuple[Inputs, dict[str, str]]:
             raise ValueError(f"its values ({array.dtype}) are not numbers a tensor can hold "
                              f"({error})") from None
     tensors, metadata = read_tensor_file(path)
-    return numbered(tensors, "input"), metadata
+    return saved_inputs(tensors, metadata, "input"), metadata
 
 
 def ensure_folder(path: Path) -> None:

@@ -1,7 +1,7 @@
 """Loading a target file: the contract of DESIGN.md §1.
 
 A target is a Python file that defines ``model()`` and ``seeds()`` (and
-optionally ``BOUNDS``, ``targets()``, ``loss``, ``reference()``,
+optionally ``BOUNDS``, ``INPUTS``, ``targets()``, ``loss``, ``reference()``,
 ``objectives()``, and ``init()`` for ``nnfuzz doctor``). Importing it runs its
 code, so it is trusted like a test file. Every way it can break the contract
 becomes a :class:`TargetError` naming the file, the name and the fix.
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from nnfuzz.domain import Inputs, as_inputs
+from nnfuzz.domain import Domain, Inputs, Names, as_named_inputs, infer_domain
 from nnfuzz.errors import TargetError, first_line, user_traceback
 from nnfuzz.storage import content_hash
 
@@ -42,11 +42,23 @@ class Target:
     #: Builds a freshly initialised model (``init()``, or ``model(pretrained=False)``);
     #: None when the target cannot give one. Only ``nnfuzz doctor`` calls it.
     init: Callable[[], Any] | None = None
+    #: The inputs' keyword names when ``seeds()`` returned a mapping (the model is
+    #: called ``model(**inputs)``); None for positional inputs.
+    input_names: Names = None
+    #: ``INPUTS``: the kinds the target declares (see nnfuzz.kinds), or None.
+    inputs: object = None
 
     @property
     def origin(self) -> str:
         """How messages name the target: its file name."""
         return self.path.name if self.path else "the target"
+
+    def domain(self, seeds: Inputs | None = None, names: Names = None) -> Domain:
+        """The domain of ``seeds`` (default: the target's own) under its BOUNDS and INPUTS."""
+        if seeds is None:
+            seeds, names = self.seeds, self.input_names
+        return infer_domain(seeds, self.bounds, self.origin, names=names,  # type: ignore[arg-type]
+                            declared=self.inputs, model=self.model)
 
     @functools.cached_property
     def seeds_sha256(self) -> str | None:
@@ -58,8 +70,27 @@ def in_memory(model: torch.nn.Module, seeds: object = None, **fields: Any) -> Ta
     """A target made of Python objects rather than a file (for nnfuzz.fuzz and tests)."""
     if not isinstance(model, torch.nn.Module):
         raise TargetError(f"model is a {type(model).__name__}, not a torch.nn.Module.")
-    return Target(path=None, sha256="", model=model,
-                  seeds=as_inputs(seeds, "seeds") if seeds is not None else None, **fields)
+    inputs, names = as_named_inputs(seeds, "seeds") if seeds is not None else (None, None)
+    check_keywords(model, names, "seeds")
+    return Target(path=None, sha256="", model=model, seeds=inputs, input_names=names, **fields)
+
+
+def check_keywords(model: torch.nn.Module, names: Names, what: str) -> None:
+    """Named inputs must be keywords the model's forward() takes: a mismatch is the
+    target's contract, not an exception the model raised on a seed."""
+    if names is None:
+        return
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # a C or scripted forward: no signature to read
+        return
+    try:
+        signature.bind(**{name: None for name in names})
+    except TypeError as error:
+        parameters = ", ".join(signature.parameters) or "nothing"
+        raise TargetError(f"{what} returned inputs named {', '.join(map(repr, names))}, but "
+                          f"{type(model).__name__}.forward() takes ({parameters}) ({error}): "
+                          "name the dict's keys after forward()'s parameters.") from None
 
 
 def file_sha256(path: Path) -> str:
@@ -79,9 +110,10 @@ def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
         raise TargetError(f"{name}: model() returned {type(model).__name__}, not a "
                           "torch.nn.Module: return the network itself.")
     model.eval()
-    seeds = _call(module, name, "seeds", required=need_seeds)
+    seeds, names = _call(module, name, "seeds", required=need_seeds), None
     if seeds is not None:
-        seeds = as_inputs(seeds, f"{name}: seeds()")
+        seeds, names = as_named_inputs(seeds, f"{name}: seeds()")
+        check_keywords(model, names, f"{name}: seeds()")
     targets = _call(module, name, "targets", required=False)
     if targets is not None:
         targets = _checked_targets(name, targets, seeds)
@@ -91,6 +123,8 @@ def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
         model=model,
         seeds=seeds,
         bounds=getattr(module, "BOUNDS", None),
+        inputs=getattr(module, "INPUTS", None),
+        input_names=names,
         targets=targets,
         loss=_callable(module, name, "loss"),
         reference=_callable(module, name, "reference"),

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+import torch.utils._pytree as pytree
 
-from nnfuzz.domain import Inputs
+from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
 from nnfuzz.execution import model_device, primary_output
 from nnfuzz.target import Target
@@ -55,6 +57,9 @@ class Subject:
     targets: torch.Tensor | None
     #: The model's primary output on ``inputs``, computed once (no gradient).
     output: torch.Tensor
+    #: What the model returned on ``inputs`` (a dict, a tuple, ...), when not a tensor:
+    #: the checks that feed the loss a made-up primary output put it in this structure.
+    structure: Any = None
 
     @property
     def origin(self) -> str:
@@ -104,11 +109,15 @@ class Subject:
 
     def forward(self, model: Callable[..., Any], inputs: Inputs | None = None) -> torch.Tensor:
         """The primary output of ``model`` on ``inputs`` (default: the batch)."""
-        return primary(model, self.inputs if inputs is None else inputs, self.origin)
+        return primary(model, self.inputs if inputs is None else inputs, self.origin,
+                       self.target.input_names)
 
-    def loss(self, output: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-        """The target's ``loss(output, target)`` as it returns it: (N,), a scalar or worse."""
+    def loss(self, output: Any, targets: torch.Tensor | None) -> torch.Tensor:
+        """The target's ``loss(output, target)`` as it returns it: (N,), a scalar or worse;
+        ``output`` is what the model returned (a dict stays a dict)."""
         loss: Callable[..., Any] = self.target.loss  # type: ignore[assignment]
+        if isinstance(output, torch.Tensor) and self.structure is not None:
+            output = with_primary(self.structure, output)
         try:
             value = loss(output, targets)
         except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
@@ -128,8 +137,8 @@ class Subject:
         if rows is not None:
             inputs = tuple(tensor[rows] for tensor in inputs)
             targets = targets[rows] if targets is not None else None
-        output = self.forward(model, inputs)
-        return self.loss(output, targets).mean(), output
+        output = run_model(model, inputs, self.origin, self.target.input_names)
+        return self.loss(output, targets).mean(), primary_of(output, inputs, self.origin)
 
     # --- what the target is --------------------------------------------------------
 
@@ -191,24 +200,50 @@ def examine(target: Target, config: DoctorConfig) -> Subject:
     inputs = tuple(tensor[:config.batch_size].to(device) for tensor in target.seeds)
     targets = target.targets[:config.batch_size].to(device) if target.targets is not None else None
     with torch.no_grad():
-        output = primary(copy.deepcopy(target.model).eval(), inputs, target.origin)
-    return Subject(target, config, inputs, targets, output)
+        returned = run_model(copy.deepcopy(target.model).eval(), inputs, target.origin,
+                             target.input_names)
+    output = primary_of(returned, inputs, target.origin)
+    structure = None if isinstance(returned, torch.Tensor) else returned
+    return Subject(target, config, inputs, targets, output, structure)
 
 
-def primary(model: Callable[..., Any], inputs: Inputs, origin: str) -> torch.Tensor:
-    """The primary output (DESIGN §1) of ``model(*inputs)``; the model's failure is the target's."""
+def primary(model: Callable[..., Any], inputs: Inputs, origin: str,
+            names: Names = None) -> torch.Tensor:
+    """The primary output (DESIGN §1) of the model on ``inputs``."""
+    return primary_of(run_model(model, inputs, origin, names), inputs, origin)
+
+
+def run_model(model: Callable[..., Any], inputs: Inputs, origin: str, names: Names) -> Any:
+    """What the model returns on ``inputs``; the model's failure is the target's."""
     try:
-        output = model(*inputs)
+        return call(model, inputs, names)
     except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
         raise TargetError(f"{origin}: the model raised {type(error).__name__} on the seeds: "
                           f"{first_line(error)}: the seeds must be inputs the model accepts.",
                           context=user_traceback(error)) from None
+
+
+def primary_of(output: Any, inputs: Inputs, origin: str) -> torch.Tensor:
     tensor = primary_output(output)
     if tensor is None or tensor.dim() == 0 or tensor.shape[0] != inputs[0].shape[0]:
         raise TargetError(f"{origin}: the model returned {type(output).__name__} with no tensor "
                           "whose first dimension is the batch: return a tensor (N, ...), or a "
                           "tuple, list or dict of them.")
     return tensor
+
+
+def with_primary(structure: Any, tensor: torch.Tensor) -> Any:
+    """``structure`` (what the model returned) with its primary output replaced by ``tensor``."""
+    if isinstance(structure, Mapping) and isinstance(structure.get("logits"), torch.Tensor):
+        replaced = dict(structure)
+        replaced["logits"] = tensor
+        return replaced
+    leaves, spec = pytree.tree_flatten(structure)
+    first = next((i for i, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)), None)
+    if first is None:
+        return tensor
+    leaves[first] = tensor
+    return pytree.tree_unflatten(leaves, spec)
 
 
 def in_dtype(inputs: Inputs, dtype: torch.dtype) -> Inputs:

@@ -96,14 +96,20 @@ def test_a_target_without_seeds_is_one_line_naming_seeds_and_exit_2(tmp_path: Pa
     assert_one_error_line(run_target(tmp_path, HEADER + LINEAR_MODEL), "model.py", "seeds()")
 
 
-@pytest.mark.parametrize("returned", ["[0.1, 0.2, 0.3]", "{'x': torch.rand(4, 2)}",
+@pytest.mark.parametrize("returned", ["[0.1, 0.2, 0.3]", "{0: torch.rand(4, 2)}",
                                       "torch.rand(4, 2).numpy()"],
-                         ids=["list-of-floats", "dict", "numpy-array"])
+                         ids=["list-of-floats", "dict-not-by-keyword", "numpy-array"])
 def test_seeds_returning_a_non_tensor_is_one_line_naming_seeds_and_exit_2(
         tmp_path: Path, returned: str) -> None:
     source = HEADER + LINEAR_MODEL + f"\ndef seeds():\n    return {returned}\n"
     line = assert_one_error_line(run_target(tmp_path, source), "model.py", "seeds()")
     assert "Tensor" in line
+
+
+def test_named_seeds_the_model_does_not_take_are_one_line_naming_its_parameters(
+        tmp_path: Path) -> None:
+    source = HEADER + LINEAR_MODEL + "\ndef seeds():\n    return {'x': torch.rand(4, 2)}\n"
+    assert_one_error_line(run_target(tmp_path, source), "model.py", "seeds()", "'x'", "input")
 
 
 def test_seed_tensors_with_different_n_are_one_line_naming_both_n_and_exit_2(

@@ -14,6 +14,7 @@ from safetensors.torch import save as save_safetensors
 
 from nnfuzz import ReproducerError
 from nnfuzz.reproducer import REQUIRED_METADATA, Failure, load_failure
+from nnfuzz.storage import NAMES_KEY
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -49,11 +50,17 @@ required_text = st.text(min_size=1, max_size=30)
 @st.composite
 def failures(draw: st.DrawFn) -> Failure:
     inputs = tuple(draw(st.lists(tensors(), min_size=1, max_size=3)))
-    seed = tuple(draw(st.lists(tensors(), min_size=1, max_size=3)))
-    keys = st.text(min_size=1, max_size=20).filter(lambda k: k not in REQUIRED_METADATA)
+    # Named inputs (a model called with keywords) have a seed of the same names.
+    names = draw(st.one_of(st.none(), st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,12}", fullmatch=True),
+                                               min_size=len(inputs), max_size=len(inputs),
+                                               unique=True).map(tuple)))
+    seed_count = len(inputs) if names else draw(st.integers(1, 3))
+    seed = tuple(draw(st.lists(tensors(), min_size=seed_count, max_size=seed_count)))
+    keys = st.text(min_size=1, max_size=20).filter(
+        lambda k: k not in (*REQUIRED_METADATA, NAMES_KEY))
     return Failure(inputs=inputs, seed=seed, objective=draw(required_text),
                    detail=draw(required_text), signature=draw(required_text),
-                   target=draw(st.one_of(st.none(), tensors())),
+                   target=draw(st.one_of(st.none(), tensors())), names=names,
                    metadata=draw(st.dictionaries(keys, metadata_text, max_size=5)))
 
 
@@ -85,7 +92,22 @@ def test_a_saved_failure_loads_back_bit_identical_with_its_metadata(failure: Fai
     assert (loaded.objective, loaded.detail, loaded.signature) == (
         failure.objective, failure.detail, failure.signature)
     assert loaded.metadata == failure.metadata
+    assert loaded.names == failure.names
     assert loaded.path == path
+
+
+def test_a_failure_of_named_inputs_keeps_each_tensor_under_its_name(tmp_path: Path) -> None:
+    ids, mask = torch.tensor([5, 7, 0]), torch.tensor([1, 1, 0])
+    failure = Failure(inputs=(ids, mask), seed=(ids, mask), objective="nonfinite", detail="NaN",
+                      signature="s", names=("input_ids", "attention_mask"))
+    path = failure.save(tmp_path / "repro.safetensors")
+    from safetensors.torch import load_file
+
+    stored = load_file(path)
+    assert sorted(stored) == ["input.attention_mask", "input.input_ids",
+                              "seed.attention_mask", "seed.input_ids"]
+    assert torch.equal(stored["input.input_ids"], ids)
+    assert load_failure(path).names == ("input_ids", "attention_mask")
 
 
 def test_saving_into_a_folder_names_the_file_by_objective_and_content_hash(tmp_path: Path) -> None:
