@@ -92,7 +92,8 @@ class Field:
         if self.kind == FLAGS:
             return f"{head}, flags, mutated by flipping"
         if self.kind == MASK:
-            return f"{head}, mask, recomputed from the tokens ({self.bounds_from})"
+            on = "real tokens" if self.marks == "tokens" else "padding"
+            return f"{head}, mask on {on}, recomputed after every mutation ({self.bounds_from})"
         pad = ""
         if self.pad is not None:
             where = "at the end, as every seed" if self.right_padded else "where it appears"

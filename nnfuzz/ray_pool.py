@@ -69,6 +69,9 @@ class RayWorker:
             def failure(self, failure: Any, replay_command: str | None) -> None:
                 worker.failures.append(failure.to_bytes())
 
+            def warning(self, message: str) -> None:
+                """The driver says what is wrong with the target's domain, once."""
+
         # Ray starts the actor in the target's folder (its working_dir).
         target = load_target(Path(os.getcwd()) / target_name, need_seeds=False)
         self.fuzzer = Fuzzer(target, config, reporter=Collect(), shared=Shared(

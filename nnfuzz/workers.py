@@ -33,7 +33,7 @@ from nnfuzz.loop import run_record, summed
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.output import OutputFolder
 from nnfuzz.reproducer import Failure, failure_from_bytes, replay_command
-from nnfuzz.status import Reporter, Snapshot
+from nnfuzz.status import Reporter, Snapshot, announce_domain
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
 
@@ -89,6 +89,9 @@ class _QueueReporter(Reporter):
 
     def status(self, snapshot: Snapshot) -> None:
         self.messages.put(("status", self.index, asdict(snapshot)))
+
+    def warning(self, message: str) -> None:
+        """The parent says what is wrong with the target's domain, once for all workers."""
 
     def failure(self, failure: Failure, replay_command: str | None) -> None:
         # As reproducer bytes: a tensor sent through a queue is a shared-memory handle that
@@ -179,6 +182,8 @@ class Campaign:
                        max_time=max_time)
 
     def run(self) -> FuzzResult:
+        if self.target.seeds is not None:
+            announce_domain(self.reporter, self.target.domain())
         self._start_all()
         self.reporter.info(f"{self.count} workers sharing {self.out.corpus}; "
                            f"{len(self.known)} known failure(s)")
