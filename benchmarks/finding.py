@@ -5,7 +5,9 @@
 For each zoo target (every benchmarks/zoo/*.py but the helpers) and run
 seed, the searchers get the same budget of executions: nnfuzz (coverage
 feedback), random mutation (the same operators, always applied to a seed, no
-feedback), uniform sampling inside BOUNDS and uniform noise around the seeds.
+feedback), both again without the edge operator (which reaches a constant or
+all-padding input in one step: what the feedback adds to the other operators),
+uniform sampling inside BOUNDS and uniform noise around the seeds.
 All of them check the target's own objectives, as ``nnfuzz run`` would:
 ``loss`` where it defines loss() (each example carrying its seed's label, or
 a random seed's for uniform samples), ``disagree`` where it defines
@@ -37,11 +39,12 @@ TARGETS = tuple(sorted(path.stem for path in ZOO.glob("*.py")
 MAX_SECONDS = 300.0
 
 
-def first_failure_nnfuzz(target: nnfuzz.Target, budget: int, seed: int,
-                         feedback: bool) -> tuple[int | None, float]:
+def first_failure_nnfuzz(target: nnfuzz.Target, budget: int, seed: int, feedback: bool,
+                         edges: bool = True) -> tuple[int | None, float]:
+    """nnfuzz (``feedback``) or random mutation (none), with or without the edge operator."""
     start = time.perf_counter()
     # Not minimized: the seconds are those to find the failure, not to shrink it too.
-    config = nnfuzz.FuzzConfig(runs=budget, max_time=MAX_SECONDS, seed=seed,
+    config = nnfuzz.FuzzConfig(runs=budget, max_time=MAX_SECONDS, seed=seed, edges=edges,
                                stop_on_failure=True, feedback=feedback, minimize=False)
     result = nnfuzz.fuzz_target(target, config)
     found = int(result.failures[0].metadata["found_after_execs"]) if result.failures else None

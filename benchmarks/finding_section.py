@@ -30,6 +30,8 @@ QUICK = (10_000, 3)
 FULL = (50_000, 5)
 
 Outcome = tuple[int | None, float]  # executions to the first failure (None: not found), seconds
+NO_EDGES_NNFUZZ = "nnfuzz, no edge operator"
+NO_EDGES_RANDOM = "random mutation, no edge operator"
 
 
 def searchers(target: nnfuzz.Target, budget: int) -> dict[str, Callable[[int], Outcome]]:
@@ -37,6 +39,8 @@ def searchers(target: nnfuzz.Target, budget: int) -> dict[str, Callable[[int], O
     return {
         "nnfuzz": lambda s: finding.first_failure_nnfuzz(target, budget, s, True),
         "random mutation": lambda s: finding.first_failure_nnfuzz(target, budget, s, False),
+        NO_EDGES_NNFUZZ: lambda s: finding.first_failure_nnfuzz(target, budget, s, True, False),
+        NO_EDGES_RANDOM: lambda s: finding.first_failure_nnfuzz(target, budget, s, False, False),
         "uniform in bounds": lambda s: finding.first_failure_uniform(target, budget, s, False),
         f"uniform noise ±{finding.NOISE_SHARE:g}×width around the seeds":
             lambda s: finding.first_failure_uniform(target, budget, s, True),
@@ -107,6 +111,8 @@ def verdicts(outcomes: dict[str, dict[str, list[Outcome]]], budget: int) -> list
               for name, by in outcomes.items()}
     overall = statistics.median(ratios.values())
     worst = max(ratios, key=ratios.get)  # type: ignore[arg-type]
+    feedback = {name: median(by[NO_EDGES_NNFUZZ]) / median(by[NO_EDGES_RANDOM])
+                for name, by in outcomes.items() if NO_EDGES_NNFUZZ in by and NO_EDGES_RANDOM in by}
     found = [f for by in outcomes.values() for f, _ in by["nnfuzz"]]
     slowest = max(seconds for by in outcomes.values() for _, seconds in by["nnfuzz"])
     missed = sum(f is None for f in found)
@@ -116,6 +122,9 @@ def verdicts(outcomes: dict[str, dict[str, list[Outcome]]], budget: int) -> list
         f"is a lower bound): median over the {len(ratios)} targets **{overall:.3f}** against "
         f"the target <= {RATIO_TARGET:g}: **{'met' if overall <= RATIO_TARGET else 'not met'}** "
         f"(highest: {worst}, {ratios[worst]:.2f}).",
+        *([f"- Without the edge operator on either side (what coverage feedback adds to the "
+           f"other operators): nnfuzz over random mutation, median over the {len(feedback)} "
+           f"targets **{statistics.median(feedback.values()):.3f}**."] if feedback else []),
         f"- nnfuzz found the bug in {len(found) - missed} of {len(found)} runs; the slowest "
         f"took {slowest:.1f} s against the target of every bug within {SECONDS_TARGET:g} s: "
         f"**{'met' if not missed and slowest <= SECONDS_TARGET else 'not met'}**.",

@@ -26,8 +26,11 @@ SECTIONS = ("finding", "tensorfuzz-nans", "tensorfuzz-quantization", "tensorfuzz
             "minimization", "throughput", "index", "memory", "scaling")
 
 FINDING_TITLE = "## Finding the zoo's bugs: executions to the first failure"
-FINDING_DESCRIPTION = ("nnfuzz against three searchers given the same budget: random mutation "
+FINDING_DESCRIPTION = ("nnfuzz against the searchers given the same budget: random mutation "
                        "(nnfuzz's operators always applied to a seed, no coverage feedback), "
+                       "both again without the edge operator (whole inputs at a bound, constant "
+                       "or all padding, which reach many of the zoo's bugs in one step: without "
+                       "it, what the coverage feedback adds to the other operators shows), "
                        "uniform samples inside `BOUNDS`, and uniform noise of ±0.25 of the "
                        "bounds' width around the seeds.")
 

@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import torch
 
-from nnfuzz.domain import Domain, Inputs, Names, as_named_inputs, infer_domain
+from nnfuzz.domain import Domain, Inputs, Names, as_named_inputs
+from nnfuzz.inference import infer_domain
 from nnfuzz.errors import TargetError, first_line, user_traceback
 from nnfuzz.storage import content_hash
 

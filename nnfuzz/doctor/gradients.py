@@ -79,8 +79,8 @@ def _scalar_function(subject: Subject, model: torch.nn.Module) -> Scalar:
     weights = torch.randn(subject.output[rows].shape, generator=generator, dtype=torch.float64)
 
     def scalar(replaced: dict[str, torch.Tensor]) -> torch.Tensor:
-        def swapped(*args: torch.Tensor) -> object:
-            return functional_call(model, replaced, args)
+        def swapped(*args: torch.Tensor, **kwargs: torch.Tensor) -> object:
+            return functional_call(model, replaced, args, kwargs)
 
         if subject.target.loss is not None:
             return subject.mean_loss(swapped, rows, inputs)[0]

@@ -156,3 +156,46 @@ def test_run_json_records_the_seeds_hash(tmp_path: Path) -> None:
     assert invoke("run", target, "--out", tmp_path / "out", "--runs", 200).exit_code == 0
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["seeds_sha256"] == content_hash(load_target(target).seeds)
+
+
+#: Named inputs, a dict output and a loss that indexes it: the doctor calls the model as
+#: nnfuzz run does, model(**inputs), and gives the loss what the model returned.
+NAMED_DICT_OUTPUT = '''
+import torch
+from torch import nn
+
+class Pool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(40, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, input_ids, attention_mask):
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return {"logits": self.head(torch.relu(pooled))}
+
+def model():
+    return Pool()
+
+def seeds():
+    ids = torch.randint(1, 40, (16, 10), generator=torch.Generator().manual_seed(0))
+    ids[:, 7:] = 0
+    return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+def targets():
+    return torch.arange(16) % 3
+
+def loss(output, target):
+    return nn.functional.cross_entropy(output["logits"], target, reduction="none")
+'''
+
+
+def test_the_doctor_runs_every_check_on_named_inputs_and_a_dict_output(tmp_path: Path) -> None:
+    result = invoke("doctor", write_target(tmp_path, NAMED_DICT_OUTPUT), "--out", tmp_path / "d",
+                    "--steps", 50)
+    assert result.exit_code in (0, 1), result.output
+    checked = {row[1] for row in rows(result.stdout) if row and row[0] in ("PASS", "WARN", "FAIL")}
+    assert {"overfit", "gradcheck", "gradient-flow", "update-size", "loss-sanity"} <= checked, \
+        result.stdout

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from nnfuzz import CorpusError
 from nnfuzz.corpus import Batch, Corpus, inputs_in_folder
-from nnfuzz.domain import infer_domain
+from nnfuzz.inference import infer_domain
 from nnfuzz.storage import content_hash, tensor_file_bytes
 
 SEEDS = 4

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnfuzz
-from nnfuzz.domain import FROM_SEEDS, as_named_inputs, infer_domain
+from nnfuzz.domain import FROM_SEEDS, as_named_inputs
+from nnfuzz.inference import infer_domain
 from nnfuzz.errors import CorpusError, TargetError
 from nnfuzz.mutation import Mutator
 

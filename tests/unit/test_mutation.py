@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnfuzz.domain import infer_domain
+from nnfuzz.inference import infer_domain
 from nnfuzz.mutation import (MAX_TOKEN_RUN, NOISE_SCALES, MutationConfig, Mutator, delete_tokens, distance,
                              insert_tokens, project, replace_tokens)
 
