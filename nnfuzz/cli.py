@@ -135,6 +135,9 @@ def main() -> None:
 @click.option("--runs", type=int, help="Stop after this many executions.")
 @click.option("--batch-size", type=int, default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="torch threads for the model (default: torch's own; with --workers, the "
+                   "cores shared out).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: where the model is).")
 @click.option("--radius", type=float, help="Bound on each mutant's distance from its seed.")
 @click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
@@ -155,7 +158,7 @@ def main() -> None:
 @handles_errors
 def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...],
         reference: str | None, atol: float, rtol: float, max_time: float | None,
-        runs: int | None, batch_size: int, seed: int, device: str | None,
+        runs: int | None, batch_size: int, seed: int, threads: int | None, device: str | None,
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
         stop_on_failure: bool, minimize: bool, workers: int, ray_address: str | None, json_path: Path | None, junit_path: Path | None) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
@@ -172,7 +175,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
     config = FuzzConfig(objectives=objectives or None, max_time=max_time, runs=runs,
                         batch_size=batch_size, seed=seed, radius=radius, norm=norm, layers=layers,
                         threshold=threshold, reference=reference, atol=atol, rtol=rtol,
-                        stop_on_failure=stop_on_failure, minimize=minimize)
+                        stop_on_failure=stop_on_failure, minimize=minimize, threads=threads)
     if ray_address is not None:
         from nnfuzz.ray_pool import RayPool
 
@@ -438,7 +441,7 @@ def _run_settings(folder: Path) -> tuple[float | None, tuple[str, ...]]:
     try:
         record = json.loads((folder.parent / "run.json").read_text())
         threshold = record.get("threshold")
-        layers = (record.get("options") or {}).get("layers") or ()
+        layers = record.get("coverage_layers") or (record.get("options") or {}).get("layers") or ()
         return (float(threshold) if isinstance(threshold, (int, float)) else None,
                 tuple(str(layer) for layer in layers))
     except (OSError, ValueError, AttributeError, TypeError):

@@ -67,6 +67,9 @@ class FuzzConfig:
     minimize: bool = True
     #: Seconds between status lines and stats.jsonl records.
     status_interval: float = 1.0
+    #: torch's intra-op threads for the model; None leaves torch's own setting (for
+    #: --workers N: the cores shared out between the workers).
+    threads: int | None = None
 
     def check(self) -> None:
         if self.norm not in ("linf", "l2"):
@@ -82,6 +85,8 @@ class FuzzConfig:
         for name in ("atol", "rtol"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name}={getattr(self, name)!r} must not be negative.")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads={self.threads!r} must be at least 1.")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size={self.batch_size!r} must be at least 1.")
 

@@ -11,6 +11,9 @@ saturated and overflowing regions where numerical bugs live.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import faiss
 import numpy as np
 import torch
@@ -27,7 +30,9 @@ THRESHOLD_SAMPLE = 2048
 #: at 20k; HNSW 1.4-1.8 ms at all three.
 HNSW_AFTER = 2_000
 #: faiss's OpenMP threads fight torch's for the same cores on batches this small:
-#: 100 queries on 2k vectors took 5.6 ms with 2 threads and 1.2 ms with 1.
+#: 100 queries on 2k vectors took 5.6 ms with 2 threads and 1.2 ms with 1. faiss and
+#: torch share one OpenMP runtime, so faiss's setting is made around each faiss call
+#: and torch's own thread count put back after it (see _faiss_threads).
 FAISS_THREADS = 1
 #: Neighbours per node in the HNSW graph (faiss's customary 32).
 HNSW_NEIGHBOURS = 32
@@ -37,21 +42,36 @@ RECORD_MARGIN = 0.01
 
 def derive_threshold(vectors: torch.Tensor) -> float:
     """THRESHOLD_FACTOR times the median distance from each vector to its nearest other."""
+    return threshold_for(seed_spacing(vectors))
+
+
+def threshold_for(spacing: float) -> float:
+    """The default threshold for vectors this far apart (a median nearest-neighbour distance)."""
+    return max(spacing * THRESHOLD_FACTOR, FALLBACK_THRESHOLD)
+
+
+def seed_spacing(vectors: torch.Tensor) -> float:
+    """The median distance from each (distinct, finite) vector to its nearest other; 0 for
+    fewer than two."""
     vectors = vectors[torch.isfinite(vectors).all(1)].double()
     if vectors.shape[0] > THRESHOLD_SAMPLE:
         picks = torch.linspace(0, vectors.shape[0] - 1, THRESHOLD_SAMPLE).long()
         vectors = vectors[picks]
     vectors = torch.unique(vectors, dim=0)
     if vectors.shape[0] < 2:
-        return FALLBACK_THRESHOLD
+        return 0.0
     distances = torch.cdist(vectors, vectors)
     distances.fill_diagonal_(float("inf"))
-    nearest = distances.min(1).values
-    return max(float(nearest.median()) * THRESHOLD_FACTOR, FALLBACK_THRESHOLD)
+    return float(distances.min(1).values.median())
 
 
 def threshold_from_mutants(seed_vectors: torch.Tensor, mutant_vectors: torch.Tensor) -> float:
-    """For seeds without spacing (one seed): the median distance its first mutants moved.
+    """For seeds without spacing (one seed): the median distance its first mutants moved."""
+    return threshold_for(mutant_spacing(seed_vectors, mutant_vectors))
+
+
+def mutant_spacing(seed_vectors: torch.Tensor, mutant_vectors: torch.Tensor) -> float:
+    """The median distance a seed's first mutants moved from it (0 if none moved).
 
     Mutants at the smallest noise scales sit almost on top of each other, so
     their nearest-neighbour spacing would give a threshold that floods the
@@ -60,12 +80,42 @@ def threshold_from_mutants(seed_vectors: torch.Tensor, mutant_vectors: torch.Ten
     mutants = mutant_vectors[torch.isfinite(mutant_vectors).all(1)].double()
     seeds = seed_vectors[torch.isfinite(seed_vectors).all(1)].double()
     if not len(mutants) or not len(seeds):
-        return FALLBACK_THRESHOLD
+        return 0.0
     moved = torch.cdist(mutants, seeds).min(1).values
     moved = moved[moved > 0]
-    if not len(moved):
-        return FALLBACK_THRESHOLD
-    return max(float(moved.median()) * THRESHOLD_FACTOR, FALLBACK_THRESHOLD)
+    return float(moved.median()) if len(moved) else 0.0
+
+
+def is_degenerate(spacing: float) -> bool:
+    """Coverage vectors this close together cannot tell inputs apart: constant outputs (a
+    zero-initialised head), or outputs of 1e-10 (an untrained network's last layer)."""
+    return spacing < FALLBACK_THRESHOLD
+
+
+#: A layer chosen for coverage by nnfuzz has at most this many values per example: every
+#: mutant's vector goes into the novelty index, whose lookups slow down with its width.
+MAX_LAYER_VALUES = 4096
+
+
+def varying_layer(activations: list[tuple[str, torch.Tensor]]) -> str | None:
+    """The last module, in forward order, whose activations (seeds x values) vary over the
+    seeds and are at most MAX_LAYER_VALUES wide: what coverage can tell apart."""
+    for name, rows in reversed(activations):
+        if rows.shape[1] <= MAX_LAYER_VALUES and not is_degenerate(seed_spacing(rows)):
+            return name
+    return None
+
+
+@contextmanager
+def _faiss_threads() -> Iterator[None]:
+    """faiss at FAISS_THREADS for one call, and torch's thread count as it was after it
+    (omp_set_num_threads is process-wide: left set, it drops torch to one thread)."""
+    torch_threads = torch.get_num_threads()
+    faiss.omp_set_num_threads(FAISS_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_threads)
 
 
 class NoveltyIndex:
@@ -73,7 +123,6 @@ class NoveltyIndex:
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        faiss.omp_set_num_threads(FAISS_THREADS)
         self.index: faiss.Index = faiss.IndexFlatL2(dim)
 
     def __len__(self) -> int:
@@ -83,15 +132,17 @@ class NoveltyIndex:
         """Euclidean distance (B,) from each vector to its nearest stored one."""
         if len(self) == 0:
             return np.full(vectors.shape[0], np.inf, dtype=np.float32)
-        squared, _ = self.index.search(vectors, 1)
+        with _faiss_threads():
+            squared, _ = self.index.search(vectors, 1)
         return np.sqrt(np.maximum(squared[:, 0], 0))
 
     def add(self, vectors: np.ndarray) -> None:
         if len(vectors) == 0:
             return
-        self.index.add(vectors)
-        if isinstance(self.index, faiss.IndexFlatL2) and len(self) > HNSW_AFTER:
-            self._grow_into_hnsw()
+        with _faiss_threads():
+            self.index.add(vectors)
+            if isinstance(self.index, faiss.IndexFlatL2) and len(self) > HNSW_AFTER:
+                self._grow_into_hnsw()
 
     def _grow_into_hnsw(self) -> None:
         stored = self.index.reconstruct_n(0, len(self))

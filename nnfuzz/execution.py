@@ -1,15 +1,26 @@
 """Running the model on a batch and capturing what every judge needs.
 
-One forward pass per batch serves coverage and every objective: forward hooks
-reduce each module's output to a few per-example statistics on the spot
+One forward pass per batch serves coverage and every objective: a forward
+hook reduces each module's output to a few per-example statistics on the spot
 (cheap, and enough to name the first non-finite module and to push the
-search toward extreme activations), and capture the full activations of the
+search toward extreme activations), and captures the full activations of the
 ``--layer`` modules that form the coverage vector.
+
+The hook must not change what the model computes. PyTorch switches off fused
+fast paths when a module has hooks of its own (nn.TransformerEncoderLayer
+checks its modules' ``_forward_hooks``), so the hook is one global module hook
+(``register_module_forward_hook``), which those checks do not see; the seeds
+are run once without it at all to confirm that the outputs are the same, and
+where they are not, every batch is judged on a plain pass of its own.
+Module outputs are read however they come (nested tensors, PackedSequence,
+tuples, ``(N,)`` and sequence-first tensors); what cannot be read is skipped,
+never raised on the model's behalf.
 """
 
 from __future__ import annotations
 
 import traceback
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +28,8 @@ from typing import Any, Callable
 
 import torch
 import torch.utils._pytree as pytree
+from torch.nn.modules.module import register_module_forward_hook
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError, first_line
@@ -65,6 +78,9 @@ class Execution:
     targets: torch.Tensor | None = None
     #: Mask (B,) of the examples whose label is known (their seed is known).
     has_target: torch.Tensor | None = None
+    #: The outputs come from a plain pass of their own (Executor.judge_plainly): the module
+    #: statistics, from the instrumented one, then only name where a NaN showed, never judge.
+    judged_plainly: bool = False
 
     @property
     def size(self) -> int:
@@ -99,6 +115,21 @@ def primary_output(output: Any) -> torch.Tensor | None:
         return output["logits"]
     tensors = output_tensors(output)
     return tensors[0] if tensors else None
+
+
+def same_outputs(first: Any, second: Any) -> bool:
+    """Two outputs hold the same tensors, bit for bit (NaN where the other has NaN)."""
+    ours, theirs = output_tensors(first), output_tensors(second)
+    if len(ours) != len(theirs):
+        return False
+    for a, b in zip(ours, theirs):
+        a = a.to_padded_tensor(0.0) if a.is_nested else a
+        b = b.to_padded_tensor(0.0) if b.is_nested else b
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if not bool(((a == b) | (a.isnan() & b.isnan()) if a.is_floating_point() else a == b).all()):
+            return False
+    return True
 
 
 def output_tensors(output: Any) -> list[torch.Tensor]:
@@ -145,16 +176,12 @@ class Executor:
         self.names = names
         self.device = model_device(model)
         self.source = source.resolve() if source is not None else None
-        modules = dict(model.named_modules())
-        unknown = [name for name in layers or [] if name not in modules]
-        if unknown:
-            names = ", ".join(repr(n) for n in list(modules)[1:20])
-            raise UsageError(f"--layer {unknown[0]!r} is not a module of the model: "
-                             f"choose from model.named_modules(), e.g. {names}")
-        self.layers = list(layers or [])
-        self.module_names = [name or "(model)" for name in modules]
-        self._index = {module: position for position, module in enumerate(modules.values())}
-        self._layer_modules = {modules[name]: name for name in self.layers}
+        self._modules = dict(model.named_modules())
+        self.module_names = [name or "(model)" for name in self._modules]
+        self._index = {module: position for position, module in enumerate(self._modules.values())}
+        self.use_layers(list(layers or []))
+        #: While set, every module's output rows are kept here (see :meth:`activations`).
+        self._every: list[tuple[int, torch.Tensor]] | None = None
         self._events: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._captured: dict[str, torch.Tensor] = {}
         self._gradient_module: torch.nn.Module | None = None
@@ -162,45 +189,105 @@ class Executor:
         self._gradient_output: torch.Tensor | None = None
         self._batch = 0
         self._recording = False
-        self._handles = [module.register_forward_hook(self._hook) for module in modules.values()]
+        #: Set when instrumenting the model was seen to change its outputs: every batch
+        #: is then judged on a plain pass, and the instrumented one only gives coverage.
+        self.judge_plainly = False
+        # The hook is process-wide: it holds the executor weakly, and goes when the executor
+        # does (closed or collected), so that a forgotten executor slows nothing down.
+        self._hook_function = _weak_hook(self)
+        self._handles = [register_module_forward_hook(self._hook_function)]
+        weakref.finalize(self, _remove_all, self._handles)
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+        _remove_all(self._handles)
 
-    # --- hooks -----------------------------------------------------------------
+    def use_layers(self, layers: list[str]) -> None:
+        """Make the coverage vector the activations of these modules (none: the output)."""
+        unknown = [name for name in layers if name not in self._modules]
+        if unknown:
+            names = ", ".join(repr(n) for n in list(self._modules)[1:20])
+            raise UsageError(f"--layer {unknown[0]!r} is not a module of the model: "
+                             f"choose from model.named_modules(), e.g. {names}")
+        self.layers = list(layers)
+        self._layer_modules = {self._modules[name]: name for name in self.layers}
+
+    def activations(self, inputs: Inputs) -> list[tuple[str, torch.Tensor]]:
+        """Every module's output on ``inputs`` as (batch, values) rows, in forward order
+        (each module once): what a coverage layer could be."""
+        self._every = []
+        try:
+            with torch.no_grad():
+                self._forward(inputs)
+            return [(self.module_names[i], rows) for i, rows in self._every]
+        finally:
+            self._every = None
+
+    # --- the hook ----------------------------------------------------------------
 
     def _hook(self, module: torch.nn.Module, _args: Any, output: Any) -> None:
-        if not self._recording:  # an objective's own forward pass (loss, disagree)
+        # One hook for every module of the process: only this model's, only while it runs
+        # here (not the loss's or a reference's own forward pass).
+        index = self._index.get(module) if self._recording else None
+        if index is None:
             return
-        tensor = _batch_tensor(output, self._batch)
-        if tensor is None:
+        try:
+            flat = batch_rows(output, self._batch)
+        except Exception:  # noqa: BLE001 - an output nnfuzz cannot read is skipped, never raised
+            return
+        if flat is None:
             return
         if self._gradient_pass:
             # A gradient pass needs this one module's output, not the statistics, nor
             # what the model computes after it: stop the forward pass there.
             if module is self._gradient_module and self._gradient_output is None:
-                self._gradient_output = tensor
+                self._gradient_output = flat
                 raise _StopForward
             return
-        flat = tensor.detach().flatten(1).float()
+        flat = flat.detach().float()
+        if self._every is not None and all(index != i for i, _ in self._every):
+            self._every.append((index, flat))
         if module in self._layer_modules:
             self._captured.setdefault(self._layer_modules[module], flat)
         if flat.shape[1] == 0:
             return
         mean_std, absmax = _summary(flat)
-        self._events.append((self._index[module], mean_std, absmax))
+        self._events.append((index, mean_std, absmax))
 
     # --- running -----------------------------------------------------------------
 
     def run(self, inputs: Inputs) -> Execution:
         """Run a batch; if it raises, run its examples one by one to find which."""
         try:
-            return self._run_batch(inputs)
+            judged, output = self._forward_batch(inputs)
         except NnfuzzError:
             raise
         except Exception:  # noqa: BLE001 - the model's failure is a finding, not ours
             return self._run_one_by_one(inputs)
+        return self._collect(inputs, judged)  # nnfuzz's own errors here are not the model's
+
+    def plain(self, inputs: Inputs) -> Any:
+        """The model's output with no instrumentation at all: what the user's own call gives."""
+        _remove_all(self._handles)
+        try:
+            with torch.no_grad():
+                return call(self.model, inputs, self.names)
+        finally:
+            self._handles.append(register_module_forward_hook(self._hook_function))
+
+    def confirm_unobserved(self, inputs: Inputs) -> str | None:
+        """Whether the hook leaves the model's outputs on ``inputs`` as they are; if not, every
+        later batch is judged on a plain pass of its own, and the returned line says why."""
+        try:
+            plain = self.plain(inputs)
+            with torch.no_grad():
+                observed = self._forward(inputs)
+        except Exception:  # noqa: BLE001 - the seeds' own check reports the model raising
+            return None
+        if same_outputs(plain, observed) or not same_outputs(plain, self.plain(inputs)):
+            return None  # unchanged, or a model whose plain outputs differ run to run
+        self.judge_plainly = True
+        return ("instrumenting the model changes its outputs on the seeds, so every batch runs "
+                "twice: plain for the verdicts, instrumented for coverage (about half the speed)")
 
     def _forward(self, inputs: Inputs) -> Any:
         self._events, self._captured = [], {}
@@ -211,16 +298,22 @@ class Executor:
         finally:
             self._recording = False
 
-    def _run_batch(self, inputs: Inputs) -> Execution:
+    def _forward_batch(self, inputs: Inputs) -> tuple[Any, Any]:
+        """(what the objectives judge, what the hook saw): one pass, or two when
+        instrumenting the model changes what it computes."""
+        judged = self.plain(inputs) if self.judge_plainly else None
         with torch.no_grad():
             output = self._forward(inputs)
-        return self._collect(inputs, output)
+        return (judged if self.judge_plainly else output), output
 
     def _collect(self, inputs: Inputs, output: Any) -> Execution:
         size = inputs[0].shape[0]
-        outputs = [t for t in output_tensors(output) if t.dim() > 0 and t.shape[0] == size]
+        outputs = [first for t in output_tensors(output)
+                   if (first := batch_first(t, size)) is not None]
         primary = primary_output(output)
-        if primary is None or primary.dim() == 0 or primary.shape[0] != size:
+        if primary is not None:
+            primary = batch_first(primary, size)
+        if primary is None:
             raise TargetError(f"the model returned {type(output).__name__} with no tensor whose "
                               f"first dimension is the batch ({size}): return a tensor (N, ...), "
                               "or a tuple, list or dict of them.")
@@ -232,7 +325,7 @@ class Executor:
                                  "(or its output has no batch dimension): choose another layer.")
             coverage = torch.cat([self._captured[name] for name in self.layers], 1)
         else:
-            coverage = primary.flatten(1)
+            coverage = primary.reshape(size, -1)
         stats = torch.full((size, len(self.module_names), len(STATS)), float("nan"),
                            device=primary.device)
         event_modules, event_absmax = [], []
@@ -245,7 +338,7 @@ class Executor:
         absmax_matrix = (torch.stack(event_absmax, 1) if event_absmax
                          else torch.zeros(size, 0, device=primary.device))
         return Execution(inputs=inputs, output=output, outputs=[t.detach() for t in outputs],
-                         primary=primary,
+                         primary=primary, judged_plainly=self.judge_plainly,
                          coverage=coverage, stats=stats, event_modules=event_modules,
                          event_absmax=absmax_matrix)
 
@@ -256,13 +349,15 @@ class Executor:
         for example in range(size):
             single = tuple(tensor[example:example + 1] for tensor in inputs)
             try:
-                results.append(self._run_batch(single))
-                raised.append(None)
+                judged, _ = self._forward_batch(single)
             except NnfuzzError:
                 raise
             except Exception as error:  # noqa: BLE001 - recorded as a finding
                 results.append(None)
                 raised.append(self.describe_error(error))
+                continue
+            results.append(self._collect(single, judged))
+            raised.append(None)
         return _stack(inputs, results, raised)
 
     def describe_error(self, error: BaseException) -> RaisedError:
@@ -324,14 +419,66 @@ class Executor:
         return tuple(next(grads_iter) if t.requires_grad else None for t in leaves)  # type: ignore[misc]
 
 
+def _weak_hook(executor: "Executor") -> Callable[..., None]:
+    """The executor's hook, holding it weakly."""
+    reference = weakref.ref(executor)
+
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+        alive = reference()
+        if alive is not None:
+            alive._hook(module, args, output)
+
+    return hook
+
+
+def _remove_all(handles: list[Any]) -> None:
+    while handles:
+        handles.pop().remove()
+
+
 class _StopForward(Exception):
     """Raised by a hook once a gradient pass has the module output it needs."""
 
 
-def _batch_tensor(output: Any, size: int) -> torch.Tensor | None:
-    for tensor in output_tensors(output):
-        if tensor.dim() > 0 and tensor.shape[0] == size and tensor.dtype.is_floating_point:
-            return tensor
+def batch_rows(output: Any, size: int) -> torch.Tensor | None:
+    """The first float tensor of a module's output as (size, -1) rows, one per example.
+
+    Reads what modules return: tensors batch-first or sequence-first (the batch
+    in dim 1, as nn.LSTM's and nn.GRU's outputs and hidden states), ``(N,)``
+    tensors, nested tensors (padded with zeros), a PackedSequence (unpacked in
+    the batch's own order), and tuples, lists and mappings of these. None when
+    nothing in it has a batch dimension.
+    """
+    if isinstance(output, PackedSequence):
+        output = pad_packed_sequence(output, batch_first=True)[0]  # (B, T, H), original order
+    if isinstance(output, torch.Tensor):
+        return _as_batch(output, size) if output.dtype.is_floating_point else None
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if (rows := batch_rows(item, size)) is not None:
+                return rows
+    return None
+
+
+def _as_batch(tensor: torch.Tensor, size: int) -> torch.Tensor | None:
+    """A tensor as (size, -1) rows: batch-first, (N,), nested or sequence-first; else None."""
+    first = batch_first(tensor, size)
+    return first.reshape(size, -1) if first is not None else None
+
+
+def batch_first(tensor: torch.Tensor, size: int) -> torch.Tensor | None:
+    """The tensor with its batch dimension first and its other dimensions kept: nested
+    tensors padded with zeros, sequence-first ones (T, B, ...) transposed; else None."""
+    if tensor.is_nested:
+        if tensor.size(0) != size:
+            return None
+        tensor = tensor.to_padded_tensor(0.0)
+    if tensor.dim() >= 1 and tensor.shape[0] == size:
+        return tensor
+    if tensor.dim() >= 2 and tensor.shape[1] == size:
+        return tensor.transpose(0, 1)
     return None
 
 
@@ -372,6 +519,7 @@ def _stack(inputs: Inputs, results: list[Execution | None],
     return Execution(
         inputs=inputs,
         output=_stacked_output(results, primary),
+        judged_plainly=template.judged_plainly,
         outputs=[rows(lambda r, i=i: r.outputs[i]) for i in range(count)],
         primary=primary,
         coverage=rows(lambda r: r.coverage),

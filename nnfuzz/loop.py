@@ -21,7 +21,8 @@ import torch
 
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.corpus import Batch, Corpus, named_inputs_in_folder
-from nnfuzz.coverage import Coverage, derive_threshold, threshold_from_mutants
+from nnfuzz.coverage import (Coverage, is_degenerate, mutant_spacing, seed_spacing,
+                             threshold_for, varying_layer)
 from nnfuzz.domain import Inputs, Names
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError
 from nnfuzz.execution import STATS, Execution, Executor
@@ -121,6 +122,8 @@ class Fuzzer:
                  corpus: Path | None = None, reporter: Reporter | None = None,
                  shared: "Shared | None" = None) -> None:
         config.check()
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         self.out = OutputFolder(out) if out is not None else None
         if self.out is not None:
             self.out.check_resumable(target.path.name if target.path else None, target.sha256,
@@ -147,6 +150,11 @@ class Fuzzer:
         seeds = tuple(t.to(self.executor.device) for t in seeds)
         self.domain = target.domain(seeds, names)
         self.seed_count = seeds[0].shape[0]
+        #: What the start of the run says besides the domain and the threshold.
+        self.notes = [note for note in [self.executor.confirm_unobserved(
+            tuple(t[:config.batch_size] for t in seeds))] if note]
+        #: What the start of the run warns about besides the domain.
+        self.notes_warned: list[str] = []
         self._check_seeds(seeds)
         corpus_folder = self.out.corpus if self.out else shared.corpus if shared else None
         self.corpus = Corpus(self.domain, seeds, folder=corpus_folder, device=self.executor.device)
@@ -211,6 +219,10 @@ class Fuzzer:
 
     def run(self) -> FuzzResult:
         announce_domain(self.reporter, self.domain)
+        for note in self.notes_warned:
+            self.reporter.warning(note)
+        for note in self.notes:
+            self.reporter.info(note)
         self.reporter.info(f"coverage threshold {self.coverage.threshold:.6g} "
                            f"({'--threshold' if self.config.threshold else 'from the seeds'}); "
                            f"corpus {len(self.corpus)}, {len(self.known)} known failure(s)")
@@ -286,7 +298,7 @@ class Fuzzer:
             threshold=self.coverage.threshold, started_at=self.started_at, reason=reason,
             elapsed_s=self._elapsed(), execs=self.execs, failures=len(self.failures),
             hits=self.hits, known=len(self.known), earlier=self.earlier,
-            snapshot=self._snapshot()))
+            snapshot=self._snapshot(), coverage_layers=self.executor.layers))
 
     # --- set-up ------------------------------------------------------------------
 
@@ -313,25 +325,52 @@ class Fuzzer:
                                        roots[start:start + size])
 
     def _prime_coverage(self) -> Coverage:
-        """Coverage of the starting corpus, with the threshold derived from the seeds."""
-        executions = [execution for _, execution in
-                      self._executions(self.corpus.elements(), self.corpus.element_root_indices())]
+        """Coverage of the starting corpus, with the threshold derived from the seeds; on
+        another layer when the model's output cannot tell the seeds apart."""
+        executions, spacing = self._prime_executions()
+        if is_degenerate(spacing) and not self.config.threshold:
+            executions, spacing = self._vary_coverage(executions, spacing)
         vectors = torch.cat([e.coverage for e in executions])
         signals = torch.cat([self._signals(e) for e in executions])
         module_stats = executions[0].stats.reshape(executions[0].size, -1).shape[1]
-        threshold = self.config.threshold or self._derived_threshold(vectors)
+        threshold = self.config.threshold or threshold_for(spacing)
         self.corpus.set_vectors(vectors)
         return Coverage(threshold, vectors, signals, low_only_from=module_stats)
 
-    def _derived_threshold(self, vectors: torch.Tensor) -> float:
-        seed_vectors = vectors[:self.corpus.seed_count]
+    def _prime_executions(self) -> tuple[list[Execution], float]:
+        """The starting corpus run once, and how far apart the seeds' coverage vectors lie."""
+        executions = [execution for _, execution in
+                      self._executions(self.corpus.elements(), self.corpus.element_root_indices())]
+        seed_vectors = torch.cat([e.coverage for e in executions])[:self.corpus.seed_count]
         if torch.unique(seed_vectors, dim=0).shape[0] >= 2:
-            return derive_threshold(seed_vectors)
+            return executions, seed_spacing(seed_vectors)
         # One seed gives no spacing: use its first mutants instead.
         probe = self.corpus.sample_seeds(self.config.batch_size, self.rng)
         unguided = Mutator(self.domain, self.mutator.config)  # no records to guide by yet
         mutants = unguided.mutate(probe.inputs, probe.inputs, self.rng)
-        return threshold_from_mutants(seed_vectors, self.executor.run(mutants).coverage)
+        return executions, mutant_spacing(seed_vectors, self.executor.run(mutants).coverage)
+
+    def _vary_coverage(self, executions: list[Execution],
+                       spacing: float) -> tuple[list[Execution], float]:
+        """Coverage vectors that do not vary over the seeds: said, and, unless --layer chose
+        them, replaced by the last layer whose activations do."""
+        where = (f"layer {', '.join(map(repr, self.executor.layers))}" if self.executor.layers
+                 else "the model's output")
+        self.notes_warned.append(
+            f"coverage: {where} hardly varies over the seeds (their vectors lie {spacing:.3g} "
+            "apart): novelty cannot tell inputs apart there" +
+            ("; choose another --layer" if self.executor.layers else ""))
+        if self.executor.layers:
+            return executions, spacing
+        seeds = tuple(t[:self.config.batch_size] for t in self.corpus.root_inputs(
+            torch.arange(self.seed_count, device=self.executor.device)))
+        chosen = varying_layer(self.executor.activations(seeds))
+        if chosen is None:
+            return executions, spacing
+        self.executor.use_layers([chosen])
+        self.notes.append(f"coverage from layer {chosen!r} instead: the last whose activations "
+                          "vary over the seeds (--layer chooses another)")
+        return self._prime_executions()
 
     def import_shared(self) -> None:
         """Take in the corpus files other workers saved since the last look."""
@@ -434,7 +473,8 @@ class Fuzzer:
 def run_record(*, target: Target, config: FuzzConfig, device: str, threshold: float | None,
                started_at: datetime, reason: StopReason | None, elapsed_s: float, execs: int,
                failures: int, hits: Counter[str], known: int, earlier: list[dict[str, Any]],
-               snapshot: Snapshot, workers: int | None = None) -> dict[str, Any]:
+               snapshot: Snapshot, workers: int | None = None,
+               coverage_layers: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """run.json (DESIGN §4): what ran, and totals across every run of the folder."""
     what_ran = {
         "target_sha256": target.sha256,
@@ -454,9 +494,11 @@ def run_record(*, target: Target, config: FuzzConfig, device: str, threshold: fl
     return {
         **versions(),
         "device": device,
+        "torch_threads": torch.get_num_threads(),
         "options": asdict(config),
         "target": str(target.path) if target.path else None,
         "threshold": threshold,
+        "coverage_layers": list(coverage_layers),
         **what_ran,
         "totals": {**_without(snapshot.record(), "run"), "runs": len(earlier) + 1,
                    "new_failures": failures, "known_failures": known, "hits": dict(every_hit)},

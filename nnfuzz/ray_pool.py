@@ -155,7 +155,7 @@ class RayPool(Campaign):
         self.configs = getattr(self, "configs", {})
         self.configs[index] = config
         actor = self.remote.remote(index, self.target.path.name, config,  # type: ignore[union-attr]
-                                   self._corpus_files(), 1)
+                                   self._corpus_files(), config.threads or 1)
         self.actors[index] = actor
         self.outbox[index] = {}
         self._submit(index)

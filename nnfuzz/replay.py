@@ -27,6 +27,9 @@ class Verdict(enum.Enum):
     ERROR = "error"
 
 
+#: Seeds run to check that instrumentation leaves the model's outputs alone (as the fuzz loop's
+#: first batch does).
+DEFAULT_BATCH = 100
 #: How many times replay runs each reproducer by default: enough to tell a
 #: flaky failure (nondeterministic kernels, a model that samples) from a steady one.
 DEFAULT_REPEAT = 3
@@ -144,12 +147,21 @@ def _named_like(target: Target, paths: list[Path]) -> Target:
 
 def replay(target: Target, paths: list[Path], repeat: int = DEFAULT_REPEAT) -> list[ReplayOutcome]:
     target = _named_like(target, paths)
-    executor = Executor(target.model, source=target.path, names=target.input_names)
+    executor = _executor(target)
     objectives = ObjectiveCache(target)
     try:
         return [replay_file(target, path, executor, objectives, repeat) for path in paths]
     finally:
         executor.close()
+
+
+def _executor(target: Target) -> Executor:
+    """An executor for the target, judging plainly where instrumenting changes its outputs
+    (checked on the seeds, as the run that found the reproducers did)."""
+    executor = Executor(target.model, source=target.path, names=target.input_names)
+    if target.seeds is not None:
+        executor.confirm_unobserved(tuple(t[:DEFAULT_BATCH].to(executor.device) for t in target.seeds))
+    return executor
 
 
 def exit_code(outcomes: list[ReplayOutcome]) -> int:
@@ -170,7 +182,7 @@ def shrink_failure(target: Target, failure: Failure) -> Failure:
     """``failure`` minimized against ``target``; an error if it no longer fails."""
     failure = _fitted(target, failure)
     objective = ObjectiveCache(target).get(failure)
-    executor = Executor(target.model, source=target.path, names=target.input_names)
+    executor = _executor(target)
     still_fails = signature_check(failure, objective, executor)
     try:
         if not reproduces(failure, still_fails):

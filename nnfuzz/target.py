@@ -71,6 +71,7 @@ def in_memory(model: torch.nn.Module, seeds: object = None, **fields: Any) -> Ta
     """A target made of Python objects rather than a file (for nnfuzz.fuzz and tests)."""
     if not isinstance(model, torch.nn.Module):
         raise TargetError(f"model is a {type(model).__name__}, not a torch.nn.Module.")
+    model.eval()  # as for a target file (DESIGN §1): replay and shrinking judge it in eval mode
     inputs, names = as_named_inputs(seeds, "seeds") if seeds is not None else (None, None)
     check_keywords(model, names, "seeds")
     return Target(path=None, sha256="", model=model, seeds=inputs, input_names=names, **fields)

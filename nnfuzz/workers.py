@@ -307,7 +307,7 @@ class WorkerPool(Campaign):
         self.context = multiprocessing.get_context("spawn")
         self.messages = self.context.Queue()
         self.stop = self.context.Event()
-        threads = max(1, (os.cpu_count() or 1) // count)
+        threads = config.threads or max(1, (os.cpu_count() or 1) // count)
         self.workers = [
             _Worker(WorkerSpec(index, target.path.resolve(), worker_config,  # type: ignore[union-attr]
                                self.out.path.resolve(), corpus.resolve() if corpus else None,

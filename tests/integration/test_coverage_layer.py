@@ -1,0 +1,72 @@
+"""Coverage that cannot tell the seeds apart is said, and moved to a layer that can."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nnfuzz.config import FuzzConfig
+from nnfuzz.loop import Fuzzer
+from nnfuzz.status import Reporter
+from nnfuzz.target import in_memory
+
+
+class Said(Reporter):
+    def __init__(self) -> None:
+        self.infos: list[str] = []
+        self.warnings: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.infos.append(message)
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+class ZeroHead(nn.Module):
+    """A fresh ViT-style classifier: its head is initialised to zero, so every output is 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 12), nn.ReLU())
+        self.head = nn.Linear(12, 5)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def fuzzer(tmp_path: Path, **options: object) -> tuple[Fuzzer, Said]:
+    said = Said()
+    seeds = torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
+    config = FuzzConfig(runs=2000, **options)  # type: ignore[arg-type]
+    return Fuzzer(in_memory(ZeroHead(), seeds, bounds=(0.0, 1.0)), config, out=tmp_path / "out",
+                  reporter=said), said
+
+
+def test_a_constant_output_is_warned_about_and_coverage_moves_to_the_last_varying_layer(
+        tmp_path: Path) -> None:
+    run, said = fuzzer(tmp_path)
+    result = run.run()
+    run.close()
+    [warning] = [w for w in said.warnings if w.startswith("coverage:")]
+    assert "the model's output hardly varies over the seeds" in warning
+    assert any("coverage from layer 'body' instead" in info for info in said.infos), said.infos
+    assert run.executor.layers == ["body"]  # body.3's output, as the Sequential returns it
+    assert result.coverage > 16 * 4, "the corpus should grow on a layer that varies"
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["coverage_layers"] == ["body"]
+
+
+def test_a_constant_layer_chosen_with_layer_is_warned_about_and_kept(tmp_path: Path) -> None:
+    run, said = fuzzer(tmp_path, layers=("head",))
+    run.run()
+    run.close()
+    assert any("layer 'head' hardly varies" in w and "choose another --layer" in w
+               for w in said.warnings), said.warnings
+    assert run.executor.layers == ["head"]
