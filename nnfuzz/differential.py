@@ -141,6 +141,7 @@ class Disagree(Objective):
         self.model_label = model_label(context.model)
         self.atol, self.rtol = context.atol, context.rtol
         self.origin = context.origin
+        self.real_positions = context.real_positions
         self._cache: tuple[Execution, torch.Tensor] | None = None
 
     def _reference_output(self, execution: Execution) -> torch.Tensor:
@@ -169,13 +170,23 @@ class Disagree(Objective):
             return []
         ours, theirs = execution.primary, self._reference_output(execution)
         ran = execution.ran & torch.isfinite(ours.reshape(ours.shape[0], -1)).all(1)
-        return [confirmed for candidate in self._compare(ours, theirs, ran)
+        return [confirmed for candidate in self._compare(ours, theirs, ran, execution.inputs)
                 if (confirmed := self._alone(execution, candidate)) is not None]
 
-    def _compare(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor) -> list[Finding]:
+    def _compare(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
+                 inputs: Inputs) -> list[Finding]:
+        real = self._real(ours, inputs)
         if _is_classes(ours):
-            return self._class_findings(ours, theirs, ran)
-        return self._value_findings(ours, theirs, ran)
+            return self._class_findings(ours, theirs, ran, real)
+        return self._value_findings(ours, theirs, ran, real)
+
+    def _real(self, ours: torch.Tensor, inputs: Inputs) -> torch.Tensor | None:
+        """The positions to compare, (B, L), when the output has one per token: padding
+        positions of a language model are whatever its kernels leave there."""
+        real = self.real_positions(inputs) if self.real_positions is not None else None
+        if real is None or ours.dim() < 3 or ours.shape[1] != real.shape[1]:
+            return None
+        return real.to(ours.device)
 
     def _alone(self, execution: Execution, candidate: Finding) -> Finding | None:
         """The disagreement again with the example in a batch of its own.
@@ -192,14 +203,16 @@ class Disagree(Objective):
             return None
         ours = ours.float()
         found = self._compare(ours, theirs.float().to(ours.device),
-                              torch.ones(1, dtype=torch.bool, device=ours.device))
+                              torch.ones(1, dtype=torch.bool, device=ours.device), inputs)
         return Finding(candidate.example, found[0].objective, found[0].detail,
                        found[0].signature) if found else None
 
-    def _class_findings(self, ours: torch.Tensor, theirs: torch.Tensor,
-                        ran: torch.Tensor) -> list[Finding]:
+    def _class_findings(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
+                        real: torch.Tensor | None) -> list[Finding]:
         mine, other = ours.argmax(-1).reshape(ours.shape[0], -1), theirs.argmax(-1).reshape(ours.shape[0], -1)
         differ = mine != other  # (B, positions)
+        if real is not None and real.shape == differ.shape:
+            differ &= real
         findings = []
         for example in (differ.any(1) & ran).nonzero().flatten().tolist():
             where = int(differ[example].nonzero()[0])
@@ -209,10 +222,13 @@ class Disagree(Objective):
                                                   f"{self.reference.label} predicts {b}{at}", f"{a}->{b}"))
         return findings
 
-    def _value_findings(self, ours: torch.Tensor, theirs: torch.Tensor,
-                        ran: torch.Tensor) -> list[Finding]:
+    def _value_findings(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
+                        real: torch.Tensor | None) -> list[Finding]:
         flat_ours, flat_theirs = ours.reshape(ours.shape[0], -1), theirs.reshape(ours.shape[0], -1)
         excess = (flat_ours - flat_theirs).abs() - (self.atol + self.rtol * flat_theirs.abs())
+        if real is not None:  # (B, L) -> one per value of each position
+            per_position = flat_ours.shape[1] // real.shape[1]
+            excess = torch.where(real.repeat_interleave(per_position, 1), excess, -1.0)
         findings = []
         for example in ((excess > 0).any(1) & ran).nonzero().flatten().tolist():
             where = int(excess[example].argmax())

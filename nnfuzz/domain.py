@@ -155,6 +155,15 @@ class Domain:
                      if f.kind == MASK and f.follows is not None else t
                      for t, f in zip(inputs, self.fields))
 
+    def real_positions(self, inputs: Inputs) -> torch.Tensor | None:
+        """Where the batch holds real tokens, (B, L) bool, by its first mask; None without one:
+        per-position outputs (a language model's) are compared only there."""
+        for tensor, field in zip(inputs, self.fields):
+            if field.kind == MASK:
+                on = tensor.bool().reshape(tensor.shape[0], -1)
+                return on if field.marks == "tokens" else ~on
+        return None
+
     def describe(self) -> list[str]:
         return [field.describe() for field in self.fields]
 

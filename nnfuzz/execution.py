@@ -78,6 +78,8 @@ class Execution:
     targets: torch.Tensor | None = None
     #: Mask (B,) of the examples whose label is known (their seed is known).
     has_target: torch.Tensor | None = None
+    #: For each module name, the module whose forward() calls it ("" for the model itself).
+    callers: dict[str, str] = field(default_factory=dict)
     #: The outputs come from a plain pass of their own (Executor.judge_plainly): the module
     #: statistics, from the instrumented one, then only name where a NaN showed, never judge.
     judged_plainly: bool = False
@@ -179,6 +181,7 @@ class Executor:
         self._modules = dict(model.named_modules())
         self.module_names = [name or "(model)" for name in self._modules]
         self._index = {module: position for position, module in enumerate(self._modules.values())}
+        self.callers = _callers(self._modules)
         self.use_layers(list(layers or []))
         #: While set, every module's output rows are kept here (see :meth:`activations`).
         self._every: list[tuple[int, torch.Tensor]] | None = None
@@ -338,7 +341,7 @@ class Executor:
         absmax_matrix = (torch.stack(event_absmax, 1) if event_absmax
                          else torch.zeros(size, 0, device=primary.device))
         return Execution(inputs=inputs, output=output, outputs=[t.detach() for t in outputs],
-                         primary=primary, judged_plainly=self.judge_plainly,
+                         primary=primary, judged_plainly=self.judge_plainly, callers=self.callers,
                          coverage=coverage, stats=stats, event_modules=event_modules,
                          event_absmax=absmax_matrix)
 
@@ -417,6 +420,22 @@ class Executor:
             self._gradient_pass = False
         grads_iter = iter(grads)
         return tuple(next(grads_iter) if t.requires_grad else None for t in leaves)  # type: ignore[misc]
+
+
+def _callers(modules: dict[str, torch.nn.Module]) -> dict[str, str]:
+    """For each module name, the nearest ancestor whose forward() runs it: containers without
+    a forward of their own (ModuleList, ModuleDict) or without the user's code in it
+    (Sequential) are passed over; the model is ""."""
+    callers = {}
+    for name in modules:
+        parent = name
+        while parent:
+            parent = parent.rpartition(".")[0]
+            if not isinstance(modules.get(parent), (torch.nn.ModuleList, torch.nn.ModuleDict,
+                                                    torch.nn.Sequential)):
+                break
+        callers[name or "(model)"] = parent
+    return callers
 
 
 def _weak_hook(executor: "Executor") -> Callable[..., None]:
@@ -519,7 +538,7 @@ def _stack(inputs: Inputs, results: list[Execution | None],
     return Execution(
         inputs=inputs,
         output=_stacked_output(results, primary),
-        judged_plainly=template.judged_plainly,
+        judged_plainly=template.judged_plainly, callers=template.callers,
         outputs=[rows(lambda r, i=i: r.outputs[i]) for i in range(count)],
         primary=primary,
         coverage=rows(lambda r: r.coverage),

@@ -19,11 +19,12 @@ from typing import Any, Callable
 
 import torch
 
+from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.corpus import Batch, Corpus, named_inputs_in_folder
 from nnfuzz.coverage import (Coverage, is_degenerate, mutant_spacing, seed_spacing,
                              threshold_for, varying_layer)
-from nnfuzz.domain import Inputs, Names
+from nnfuzz.domain import Domain, Inputs, Names
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError
 from nnfuzz.execution import STATS, Execution, Executor
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
@@ -83,9 +84,11 @@ def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = 
         fuzzer.close()
 
 
-def objective_context(target: Target, config: FuzzConfig) -> ObjectiveContext:
+def objective_context(target: Target, config: FuzzConfig,
+                      domain: Domain | None = None) -> ObjectiveContext:
     """What the objectives check against: reference() when the target defines one
-    (DESIGN §2), else --reference's copy; the target's loss and its own objectives."""
+    (DESIGN §2), else --reference's copy; the target's loss and its own objectives;
+    the domain's padding mask, where it has one."""
     from nnfuzz.differential import reference_for
 
     kind = config.reference
@@ -99,7 +102,7 @@ def objective_context(target: Target, config: FuzzConfig) -> ObjectiveContext:
                             reference=reference_for(kind, target.model, target.reference,
                                                     target.origin, names),
                             atol=config.atol, rtol=config.rtol, user=list(target.objectives),
-                            names=names)
+                            names=names, real_positions=domain.real_positions if domain else None)
 
 
 @dataclass(frozen=True)
@@ -140,22 +143,24 @@ class Fuzzer:
         self.earlier = self.out.earlier_runs() if self.out else []
         self.executor = Executor(target.model.eval(), layers=list(config.layers),
                                  source=target.path, names=target.input_names)
-        self.context = objective_context(target, config)
-        self.objectives = build_objectives(config.objectives, self.context)
-        guidance = config.objective_guidance
-        self.guides = [o for o in self.objectives
-                       if (o.guides_by_default if guidance is None else guidance)]
         self.rng = torch.Generator(device=self.executor.device)
         self.rng.manual_seed(config.seed)
         seeds = tuple(t.to(self.executor.device) for t in seeds)
         self.domain = target.domain(seeds, names)
+        self.context = objective_context(target, config, self.domain)
+        self.objectives = build_objectives(config.objectives, self.context)
+        guidance = config.objective_guidance
+        self.guides = [o for o in self.objectives
+                       if (o.guides_by_default if guidance is None else guidance)]
         self.seed_count = seeds[0].shape[0]
+        #: The label of each seed (targets()), of those fuzzed from.
+        self.labels = target.targets
         #: What the start of the run says besides the domain and the threshold.
         self.notes = [note for note in [self.executor.confirm_unobserved(
             tuple(t[:config.batch_size] for t in seeds))] if note]
         #: What the start of the run warns about besides the domain.
         self.notes_warned: list[str] = []
-        self._check_seeds(seeds)
+        seeds = self._passing_seeds(seeds)
         corpus_folder = self.out.corpus if self.out else shared.corpus if shared else None
         self.corpus = Corpus(self.domain, seeds, folder=corpus_folder, device=self.executor.device)
         if corpus is not None:
@@ -201,7 +206,7 @@ class Fuzzer:
     def _execute(self, inputs: Inputs, roots: torch.Tensor) -> Execution:
         """Run the model; each example carries its seed's label when the target has targets()."""
         execution = self.executor.run(inputs)
-        labels = self.target.targets
+        labels = self.labels
         if labels is not None:
             roots = roots.to(labels.device)
             execution.targets = labels[roots.clamp(max=self.seed_count - 1)].to(self.executor.device)
@@ -302,8 +307,11 @@ class Fuzzer:
 
     # --- set-up ------------------------------------------------------------------
 
-    def _check_seeds(self, seeds: Inputs) -> None:
-        """The seeds must pass: a failing seed is a broken target, not a finding."""
+    def _passing_seeds(self, seeds: Inputs) -> Inputs:
+        """The seeds must pass: a failing seed is a broken target, not a finding. Seeds that
+        already disagree with the reference are dropped instead, unless all do: a model and
+        its bf16 copy rarely agree on every real input."""
+        disagreeing = []
         for start, execution in self._executions(seeds):
             for example, error in enumerate(execution.raised):
                 if error is not None:
@@ -312,8 +320,27 @@ class Fuzzer:
                                       f"{error.describe()}: the seeds must be inputs the model "
                                       f"accepts (each seed is {shapes}); fix the seeds or the model.")
             for finding in judge(self.objectives, execution):
-                raise TargetError(f"seed {start + finding.example} already fails {finding.objective}: "
-                                  f"{finding.detail}: the seeds must pass; fix the model or the seed.")
+                if finding.objective != "disagree":
+                    raise TargetError(f"seed {start + finding.example} already fails "
+                                      f"{finding.objective}: {finding.detail}: the seeds must pass; "
+                                      "fix the model or the seed.")
+                disagreeing.append((start + finding.example, finding.detail))
+        if not disagreeing:
+            return seeds
+        count = seeds[0].shape[0]
+        if len(disagreeing) == count:
+            raise TargetError(f"every seed already fails disagree (seed 0: {disagreeing[0][1]}): "
+                              "give seeds the model and its reference agree on, or loosen "
+                              "--atol/--rtol.")
+        keep = torch.tensor(sorted(set(range(count)) - {row for row, _ in disagreeing}),
+                            device=seeds[0].device)
+        self.notes_warned.append(
+            f"{len(disagreeing)} of {count} seeds already disagree with the reference (seed "
+            f"{disagreeing[0][0]}: {disagreeing[0][1]}): fuzzing from the other {len(keep)}")
+        if self.labels is not None:
+            self.labels = self.labels[keep.to(self.labels.device)]
+        self.seed_count = len(keep)
+        return tuple(t[keep] for t in seeds)
 
     def _executions(self, inputs: Inputs, roots: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
         """Executions of ``inputs`` in batches; ``roots`` default to the inputs being the seeds."""
@@ -415,7 +442,8 @@ class Fuzzer:
         self.hits[finding.signature] += 1
         if finding.signature in self.known:
             return
-        failure = self._failure(finding, mutants)
+        failure = with_origin(self._failure(finding, mutants), self.target.model, self.domain.names,
+                              self.target.path)
         if self.out is not None:
             self.out.save_failure(failure)
         if self.config.minimize:
@@ -433,7 +461,8 @@ class Fuzzer:
                           "input alone: it depends on the batch, and replay may call it fixed",
                           stacklevel=2)
             return failure
-        smaller = minimize(failure, still_fails, self.domain)
+        deadline = self.started + self.config.max_time if self.config.max_time else None
+        smaller = minimize(failure, still_fails, self.domain, deadline)
         if not is_smaller(smaller, failure):
             return failure
         if self.out is not None:
@@ -445,7 +474,7 @@ class Fuzzer:
         root = int(mutants.root[example])
         inputs = tuple(t[example].detach().cpu() for t in mutants.inputs)
         seed = tuple(t[0].detach().cpu() for t in self.corpus.root_inputs(torch.tensor([root])))
-        labels = self.target.targets
+        labels = self.labels
         target = labels[root].detach().cpu() if labels is not None and self.corpus.is_seed(root) else None
         reference = {"reference": self.context.reference.kind if self.context.reference else "",
                      "atol": f"{self.config.atol!r}", "rtol": f"{self.config.rtol!r}"} \

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
-from nnfuzz.domain import Names, arguments
+from nnfuzz.domain import Inputs, Names, arguments
 from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
 from nnfuzz.execution import Execution
 
@@ -76,8 +76,11 @@ class Nonfinite(Objective):
         if module is not None:
             position = execution.event_modules.index(module)
             kind = "NaN" if torch.isnan(execution.event_absmax[example, position]) else "Inf"
-            return self.finding(example, f"{kind} in the output of module {module!r} "
-                                         "(the first non-finite module in forward order)", module)
+            caller = execution.callers.get(module, "")
+            before = (f"; it may come from code that runs before it in the forward() of "
+                      f"{repr(caller) if caller else 'the model'}" if module != "(model)" else "")
+            return self.finding(example, f"{kind} in the output of module {module!r} (the first "
+                                         f"non-finite module in forward order{before})", module)
         rows = torch.cat([t[example].reshape(-1).float() for t in execution.outputs])
         kind = "NaN" if torch.isnan(rows).any() else "Inf"
         return self.finding(example, f"{kind} in the model's output (after its last module)",
@@ -147,6 +150,9 @@ class ObjectiveContext:
     user: list[Callable[..., torch.Tensor]] = field(default_factory=list)
     #: The inputs' keyword names, for a model called with named inputs.
     names: Names = None
+    #: Where a batch holds real tokens, (B, L), for models with a padding mask
+    #: (Domain.real_positions): ``disagree`` compares per-position outputs only there.
+    real_positions: Callable[[Inputs], torch.Tensor | None] | None = None
 
 
 BUILT_IN = ("nonfinite", "exception", "loss", "disagree")

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from nnfuzz.attribution import with_origin
 from nnfuzz.differential import reference_for
 from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
 from nnfuzz.execution import Executor
@@ -70,12 +71,12 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
         still += [f for f in findings if f.signature == failure.signature][:1]
         other += [f for f in findings if f.signature != failure.signature][:1]
     counts = {**known, "failed_runs": len(still)}
-    if len(still) == repeat:
-        return ReplayOutcome(path, Verdict.STILL_FAILS, f"{still[0].objective}: {still[0].detail}",
-                             **counts)
     if still:
-        return ReplayOutcome(path, Verdict.FLAKY, f"failed {len(still)} of {repeat} runs: "
-                                                  f"{still[0].objective}: {still[0].detail}", **counts)
+        now = with_origin(replace(failure, detail=still[0].detail), target.model,
+                          target.input_names, target.path).detail
+        flaky = f"failed {len(still)} of {repeat} runs: " if len(still) < repeat else ""
+        return ReplayOutcome(path, Verdict.STILL_FAILS if not flaky else Verdict.FLAKY,
+                             f"{flaky}{still[0].objective}: {now}", **counts)
     now = f"; it now fails differently: {other[0].detail}" if other else ""
     return ReplayOutcome(path, Verdict.FIXED, f"{failure.objective} no longer fires as "
                                               f"{failure.signature!r} (was: {failure.detail}){now}",
@@ -110,7 +111,8 @@ class ObjectiveCache:
             model=target.model, origin=origin, loss=target.loss, reference=built,
             atol=float(failure.metadata.get("atol", DEFAULT_ATOL)),
             rtol=float(failure.metadata.get("rtol", DEFAULT_RTOL)), user=list(target.objectives),
-            names=target.input_names)
+            names=target.input_names,
+            real_positions=target.domain().real_positions if target.seeds is not None else None)
         found = available(context)
         if failure.objective not in found:
             raise UsageError(f"{failure.path}: objective {failure.objective!r} is not available "

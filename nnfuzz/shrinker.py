@@ -11,6 +11,7 @@ Every step is deterministic.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
@@ -56,17 +57,21 @@ def reproduces(failure: Failure, still_fails: Check) -> bool:
     return bool(still_fails(tuple(t.unsqueeze(0) for t in failure.inputs))[0])
 
 
-def minimize(failure: Failure, still_fails: Check, domain: Domain | None = None) -> Failure:
+def minimize(failure: Failure, still_fails: Check, domain: Domain | None = None,
+             deadline: float | None = None) -> Failure:
     """A copy of ``failure`` whose inputs are as close to its seed as the check allows.
 
     With the target's ``domain``, masks are not shrunk but recomputed from their
-    tokens, and padded sequences stay padded at the end, in every candidate.
+    tokens, and padded sequences stay padded at the end, in every candidate. At
+    ``deadline`` (time.monotonic()), shrinking stops where it is: a run's
+    --max-time bounds its minimization too.
     """
     current = tuple(t.clone() for t in failure.inputs)
     seed = failure.seed
     valid = _valid_under(domain)
-    current = _along_the_line(current, seed, still_fails)
-    current = _reset_blocks(current, seed, still_fails, valid,
+    check = _until(deadline, still_fails)
+    current = _along_the_line(current, seed, check)
+    current = _reset_blocks(current, seed, check, valid,
                             [p for p in range(len(current)) if domain is None or domain.fields[p].mutable])
     norm = failure.metadata.get("norm", "linf")
     metadata = {**failure.metadata, "distance": f"{input_distance(current, seed, norm):.6g}",
@@ -105,6 +110,20 @@ def _along_the_line(current: Inputs, seed: Inputs, still_fails: Check) -> Inputs
         else:
             low = middle
     return at(high) if high < 1.0 else current
+
+
+def _until(deadline: float | None, still_fails: Check) -> Check:
+    """The check, answering "passes" for every candidate once the deadline has passed: no
+    candidate is taken after it, and the loops end at their next step."""
+    if deadline is None:
+        return still_fails
+
+    def check(batch: Inputs) -> torch.Tensor:
+        if time.monotonic() >= deadline:
+            return torch.zeros(batch[0].shape[0], dtype=torch.bool)
+        return still_fails(batch)
+
+    return check
 
 
 def _valid_under(domain: Domain | None) -> Callable[[Inputs], Inputs]:

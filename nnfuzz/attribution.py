@@ -1,0 +1,124 @@
+"""Where a NaN or Inf was made: the first operation, and the line of the user's code.
+
+The fuzz loop names the first *module* whose output is non-finite: cheap, but
+the value may have been made earlier, by functional code in a parent's
+``forward()`` (a ``x / x.std()``), which no module hook sees. On a reproducer
+alone (replay, minimize, a new failure once), nnfuzz runs the model again under
+a dispatch mode that looks at every operation's result and reports the first
+that turned finite inputs into NaN or Inf, with the line that called it.
+Never in the hot loop: checking every operation costs many times the forward.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nnfuzz.domain import Inputs, Names, call
+from nnfuzz.reproducer import Failure
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The operation that made the first non-finite value, and the line that ran it."""
+
+    operation: str
+    kind: str
+    location: str
+
+    def describe(self) -> str:
+        return f"the first {self.kind} was made by {self.operation} at {self.location}"
+
+
+def first_nonfinite_operation(model: torch.nn.Module, inputs: Inputs, names: Names,
+                              source: Path | None = None) -> Origin | None:
+    """Run ``model`` on ``inputs`` (no gradient) and find the operation that made the first
+    non-finite value out of finite ones; None when there is none (or it cannot be told)."""
+    mode = _Watch(source)
+    try:
+        with torch.no_grad(), mode:
+            call(model, inputs, names)
+    except Exception:  # noqa: BLE001 - a model that raises: its exception says where
+        pass
+    return mode.found
+
+
+def with_origin(failure: Failure, model: torch.nn.Module, names: Names,
+                source: Path | None) -> Failure:
+    """A nonfinite failure whose detail also says which operation made the value, and where."""
+    if failure.objective != "nonfinite":
+        return failure
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    origin = first_nonfinite_operation(model, tuple(t.unsqueeze(0).to(device) for t in failure.inputs),
+                                       names, source)
+    if origin is None:
+        return failure
+    return replace(failure, detail=f"{failure.detail}; {origin.describe()}")
+
+
+class _Watch(TorchDispatchMode):
+    def __init__(self, source: Path | None) -> None:
+        super().__init__()
+        self.source = source.resolve() if source is not None else None
+        self.found: Origin | None = None
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        result = func(*args, **(kwargs or {}))
+        if self.found is None:
+            made = _made(_nonfinite(result), _nonfinite((args, kwargs)))
+            if made is not None:
+                self.found = Origin(_operation_name(func), made, _user_line(self.source))
+        return result
+
+
+def _made(output: set[str], inputs: set[str]) -> str | None:
+    """What an operation made: a NaN none of its inputs held, or an Inf out of finite
+    inputs (-Inf in inputs is common: attention masks fill with it on purpose)."""
+    if "NaN" in output and "NaN" not in inputs:
+        return "NaN"
+    if "Inf" in output and not inputs:
+        return "Inf"
+    return None
+
+
+def _nonfinite(values: Any) -> set[str]:
+    """Which of "NaN" and "Inf" the float tensors among ``values`` hold."""
+    found: set[str] = set()
+    for leaf in pytree.tree_leaves(values):
+        if not isinstance(leaf, torch.Tensor) or not leaf.is_floating_point():
+            continue
+        try:
+            dense = leaf.to_padded_tensor(0.0) if leaf.is_nested else leaf
+            if bool(torch.isnan(dense).any()):
+                found.add("NaN")
+            if bool(torch.isinf(dense).any()):
+                found.add("Inf")
+        except RuntimeError:  # a tensor kind whose values cannot be read here
+            continue
+    return found
+
+
+def _operation_name(func: Any) -> str:
+    """aten.div.Tensor -> torch.div (what the user wrote, near enough)."""
+    name = str(getattr(func, "__name__", func)).split(".")[0]
+    return f"torch.{name}" if not name.startswith("_") else f"aten.{name}"
+
+
+def _user_line(source: Path | None) -> str:
+    """The innermost line of the target file (else of any code outside torch and nnfuzz)."""
+    frames = traceback.extract_stack()
+    torch_dir = str(Path(torch.__file__).parent)
+    nnfuzz_dir = str(Path(__file__).parent)
+    preferred = [f for f in frames if source is not None and Path(f.filename).resolve() == source]
+    user = [f for f in frames if not f.filename.startswith((torch_dir, nnfuzz_dir))
+            and "<frozen" not in f.filename]
+    chosen = (preferred or user or [None])[-1]
+    if chosen is None:
+        return "an unknown line"
+    return f"{Path(chosen.filename).name}:{chosen.lineno} ({(chosen.line or '').strip()})"
