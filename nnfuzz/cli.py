@@ -144,6 +144,11 @@ def main() -> None:
 @click.option("--layer", "layers", multiple=True,
               help="Module whose activations form the coverage vector (repeatable).")
 @click.option("--threshold", type=float, help="Nearest-neighbour distance that counts as new.")
+@click.option("--max-corpus", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Most inputs in the corpus; past it, the least useful are evicted.")
+@click.option("--max-corpus-mb", type=click.FloatRange(min=0, min_open=True), default=512.0,
+              show_default=True, help="Most megabytes of corpus inputs; past it, the least "
+                                      "useful are evicted.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
 @click.option("--minimize/--no-minimize", default=True, show_default=True,
               help="Shrink each new failure toward its seed before saving it.")
@@ -160,7 +165,9 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         reference: str | None, atol: float, rtol: float, max_time: float | None,
         runs: int | None, batch_size: int, seed: int, threads: int | None, device: str | None,
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
-        stop_on_failure: bool, minimize: bool, workers: int, ray_address: str | None, json_path: Path | None, junit_path: Path | None) -> int:
+        max_corpus: int, max_corpus_mb: float, stop_on_failure: bool, minimize: bool,
+        workers: int, ray_address: str | None, json_path: Path | None,
+        junit_path: Path | None) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
     from nnfuzz.loop import fuzz_target
@@ -175,7 +182,8 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
     config = FuzzConfig(objectives=objectives or None, max_time=max_time, runs=runs,
                         batch_size=batch_size, seed=seed, radius=radius, norm=norm, layers=layers,
                         threshold=threshold, reference=reference, atol=atol, rtol=rtol,
-                        stop_on_failure=stop_on_failure, minimize=minimize, threads=threads)
+                        stop_on_failure=stop_on_failure, minimize=minimize, threads=threads,
+                        max_corpus=max_corpus, max_corpus_mb=max_corpus_mb)
     if ray_address is not None:
         from nnfuzz.ray_pool import RayPool
 

@@ -67,6 +67,11 @@ class FuzzConfig:
     minimize: bool = True
     #: Seconds between status lines and stats.jsonl records.
     status_interval: float = 1.0
+    #: The corpus's caps: past either, its least useful inputs are evicted (memory and
+    #: OUT/corpus). 10,000 inputs or 512 MB: a night's run of a 1,000-class CNN stays
+    #: within a laptop's disk; None: no cap.
+    max_corpus: int | None = 10_000
+    max_corpus_mb: float | None = 512.0
     #: torch's intra-op threads for the model; None leaves torch's own setting (for
     #: --workers N: the cores shared out between the workers).
     threads: int | None = None
@@ -85,6 +90,10 @@ class FuzzConfig:
         for name in ("atol", "rtol"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name}={getattr(self, name)!r} must not be negative.")
+        for name in ("max_corpus", "max_corpus_mb"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"--{name.replace('_', '-')}={value!r} must be positive.")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads={self.threads!r} must be at least 1.")
         if self.batch_size < 1:

@@ -38,16 +38,22 @@ class Batch:
     root: torch.Tensor
     depth: torch.Tensor
     vectors: torch.Tensor | None = None
+    #: Sampled from the corpus: which element each row is (credited when a child is kept).
+    index: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> "Batch":
         return Batch(tuple(t[rows] for t in self.inputs), self.root[rows], self.depth[rows],
-                     self.vectors[rows] if self.vectors is not None else None)
+                     self.vectors[rows] if self.vectors is not None else None,
+                     self.index[rows] if self.index is not None else None)
 
     @property
     def size(self) -> int:
         return self.inputs[0].shape[0]
 
 
+#: Past a cap, eviction brings the corpus down to this share of it: evicting a little at
+#: a time would compact the corpus at every batch.
+EVICT_TO = 0.9
 #: A corpus's rows are reserved up to this many bytes per tensor when it is made. On
 #: the CPU, memory that is reserved but not yet written is not resident: the corpus
 #: grows into it without ever copying itself, where doubling a buffer holds the old
@@ -74,6 +80,12 @@ class _Rows:
 
     def view(self) -> torch.Tensor:
         return self.data[:self.count]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (in order), in place."""
+        kept = self.data[:self.count][rows.to(self.data.device)].clone()
+        self.data[:len(kept)] = kept
+        self.count = len(kept)
 
 
 def _reserve(like: torch.Tensor, at_least: int) -> torch.Tensor:
@@ -107,11 +119,15 @@ class Corpus:
         self._vectors: _Rows | None = None
         #: Content hashes of every element, as bytes: hex strings took twice the memory.
         self._hashes: set[bytes] = set()
+        #: Each element's content hash, in order, and how many of its children were kept:
+        #: what eviction weighs (see evict).
+        self._element_hashes: list[bytes] = []
+        self._children_kept = _Rows(torch.zeros(1, dtype=torch.long, device=self.device))
         #: Names of the shared folder's files already looked at (new_in_folder).
         self._looked_at: set[str] = set()
         self._root_hashes: dict[str, int] = {}
-        self._hashes.update(map(bytes.fromhex, self._hashes_of(seeds)))
         self._add_roots(seeds)
+        self._hashes.update(self._element_hashes)
         if folder is not None:
             ensure_folder(folder)
 
@@ -120,33 +136,38 @@ class Corpus:
 
     # --- growing -------------------------------------------------------------------
 
-    def _add_roots(self, inputs: Inputs, vectors: torch.Tensor | None = None) -> None:
+    def _add_roots(self, inputs: Inputs, vectors: torch.Tensor | None = None,
+                   digests: list[bytes] | None = None) -> None:
         """Add inputs as their own roots (seeds, or files of unknown descent)."""
         first = self._roots[0].count
         for rows, tensor in zip(self._roots, inputs):
             rows.extend(tensor)
         roots = torch.arange(first, first + inputs[0].shape[0], device=self.device)
-        for offset, digest in enumerate(self._hashes_of(inputs)):
+        hexes = self._hashes_of(inputs)
+        for offset, digest in enumerate(hexes):
             self._root_hashes[digest] = first + offset
-        self._append(Batch(inputs, roots, torch.zeros_like(roots), vectors))
+        self._append(Batch(inputs, roots, torch.zeros_like(roots), vectors),
+                     digests or [bytes.fromhex(h) for h in hexes])
 
     def add(self, batch: Batch) -> int:
         """Add new-coverage inputs; returns how many were new (not already present)."""
-        fresh = self._unseen(batch.inputs)
+        fresh, digests = self._unseen(batch.inputs)
         if not len(fresh):
             return 0
         batch = batch.select(fresh)
-        self._append(batch)
+        self._append(batch, digests)
         if self.folder is not None:
             for example in range(batch.size):
                 self._save(batch, example)
         return batch.size
 
-    def _append(self, batch: Batch) -> None:
+    def _append(self, batch: Batch, digests: list[bytes]) -> None:
         for rows, tensor in zip(self._elements, batch.inputs):
             rows.extend(tensor)
         self._root_of.extend(batch.root)
         self._depth.extend(batch.depth)
+        self._element_hashes.extend(digests)
+        self._children_kept.extend(torch.zeros_like(batch.root))
         if self._vectors is not None:
             if batch.vectors is None:
                 self._vectors = None  # an element of unknown coverage: stop tracking them
@@ -160,14 +181,16 @@ class Corpus:
         self._vectors = _Rows(vectors)
         self._vectors.extend(vectors)
 
-    def _unseen(self, inputs: Inputs) -> torch.Tensor:
-        """Rows whose content is new to the corpus (and to each other); records them."""
-        keep = []
+    def _unseen(self, inputs: Inputs) -> tuple[torch.Tensor, list[bytes]]:
+        """Rows whose content is new to the corpus (and to each other), and their hashes;
+        records them."""
+        keep, digests = [], []
         for row, digest in enumerate(map(bytes.fromhex, self._hashes_of(inputs))):
             if digest not in self._hashes:
                 self._hashes.add(digest)
                 keep.append(row)
-        return torch.tensor(keep, dtype=torch.long, device=self.device)
+                digests.append(digest)
+        return torch.tensor(keep, dtype=torch.long, device=self.device), digests
 
     @staticmethod
     def _hashes_of(inputs: Inputs) -> list[str]:
@@ -182,6 +205,50 @@ class Corpus:
         path = self.folder / f"{content_hash(inputs)}.safetensors"  # type: ignore[operator]
         if not path.exists():
             atomic_write(path, input_file_bytes(inputs, self.domain.names, metadata))
+
+    # --- bounding it --------------------------------------------------------------------
+
+    def credit(self, parents: torch.Tensor) -> None:
+        """The elements (indices) some of whose children were just kept."""
+        if len(parents):
+            counts = self._children_kept.view()
+            counts.index_add_(0, parents.to(counts.device), torch.ones_like(parents, device=counts.device))
+
+    @property
+    def stored_bytes(self) -> int:
+        """The bytes of every element's tensors (what the corpus files hold, near enough)."""
+        return sum(rows.data[0:1].numel() * rows.data.element_size() for rows in self._elements) * len(self)
+
+    def evict(self, max_elements: int | None, max_bytes: float | None) -> int:
+        """Keep the corpus within its caps: past one, drop elements down to EVICT_TO of it,
+        the least useful first (fewest children kept, then the oldest), never a root (a
+        seed, or a file of unknown descent); their files go too. Returns how many went."""
+        size = len(self)
+        per_element = self.stored_bytes / size if size else 0
+        limits = [limit for limit in (max_elements, max_bytes / per_element if max_bytes and per_element
+                                      else None) if limit is not None]
+        if not limits or size <= min(limits):
+            return 0
+        target = int(min(limits) * EVICT_TO)
+        index = torch.arange(size, device=self.device)
+        evictable = (self._depth.view() > 0).nonzero().flatten()
+        worth = self._children_kept.view()[evictable].double() + index[evictable].double() / (size + 1)
+        victims = evictable[worth.argsort()[:max(0, size - target)]]
+        if not len(victims):
+            return 0
+        keep = torch.ones(size, dtype=torch.bool, device=self.device)
+        keep[victims] = False
+        gone = [self._element_hashes[i] for i in victims.tolist()]
+        rows = keep.nonzero().flatten()
+        for column in (*self._elements, self._root_of, self._depth, self._children_kept,
+                       *([self._vectors] if self._vectors is not None else [])):
+            column.keep(rows)
+        self._element_hashes = [self._element_hashes[i] for i in rows.tolist()]
+        self._hashes.difference_update(gone)
+        if self.folder is not None:
+            for digest in gone:
+                (self.folder / f"{digest.hex()}.safetensors").unlink(missing_ok=True)
+        return len(victims)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -204,7 +271,7 @@ class Corpus:
     def _batch(self, picks: torch.Tensor) -> Batch:
         return Batch(tuple(rows.view()[picks] for rows in self._elements),
                      self._root_of.view()[picks], self._depth.view()[picks],
-                     self._vectors.view()[picks] if self._vectors is not None else None)
+                     self._vectors.view()[picks] if self._vectors is not None else None, picks)
 
     def root_inputs(self, roots: torch.Tensor) -> Inputs:
         roots = roots.to(self.device)
@@ -253,15 +320,16 @@ class Corpus:
     def _add_loaded(self, inputs: Inputs, metadata: dict[str, str],
                     vectors: torch.Tensor | None = None) -> None:
         inputs = self.domain.normalize(_clamped(inputs, self.domain))
-        if not len(self._unseen(inputs)):
+        fresh, digests = self._unseen(inputs)
+        if not len(fresh):
             return
         root = self.root_of(metadata)
         if root is None:
-            self._add_roots(inputs, vectors)
+            self._add_roots(inputs, vectors, digests)
             return
         depth = int(metadata.get("mutations", "1")) if metadata.get("mutations", "").isdigit() else 1
         self._append(Batch(inputs, torch.tensor([root], device=self.device),
-                           torch.tensor([depth], device=self.device), vectors))
+                           torch.tensor([depth], device=self.device), vectors), digests)
 
     def root_of(self, metadata: dict[str, str]) -> int | None:
         """The root a corpus file names (by its content hash), if this corpus has it."""

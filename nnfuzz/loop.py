@@ -176,6 +176,8 @@ class Fuzzer:
         self.hits: Counter[str] = Counter()
         self.failures: list[Failure] = []
         self.execs = 0
+        #: Inputs this run added to the corpus (some may have been evicted since).
+        self.kept = 0
         self.started = time.monotonic()
         self.started_at = datetime.now(timezone.utc)
 
@@ -199,7 +201,10 @@ class Fuzzer:
             keep = self.coverage.update(execution.coverage, self._signals(execution), passed,
                                         parents.vectors)
             mutants.vectors = execution.coverage
-            self.corpus.add(mutants.select(keep.nonzero().flatten()))
+            kept = keep.nonzero().flatten()
+            self.kept += self.corpus.add(mutants.select(kept))
+            self.corpus.credit(parents.index[kept.to(parents.index.device)])
+            self.corpus.evict(self.config.max_corpus, _bytes(self.config.max_corpus_mb))
         for finding in findings:
             self._report(finding, mutants)
 
@@ -286,7 +291,10 @@ class Fuzzer:
                         execs_per_s=self.execs / elapsed if elapsed > 0 else 0.0,
                         corpus=len(self.corpus), coverage=len(self.coverage),
                         failures=len(self.failures), saved_failures=len(self.known),
-                        run=len(self.earlier) + 1)
+                        run=len(self.earlier) + 1,
+                        corpus_mb=self.corpus.stored_bytes / 2**20,
+                        kept_per_min=60 * self.kept / elapsed if elapsed > 0 else 0.0,
+                        threshold=self.coverage.threshold)
 
     def _status(self) -> Snapshot:
         snapshot = self._snapshot()
@@ -360,9 +368,19 @@ class Fuzzer:
         vectors = torch.cat([e.coverage for e in executions])
         signals = torch.cat([self._signals(e) for e in executions])
         module_stats = executions[0].stats.reshape(executions[0].size, -1).shape[1]
-        threshold = self.config.threshold or threshold_for(spacing)
+        threshold = self.config.threshold or max(threshold_for(spacing), self._earlier_threshold())
         self.corpus.set_vectors(vectors)
-        return Coverage(threshold, vectors, signals, low_only_from=module_stats)
+        return Coverage(threshold, vectors, signals, low_only_from=module_stats,
+                        adaptive=not self.config.threshold)
+
+    def _earlier_threshold(self) -> float:
+        """Where the last run of the output folder left its threshold (it grows during a run):
+        a resumed run does not flood again on its way there."""
+        last = self.earlier[-1] if self.earlier else {}
+        threshold = last.get("threshold")
+        if last.get("coverage_layers", []) != self.executor.layers:
+            return 0.0  # another layer: another scale
+        return float(threshold) if isinstance(threshold, (int, float)) else 0.0
 
     def _prime_executions(self) -> tuple[list[Execution], float]:
         """The starting corpus run once, and how far apart the seeds' coverage vectors lie."""
@@ -513,7 +531,8 @@ def run_record(*, target: Target, config: FuzzConfig, device: str, threshold: fl
         "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
         "stop_reason": reason.describe() if reason else "running",
     }
-    this_run = {"nnfuzz": __version__, **what_ran, "execs": execs,
+    this_run = {"nnfuzz": __version__, **what_ran, "execs": execs, "threshold": threshold,
+                "coverage_layers": list(coverage_layers),
                 "elapsed_s": round(elapsed_s, 3), "new_failures": failures, "hits": dict(hits)}
     if workers is not None:
         this_run["workers"] = workers
@@ -542,6 +561,10 @@ def summed(runs: list[dict[str, object]], key: str) -> float:
 
 def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != key}
+
+
+def _bytes(megabytes: float | None) -> float | None:
+    return megabytes * 2**20 if megabytes is not None else None
 
 
 def _mask(findings: list[Finding], size: int, device: torch.device) -> torch.Tensor:

@@ -33,14 +33,29 @@ class Snapshot:
     saved_failures: int = 0
     #: Which run of the output folder this is: 1 for the first, 2 once resumed, ...
     run: int = 1
+    #: The corpus's stored bytes, in MB, and how many inputs this run kept per minute.
+    corpus_mb: float = 0.0
+    kept_per_min: float = 0.0
+    #: The coverage threshold now (it grows while too many mutants are novel).
+    threshold: float = 0.0
 
     def line(self) -> str:
-        return (f"#{self.execs} cov: {self.coverage} corp: {self.corpus} fail: {self.failures} "
+        return (f"#{self.execs} cov: {self.coverage} corp: {self.corpus}/{_size(self.corpus_mb)} "
+                f"(+{self.kept_per_min:.0f}/min) fail: {self.failures} "
                 f"exec/s: {self.execs_per_s:.0f} elapsed: {self.elapsed_s:.0f}s")
 
     def record(self) -> dict[str, float | int]:
         return {key: round(value, 3) if isinstance(value, float) else value
                 for key, value in asdict(self).items()}
+
+
+def _size(megabytes: float) -> str:
+    """libFuzzer's way: 17b, 3Kb, 1.2Mb."""
+    if megabytes >= 1:
+        return f"{megabytes:.1f}Mb"
+    if megabytes * 1024 >= 1:
+        return f"{megabytes * 1024:.0f}Kb"
+    return f"{megabytes * 1024 * 1024:.0f}b"
 
 
 class Reporter:
@@ -95,8 +110,9 @@ class TerminalReporter(Reporter):
             self._print(snapshot.line())
             return
         self.bar.update(snapshot.execs - self.bar.n)
-        self.bar.set_postfix_str(f"cov: {snapshot.coverage} corp: {snapshot.corpus} "
-                                 f"fail: {snapshot.failures}", refresh=True)
+        self.bar.set_postfix_str(f"cov: {snapshot.coverage} corp: {snapshot.corpus}/"
+                                 f"{_size(snapshot.corpus_mb)} fail: {snapshot.failures}",
+                                 refresh=True)
 
     def failure(self, failure: "Failure", replay_command: str | None) -> None:
         self._print(f"==FAILURE== {failure.describe()}")

@@ -1,0 +1,84 @@
+"""A corpus that stays bounded: the threshold adapts to the share kept, caps evict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+import nnfuzz
+from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.coverage import ADAPT_AFTER, ADAPT_EVERY, TARGET_KEPT_SHARE, Coverage
+from nnfuzz.inference import infer_domain
+
+
+def random_batches(count: int, size: int = 100, dim: int = 16):  # type: ignore[no-untyped-def]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(count):
+        yield torch.rand(size, dim, generator=generator)
+
+
+def test_the_threshold_grows_until_the_share_kept_falls_under_the_target() -> None:
+    start = 1e-3  # far below the spacing of random vectors: everything is novel at first
+    coverage = Coverage(start, torch.rand(4, 16), torch.zeros(4, 0))
+    kept = []
+    for vectors in random_batches(400):
+        kept.append(int(coverage.update(vectors, torch.zeros(100, 0),
+                                        torch.ones(100, dtype=torch.bool)).sum()))
+    assert coverage.threshold > 100 * start
+    late = sum(kept[-100:]) / (100 * 100)
+    assert late <= TARGET_KEPT_SHARE, f"{late:.3%} of the last 10,000 mutants kept"
+    assert sum(kept[:ADAPT_AFTER // 100]) > 0.9 * ADAPT_AFTER, "no adaptation before warm-up"
+
+
+def test_a_threshold_the_user_gave_never_moves() -> None:
+    coverage = Coverage(1e-3, torch.rand(4, 16), torch.zeros(4, 0), adaptive=False)
+    for vectors in random_batches(2 * (ADAPT_AFTER + ADAPT_EVERY) // 100):
+        coverage.update(vectors, torch.zeros(100, 0), torch.ones(100, dtype=torch.bool))
+    assert coverage.threshold == 1e-3
+
+
+def grown_corpus(folder: Path, count: int) -> Corpus:
+    seeds = (torch.rand(4, 3, generator=torch.Generator().manual_seed(0)),)
+    corpus = Corpus(infer_domain(seeds, (0.0, 1.0)), seeds, folder=folder)
+    inputs = (torch.rand(count, 3, generator=torch.Generator().manual_seed(1)),)
+    corpus.add(Batch(inputs, torch.zeros(count, dtype=torch.long), torch.ones(count, dtype=torch.long)))
+    return corpus
+
+
+def test_past_its_cap_the_corpus_evicts_its_least_useful_inputs_and_their_files(
+        tmp_path: Path) -> None:
+    corpus = grown_corpus(tmp_path, 100)
+    productive = torch.tensor([4, 5, 6])  # the first three added: the oldest, but with children
+    corpus.credit(productive)
+    gone = corpus.evict(max_elements=50, max_bytes=None)
+    assert len(corpus) <= 50 and gone == 104 - len(corpus)
+    elements = corpus.elements()[0]
+    seeds = corpus.root_inputs(torch.arange(4))[0]
+    assert torch.equal(elements[:4], seeds), "seeds are never evicted"
+    everything = grown_corpus(tmp_path / "again", 100).elements()[0]
+    assert torch.equal(elements[4:7], everything[4:7]), "inputs with kept children stay"
+    files = sorted(p.stem for p in tmp_path.glob("*.safetensors"))
+    assert len(files) == len(corpus) - 4
+    assert corpus.evict(max_elements=50, max_bytes=None) == 0
+
+
+def test_a_cap_in_bytes_bounds_the_corpus_too(tmp_path: Path) -> None:
+    corpus = grown_corpus(tmp_path, 100)
+    corpus.evict(max_elements=None, max_bytes=40 * 3 * 4)  # 40 inputs of three float32
+    assert corpus.stored_bytes <= 40 * 3 * 4
+
+
+def test_a_run_caps_its_corpus_says_how_it_grows_and_resumes_from_its_threshold(
+        tmp_path: Path) -> None:
+    seeds = torch.rand(16, 8, generator=torch.Generator().manual_seed(2))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32))
+    out = tmp_path / "out"
+    first = nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), out=out, runs=6000, max_corpus=200)
+    assert first.corpus <= 200
+    assert len(list((out / "corpus").glob("*.safetensors"))) <= 200
+    stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert {"corpus_mb", "kept_per_min", "threshold"} <= set(stats[-1])
+    again = nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), out=out, runs=200, max_corpus=200)
+    assert again.threshold >= first.threshold
