@@ -105,16 +105,24 @@ def is_degenerate(spacing: float) -> bool:
     return spacing < FALLBACK_THRESHOLD
 
 
-#: A layer chosen for coverage by nnfuzz has at most this many values per example: every
-#: mutant's vector goes into the novelty index, whose lookups slow down with its width.
+#: A layer chosen for coverage by nnfuzz gives at most this many values per example (a
+#: wider one is average-pooled down to it): every mutant's vector goes into the novelty
+#: index, whose lookups slow down with its width.
 MAX_LAYER_VALUES = 4096
 
 
+def pooled(rows: torch.Tensor, width: int = MAX_LAYER_VALUES) -> torch.Tensor:
+    """(B, K) rows averaged down to at most ``width`` values each (neighbours pooled)."""
+    if rows.shape[1] <= width:
+        return rows
+    return torch.nn.functional.adaptive_avg_pool1d(rows.unsqueeze(1), width).squeeze(1)
+
+
 def varying_layer(activations: list[tuple[str, torch.Tensor]]) -> str | None:
-    """The last module, in forward order, whose activations (seeds x values) vary over the
-    seeds and are at most MAX_LAYER_VALUES wide: what coverage can tell apart."""
+    """The last module, in forward order, whose activations (seeds x values, pooled to
+    MAX_LAYER_VALUES) vary over the seeds: what coverage can tell apart."""
     for name, rows in reversed(activations):
-        if rows.shape[1] <= MAX_LAYER_VALUES and not is_degenerate(seed_spacing(rows)):
+        if not is_degenerate(seed_spacing(pooled(rows))):
             return name
     return None
 

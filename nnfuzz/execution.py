@@ -204,8 +204,11 @@ class Executor:
     def close(self) -> None:
         _remove_all(self._handles)
 
-    def use_layers(self, layers: list[str]) -> None:
-        """Make the coverage vector the activations of these modules (none: the output)."""
+    def use_layers(self, layers: list[str], pool: Callable[[torch.Tensor], torch.Tensor] | None = None
+                   ) -> None:
+        """Make the coverage vector the activations of these modules (none: the output),
+        each passed through ``pool`` when given (a layer nnfuzz chose, narrowed)."""
+        self._pool = pool
         unknown = [name for name in layers if name not in self._modules]
         if unknown:
             names = ", ".join(repr(n) for n in list(self._modules)[1:20])
@@ -250,7 +253,8 @@ class Executor:
         if self._every is not None and all(index != i for i, _ in self._every):
             self._every.append((index, flat))
         if module in self._layer_modules:
-            self._captured.setdefault(self._layer_modules[module], flat)
+            self._captured.setdefault(self._layer_modules[module],
+                                      self._pool(flat) if self._pool is not None else flat)
         if flat.shape[1] == 0:
             return
         mean_std, absmax = _summary(flat)

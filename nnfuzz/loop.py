@@ -22,8 +22,8 @@ import torch
 from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.corpus import Batch, Corpus, named_inputs_in_folder
-from nnfuzz.coverage import (Coverage, is_degenerate, mutant_spacing, seed_spacing,
-                             threshold_for, varying_layer)
+from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, is_degenerate, mutant_spacing, pooled,
+                             seed_spacing, threshold_for, varying_layer)
 from nnfuzz.domain import Domain, Inputs, Names
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError
 from nnfuzz.execution import STATS, Execution, Executor
@@ -412,9 +412,10 @@ class Fuzzer:
         chosen = varying_layer(self.executor.activations(seeds))
         if chosen is None:
             return executions, spacing
-        self.executor.use_layers([chosen])
+        self.executor.use_layers([chosen], pooled)
         self.notes.append(f"coverage from layer {chosen!r} instead: the last whose activations "
-                          "vary over the seeds (--layer chooses another)")
+                          f"vary over the seeds, averaged down to {MAX_LAYER_VALUES} values where "
+                          "wider (--layer chooses another)")
         return self._prime_executions()
 
     def import_shared(self) -> None:
