@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only finding,minimization,throughput,index,memory,scaling]``.
+"""``python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,memory,scaling]``.
 
 Runs the measurement harness's sections in this order, each writing
 benchmarks/results/<section>[-quick].md and its plot, then rebuilds
@@ -17,11 +17,12 @@ from typing import Callable
 
 import torch
 
-from benchmarks import (finding_section, index, memory, minimization, report, scaling,
-                        throughput)
+from benchmarks import (finding_section, index, memory, minimization, real_architectures, report,
+                        scaling, throughput)
 
 SECTIONS: dict[str, Callable[[bool], object]] = {
     "finding": finding_section.run,
+    "real-architectures": real_architectures.run,
     "minimization": minimization.run,
     "throughput": throughput.run,
     "index": index.run,

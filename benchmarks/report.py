@@ -22,8 +22,8 @@ RESULTS = BENCHMARKS / "results"
 RESULTS_MD = BENCHMARKS / "RESULTS.md"
 
 #: Sections of RESULTS.md, in order: the stem of each results file.
-SECTIONS = ("finding", "tensorfuzz-nans", "tensorfuzz-quantization", "tensorfuzz-bar",
-            "minimization", "throughput", "index", "memory", "scaling")
+SECTIONS = ("finding", "real-architectures", "tensorfuzz-nans", "tensorfuzz-quantization",
+            "tensorfuzz-bar", "minimization", "throughput", "index", "memory", "scaling")
 
 FINDING_TITLE = "## Finding the zoo's bugs: executions to the first failure"
 FINDING_DESCRIPTION = ("nnfuzz against the searchers given the same budget: random mutation "
@@ -49,7 +49,7 @@ PREAMBLE = """\
 Seconds depend on the machine and on what else ran on it (each section gives the load average \
 when it started); executions do not.
 Each section names the command that regenerates it; the raw files and plots are in \
-[results/](results/). `python -m benchmarks [--quick] [--only finding,minimization,throughput,index,memory,scaling]` \
+[results/](results/). `python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,memory,scaling]` \
 reruns the harness's sections and rebuilds this file; `python -m benchmarks.report` only \
 rebuilds it.
 Setup for all of them: `pip install -e '.[benchmarks]'` (scikit-learn, scipy and matplotlib).

@@ -47,3 +47,13 @@ def test_results_md_reads_finding_md_back_with_the_command_that_wrote_it() -> No
 
     heading = finding_heading("Budget 50,000 executions per search, run seeds 0..4; ...")
     assert heading.startswith("## ") and "--budget 50000 --seeds 5" in heading
+
+
+def test_the_real_architectures_section_fuzzes_a_model_and_reads_its_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks.architectures import ARCHITECTURES
+    from benchmarks.real_architectures import fuzz_for
+
+    lstm = next(a for a in ARCHITECTURES if a.name == "lstm")
+    measured = fuzz_for(lstm, 1.0, tmp_path / "out")
+    assert measured["found"] == "clean" and measured["execs_per_s"] > 0
+    assert measured["layer"] == "output"
