@@ -21,6 +21,7 @@ import torch.utils._pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nnfuzz.domain import Inputs, Names, call
+from nnfuzz.errors import user_frame
 from nnfuzz.reproducer import Failure
 
 
@@ -112,13 +113,7 @@ def _operation_name(func: Any) -> str:
 
 def _user_line(source: Path | None) -> str:
     """The innermost line of the target file (else of any code outside torch and nnfuzz)."""
-    frames = traceback.extract_stack()
-    torch_dir = str(Path(torch.__file__).parent)
-    nnfuzz_dir = str(Path(__file__).parent)
-    preferred = [f for f in frames if source is not None and Path(f.filename).resolve() == source]
-    user = [f for f in frames if not f.filename.startswith((torch_dir, nnfuzz_dir))
-            and "<frozen" not in f.filename]
-    chosen = (preferred or user or [None])[-1]
+    chosen = user_frame(traceback.extract_stack(), source, fallback=False)
     if chosen is None:
         return "an unknown line"
     return f"{Path(chosen.filename).name}:{chosen.lineno} ({(chosen.line or '').strip()})"

@@ -51,6 +51,21 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+def user_frame(frames: list[traceback.FrameSummary], source: Path | None,
+               fallback: bool = True) -> traceback.FrameSummary | None:
+    """The innermost frame in the target file ``source``, else in code outside torch and
+    nnfuzz, else (with ``fallback``) the innermost of all: where to point the user."""
+    import torch  # only here: the rest of this module needs no torch
+
+    torch_dir = str(Path(torch.__file__).parent)
+    nnfuzz_dir = str(Path(__file__).parent)
+    preferred = [f for f in frames if source is not None and Path(f.filename).resolve() == source]
+    user = [f for f in frames if not f.filename.startswith((torch_dir, nnfuzz_dir))
+            and "<frozen" not in f.filename]
+    chosen = preferred or user or (frames if fallback else [])
+    return chosen[-1] if chosen else None
+
+
 def user_traceback(error: BaseException) -> str:
     """The traceback of an error raised by the user's code, without nnfuzz's own frames."""
     package = str(Path(__file__).parent)

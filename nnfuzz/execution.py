@@ -32,7 +32,7 @@ from torch.nn.modules.module import register_module_forward_hook
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from nnfuzz.domain import Inputs, Names, call
-from nnfuzz.errors import NnfuzzError, TargetError, UsageError, first_line
+from nnfuzz.errors import NnfuzzError, TargetError, UsageError, first_line, user_frame
 
 #: Per-example statistics kept for each module's output. ``std`` low finds
 #: collapsed (dead, constant) layers, ``absmax`` high finds overflow, ``mean``
@@ -371,12 +371,7 @@ class Executor:
         return RaisedError(type(error).__name__, first_line(error)[:200], self._location(error))
 
     def _location(self, error: BaseException) -> str:
-        frames = traceback.extract_tb(error.__traceback__)
-        torch_dir = str(Path(torch.__file__).parent)
-        nnfuzz_dir = str(Path(__file__).parent)
-        preferred = [f for f in frames if self.source and Path(f.filename).resolve() == self.source]
-        user = [f for f in frames if not f.filename.startswith((torch_dir, nnfuzz_dir))]
-        chosen = (preferred or user or frames or [None])[-1]
+        chosen = user_frame(traceback.extract_tb(error.__traceback__), self.source)
         return f"{Path(chosen.filename).name}:{chosen.lineno}" if chosen else "unknown"
 
     # --- gradients ---------------------------------------------------------------

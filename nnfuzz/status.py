@@ -78,6 +78,24 @@ class Reporter:
         """Called once when the run stops."""
 
 
+class RecordingReporter(Reporter):
+    """Keeps what a run said, for tests and notebooks: its INFO lines, warnings, failures."""
+
+    def __init__(self) -> None:
+        self.infos: list[str] = []
+        self.warnings: list[str] = []
+        self.failures: list["Failure"] = []
+
+    def info(self, message: str) -> None:
+        self.infos.append(message)
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def failure(self, failure: "Failure", replay_command: str | None) -> None:
+        self.failures.append(failure)
+
+
 class TerminalReporter(Reporter):
     """libFuzzer-style lines on stderr; a tqdm bar instead when stderr is a terminal."""
 

@@ -10,20 +10,9 @@ from torch import nn
 
 from nnfuzz.config import FuzzConfig
 from nnfuzz.loop import Fuzzer
-from nnfuzz.status import Reporter
+from nnfuzz.status import RecordingReporter
 from nnfuzz.target import in_memory
 
-
-class Said(Reporter):
-    def __init__(self) -> None:
-        self.infos: list[str] = []
-        self.warnings: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.infos.append(message)
-
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 class ZeroHead(nn.Module):
@@ -41,8 +30,8 @@ class ZeroHead(nn.Module):
         return self.head(self.body(x))
 
 
-def fuzzer(tmp_path: Path, **options: object) -> tuple[Fuzzer, Said]:
-    said = Said()
+def fuzzer(tmp_path: Path, **options: object) -> tuple[Fuzzer, RecordingReporter]:
+    said = RecordingReporter()
     seeds = torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
     config = FuzzConfig(runs=2000, **options)  # type: ignore[arg-type]
     return Fuzzer(in_memory(ZeroHead(), seeds, bounds=(0.0, 1.0)), config, out=tmp_path / "out",

@@ -10,18 +10,11 @@ from torch import nn
 import nnfuzz
 from nnfuzz.config import FuzzConfig
 from nnfuzz.loop import Fuzzer
-from nnfuzz.status import Reporter
+from nnfuzz.status import RecordingReporter
 from nnfuzz.target import in_memory
 
 VOCAB, LENGTH = 12, 6
 
-
-class Said(Reporter):
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 class Classifier(nn.Module):
@@ -52,7 +45,7 @@ def test_seeds_that_already_disagree_are_dropped_with_a_warning_and_the_run_goes
     seeds = 0.8 * torch.rand(16, 3, generator=torch.Generator().manual_seed(1))
     seeds[:3, 0] = 0.95  # three seeds the reference already disagrees on
     model = Classifier()
-    said = Said()
+    said = RecordingReporter()
     fuzzer = Fuzzer(in_memory(model, seeds, bounds=(0.0, 1.0),
                               reference=lambda: FlipsBrightInputs(model)),
                     FuzzConfig(runs=3000, stop_on_failure=True), reporter=said)
