@@ -78,11 +78,6 @@ def seed_spacing(vectors: torch.Tensor) -> float:
     return float(distances.min(1).values.median())
 
 
-def threshold_from_mutants(seed_vectors: torch.Tensor, mutant_vectors: torch.Tensor) -> float:
-    """For seeds without spacing (one seed): the median distance its first mutants moved."""
-    return threshold_for(mutant_spacing(seed_vectors, mutant_vectors))
-
-
 def mutant_spacing(seed_vectors: torch.Tensor, mutant_vectors: torch.Tensor) -> float:
     """The median distance a seed's first mutants moved from it (0 if none moved).
 

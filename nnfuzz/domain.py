@@ -261,8 +261,3 @@ def as_named_inputs(value: object, what: str) -> tuple[Inputs, Names]:
     if 0 in sizes:
         raise TargetError(f"{what} returned no examples (N = 0): give at least one seed.")
     return tuple(tensor.detach().contiguous() for tensor in tensors), names
-
-
-def as_inputs(value: object, what: str) -> Inputs:
-    """The tensors of :func:`as_named_inputs`, without their names."""
-    return as_named_inputs(value, what)[0]
