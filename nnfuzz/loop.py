@@ -128,6 +128,14 @@ class Fuzzer:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         self.out = OutputFolder(out) if out is not None else None
+        try:
+            self._set_up(target, config, corpus, reporter, shared)
+        except BaseException:
+            self.close()  # the folder's lock too: a run that could not start holds nothing
+            raise
+
+    def _set_up(self, target: Target, config: FuzzConfig, corpus: Path | None,
+                reporter: Reporter | None, shared: "Shared | None") -> None:
         if self.out is not None:
             self.out.check_resumable(target.path.name if target.path else None, target.sha256,
                                      __version__)
@@ -182,7 +190,10 @@ class Fuzzer:
         self.started_at = datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.executor.close()
+        if getattr(self, "executor", None) is not None:
+            self.executor.close()
+        if self.out is not None:
+            self.out.close()
 
     # --- one iteration --------------------------------------------------------------
 

@@ -7,6 +7,7 @@ signature. Running again with the same folder resumes from it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import warnings
@@ -18,6 +19,10 @@ from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.storage import TEMP_PREFIX, atomic_write, ensure_folder, write_failure
 
 
+#: The file whose advisory lock says a run is using the folder; it holds that run's pid.
+LOCK_NAME = ".lock"
+
+
 class OutputFolder:
     """Reads and writes one run's output folder; every write is atomic."""
 
@@ -25,11 +30,41 @@ class OutputFolder:
         self.path = Path(path)
         self.corpus = self.path / "corpus"
         self.crashes = self.path / "crashes"
-        for folder in (self.path, self.corpus, self.crashes):
+        ensure_folder(self.path)
+        self._lock = self._take_lock()
+        for folder in (self.corpus, self.crashes):
             ensure_folder(folder)
         self._check_writable()
         self._remove_temporaries()
         self._repair_stats()
+
+    def _take_lock(self) -> Any:
+        """One run per folder: an advisory lock on OUT/.lock, held while the run lives. The
+        kernel drops it when the process dies, so a killed run's lock never blocks."""
+        lock_path = self.path / LOCK_NAME
+        try:
+            handle = open(lock_path, "a+")
+        except OSError as error:
+            raise OutputError(write_failure(lock_path, error)) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise OutputError(f"{self.path} is in use by another nnfuzz run (pid {holder}): wait "
+                              "for it to stop, or give this run another --out.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
+    def close(self) -> None:
+        """Let the next run have the folder."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def run_json(self) -> Path:

@@ -182,6 +182,13 @@ class Campaign:
                        max_time=max_time)
 
     def run(self) -> FuzzResult:
+        """The whole campaign; the output folder is released when it ends, however."""
+        try:
+            return self._campaign()
+        finally:
+            self.out.close()
+
+    def _campaign(self) -> FuzzResult:
         if self.target.seeds is not None:
             announce_domain(self.reporter, self.target.domain())
         self._start_all()
