@@ -40,12 +40,26 @@ def atomic_write(path: Path, data: bytes) -> None:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+                # mkstemp makes 0600 files: give the file the mode a plain open() would, so
+                # that CI artifact uploaders and shared caches running as others can read it.
+                os.fchmod(handle.fileno(), FILE_MODE & ~_umask())
             os.replace(temp, path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
     except OSError as error:
         raise OutputError(write_failure(path, error)) from None
+
+
+#: The mode of a new file before the umask, as open() creates it.
+FILE_MODE = 0o666
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_failure(path: Path, error: OSError) -> str:

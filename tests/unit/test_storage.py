@@ -150,3 +150,20 @@ def test_read_input_file_refuses_a_npy_array_torch_cannot_hold_with_value_error(
     np.save(path, array)
     with pytest.raises(ValueError):
         read_input_file(path)
+
+
+def test_written_files_have_the_mode_the_umask_gives_not_mkstemps_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from nnfuzz.storage import atomic_write
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.bin", b"data")
+        os.umask(0o077)
+        atomic_write(tmp_path / "b.bin", b"data")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == 0o600
