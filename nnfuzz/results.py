@@ -33,12 +33,7 @@ def replay_record(outcomes: list[ReplayOutcome]) -> dict[str, Any]:
 def replay_junit(outcomes: list[ReplayOutcome]) -> bytes:
     """A JUnit XML test suite: one test case per reproducer."""
     failing = {Verdict.STILL_FAILS, Verdict.FLAKY}
-    suite = ElementTree.Element("testsuite", {
-        "name": "nnfuzz replay",
-        "tests": str(len(outcomes)),
-        "failures": str(sum(o.verdict in failing for o in outcomes)),
-        "errors": str(sum(o.verdict is Verdict.ERROR for o in outcomes)),
-    })
+    suite = ElementTree.Element("testsuite", {"name": "nnfuzz replay"})
     for outcome in outcomes:
         case = ElementTree.SubElement(suite, "testcase", {
             "classname": f"nnfuzz.{outcome.objective or 'reproducer'}",
@@ -50,7 +45,7 @@ def replay_junit(outcomes: list[ReplayOutcome]) -> bytes:
                                                      "type": outcome.signature}).text = outcome.detail
         elif outcome.verdict is Verdict.ERROR:
             ElementTree.SubElement(case, "error", {"message": "could not replay"}).text = outcome.detail
-    return ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)
+    return _counted(suite)
 
 
 def run_record(result: FuzzResult) -> dict[str, Any]:
@@ -70,9 +65,7 @@ def run_record(result: FuzzResult) -> dict[str, Any]:
 
 def run_junit(result: FuzzResult) -> bytes:
     """A JUnit XML test suite: a failing test case per new failure, and the campaign."""
-    suite = ElementTree.Element("testsuite", {"name": "nnfuzz run",
-                                              "tests": str(len(result.failures) + 1),
-                                              "failures": str(len(result.failures)), "errors": "0"})
+    suite = ElementTree.Element("testsuite", {"name": "nnfuzz run"})
     campaign = ElementTree.SubElement(suite, "testcase", {
         "classname": "nnfuzz.run", "name": "no new failures", "time": f"{result.elapsed_s:.3f}"})
     if result.failures:
@@ -84,6 +77,16 @@ def run_junit(result: FuzzResult) -> bytes:
             "file": str(failure.path) if failure.path else ""})
         ElementTree.SubElement(case, "failure", {"message": failure.objective,
                                                  "type": failure.signature}).text = failure.describe()
+    return _counted(suite)
+
+
+def _counted(suite: ElementTree.Element) -> bytes:
+    """The suite's counts taken from its test cases, so that they always agree: a test case
+    with a failure (or error) element counts once."""
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(case.find("failure") is not None for case in cases)))
+    suite.set("errors", str(sum(case.find("error") is not None for case in cases)))
     return ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 

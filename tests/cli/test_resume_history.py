@@ -56,7 +56,9 @@ def test_run_reports_new_failures_as_json_and_junit_and_a_quiet_night_as_passing
     [failure] = json.loads(report.read_text())["new_failures"]
     assert failure["objective"] == "nonfinite" and Path(failure["path"]).exists()
     suite = ElementTree.parse(junit).getroot()
-    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    # The campaign's case and the new failure's case both fail; the counts are their elements'.
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "2")
+    assert sum(case.find("failure") is not None for case in suite) == 2
     second = invoke("run", dead_relu_target, "--out", out, "--runs", 500, "--json", report,
                     "--junit", junit)
     assert second.exit_code == 0, second.output
