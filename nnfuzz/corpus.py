@@ -445,10 +445,12 @@ def merge_folders(domain: Domain, destination: Path, sources: list[Path]) -> tup
     Files are named by content hash, so an input already there (or in two
     sources) is kept once; each keeps its metadata (its seed, its mutations).
     Returns how many were added, and the files skipped (unreadable, or shaped
-    unlike the target's inputs).
+    unlike the target's inputs). A merge where no source file fits is an error:
+    a nightly job that merges corpora of another target (or of an older version
+    of this one) must not look as if it worked.
     """
     ensure_folder(destination)
-    added, skipped = 0, []
+    added, fitting, skipped = 0, 0, []
     for source in sources:
         if not source.is_dir():
             raise CorpusError(f"{source}: no such folder: give corpus folders to merge.")
@@ -456,8 +458,15 @@ def merge_folders(domain: Domain, destination: Path, sources: list[Path]) -> tup
             if inputs is None:
                 skipped.append(str(path))
                 continue
+            fitting += 1
             name = destination / f"{content_hash(inputs)}.safetensors"
             if not name.exists():
                 atomic_write(name, input_file_bytes(inputs, domain.names, metadata))
                 added += 1
+    if not fitting:
+        found = (f"none of the {len(skipped)} file(s) in them fits the target's inputs "
+                 f"({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''})"
+                 if skipped else "they hold no input files")
+        raise CorpusError(f"nothing merged from {', '.join(str(s) for s in sources)}: {found}; "
+                          "check that the target is the one these corpora were made for.")
     return added, skipped

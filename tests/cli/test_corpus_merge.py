@@ -36,3 +36,19 @@ def test_merging_two_runs_keeps_each_input_once_and_skips_what_does_not_fit(
     resumed = invoke("run", healthy_target, "--out", tmp_path / "run3", "--corpus", merged,
                      "--runs", 100)
     assert resumed.exit_code == 0, resumed.output
+
+
+def test_a_merge_where_no_file_fits_is_one_error_line_and_exit_2(
+        healthy_target: Path, tmp_path: Path) -> None:
+    stray, empty, merged = tmp_path / "stray", tmp_path / "empty", tmp_path / "merged"
+    stray.mkdir()
+    empty.mkdir()
+    for width in (9, 11):
+        np.save(stray / f"wide{width}.npy", np.zeros(width, dtype=np.float32))
+    result = invoke("corpus", "merge", healthy_target, merged, stray)
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("ERROR: nothing merged from") and "none of the 2 file(s)" in line
+    assert list(merged.iterdir()) == []
+    result = invoke("corpus", "merge", healthy_target, merged, empty)
+    assert result.exit_code == 2 and "they hold no input files" in result.stderr
