@@ -260,17 +260,20 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
 @main.command()
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("reproducer", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the smaller reproducer here and leave REPRODUCER as it is "
+                   "[default: replace REPRODUCER].")
 @handles_errors
-def minimize(target: Path, reproducer: Path) -> int:
-    """Shrink REPRODUCER toward its seed while the same failure fires; writes NAME.min.safetensors."""
+def minimize(target: Path, reproducer: Path, output: Path | None) -> int:
+    """Shrink REPRODUCER toward its seed while the same failure fires; replaces it (or -o PATH)."""
+    from nnfuzz.output import save_minimized
     from nnfuzz.replay import shrink
     from nnfuzz.reproducer import replay_command
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
     original, smaller = shrink(loaded, reproducer)
-    path = smaller.save(reproducer.with_name(reproducer.name.removesuffix(".safetensors")
-                                             + ".min.safetensors"))
+    path = save_minimized(smaller, reproducer, output)
     click.echo(f"INFO: distance from the seed: {smaller.metadata['minimized']}", err=True)
     click.echo(f"minimized: {path}")
     click.echo(f"  replay: {replay_command(target, path)}")

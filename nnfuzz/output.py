@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from nnfuzz.errors import OutputError, ReproducerError
+from nnfuzz.errors import OutputError, ReproducerError, UsageError
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.storage import TEMP_PREFIX, atomic_write, ensure_folder, write_failure
 
@@ -157,6 +157,26 @@ class OutputFolder:
                 os.close(descriptor)
         except OSError as error:
             raise OutputError(write_failure(self.stats_jsonl, error)) from None
+
+
+def save_minimized(smaller: Failure, original: Path, output: Path | None) -> Path:
+    """Save a minimized reproducer over ``original``, or at ``output``.
+
+    Replacing is the default because a crashes folder holds one reproducer per
+    signature (``run`` keeps the minimized one too): a second file for the same
+    bug would be counted twice by ``report``, ``replay`` and JUnit. ``output``
+    keeps the original; it may not land in a folder that already holds another
+    reproducer of this signature.
+    """
+    if output is None or output.resolve() == original.resolve():
+        return smaller.save(original)
+    other = known_failures(output.parent, quiet=True).get(smaller.signature)
+    if other is not None and other.resolve() != output.resolve():
+        raise UsageError(f"--output {output}: {output.parent} already holds {other.name} for "
+                         f"{smaller.signature!r}, and a folder keeps one reproducer per failure: "
+                         "write it to another folder, or leave --output out to replace the original.")
+    ensure_folder(output.parent)
+    return smaller.save(output)
 
 
 def known_failures(crashes: Path, *, quiet: bool = False) -> dict[str, Path]:

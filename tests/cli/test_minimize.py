@@ -49,10 +49,11 @@ def reproducer(folder: Path) -> Path:
 def test_minimize_keeps_only_what_the_failure_needs_and_it_still_replays(tmp_path: Path) -> None:
     target = write_target(tmp_path, ONE_COORDINATE.replace("{armed}", "True"))
     path = reproducer(tmp_path)
-    result = invoke("minimize", target, path)
+    result = invoke("minimize", target, path, "--output", tmp_path / "kept" / "smaller.safetensors")
     assert result.exit_code == 0, result.output
-    smaller_path = tmp_path / "nonfinite-one.min.safetensors"
+    smaller_path = tmp_path / "kept" / "smaller.safetensors"
     assert str(smaller_path) in result.output
+    assert nnfuzz.load_failure(path).inputs[0][1:].gt(0.1).all(), "--output keeps the original"
     assert "changed values 8 -> 1" in result.stderr
     smaller = nnfuzz.load_failure(smaller_path)
     (x,), (seed,) = smaller.inputs, smaller.seed
@@ -67,9 +68,9 @@ def test_minimize_is_deterministic(tmp_path: Path) -> None:
     target = write_target(tmp_path, ONE_COORDINATE.replace("{armed}", "True"))
     path = reproducer(tmp_path)
     outputs = []
-    for _ in range(2):
-        assert invoke("minimize", target, path).exit_code == 0
-        outputs.append(nnfuzz.load_failure(tmp_path / "nonfinite-one.min.safetensors"))
+    for name in ("a", "b"):
+        assert invoke("minimize", target, path, "-o", tmp_path / name / "min.safetensors").exit_code == 0
+        outputs.append(nnfuzz.load_failure(tmp_path / name / "min.safetensors"))
     assert torch.equal(outputs[0].inputs[0], outputs[1].inputs[0])
     assert outputs[0].metadata == outputs[1].metadata
 
@@ -98,3 +99,22 @@ def test_run_minimizes_new_failures_in_crashes_unless_told_not_to(tmp_path: Path
     assert int((large.inputs[0] != large.seed[0]).sum()) > 1
     assert "minimized toward its seed" in invoke("run", target, "--out", tmp_path / "again",
                                                  "--runs", "3000", "--stop-on-failure").stderr
+
+
+def test_minimize_replaces_the_reproducer_so_its_folder_keeps_one_per_signature(
+        tmp_path: Path) -> None:
+    target = write_target(tmp_path, ONE_COORDINATE.replace("{armed}", "True"))
+    crashes = tmp_path / "out" / "crashes"
+    crashes.mkdir(parents=True)
+    path = reproducer(crashes)
+    result = invoke("minimize", target, path)
+    assert result.exit_code == 0, result.output
+    assert f"minimized: {path}" in result.output
+    assert [p.name for p in crashes.iterdir()] == [path.name]
+    assert "changed values 8 -> 1" in nnfuzz.load_failure(path).metadata["minimized"]
+    replayed = invoke("replay", target, crashes)
+    assert replayed.exit_code == 1 and replayed.output.count("still fails") == 1
+    beside = invoke("minimize", target, path, "--output", crashes / "second.safetensors")
+    assert_one_error_line(beside, "already holds nonfinite-one.safetensors",
+                          "one reproducer per failure")
+    assert [p.name for p in crashes.iterdir()] == [path.name]
