@@ -6,21 +6,55 @@
 
 The target-file contract, the commands and the output folder are described
 in the README and in DESIGN.md.
+
+The names below are imported on first use (PEP 562), not with the package:
+``import nnfuzz.entry``, the command's first line, must not wait seconds for
+torch before it can handle Ctrl-C.
 """
 
-from nnfuzz.errors import (CorpusError, NnfuzzError, OutputError, ReproducerError, TargetError,
-                           UsageError)
-from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
-from nnfuzz.kinds import Continuous, Flags, Image, Mask, Tokens
-from nnfuzz.loop import fuzz, fuzz_target
-from nnfuzz.objectives import Finding, Objective
-from nnfuzz.reproducer import Failure, load_failure
-from nnfuzz.target import Target, load_target
-from nnfuzz.version import __version__
+from __future__ import annotations
 
-__all__ = [
-    "Continuous", "CorpusError", "Failure", "Finding", "Flags", "FuzzConfig", "FuzzResult",
-    "Image", "Mask", "NnfuzzError", "Objective", "OutputError", "ReproducerError", "StopReason",
-    "Target", "TargetError", "Tokens", "UsageError", "__version__", "fuzz", "fuzz_target",
-    "load_failure", "load_target",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    "CorpusError": "nnfuzz.errors", "NnfuzzError": "nnfuzz.errors", "OutputError": "nnfuzz.errors",
+    "ReproducerError": "nnfuzz.errors", "TargetError": "nnfuzz.errors",
+    "UsageError": "nnfuzz.errors",
+    "FuzzConfig": "nnfuzz.config", "FuzzResult": "nnfuzz.config", "StopReason": "nnfuzz.config",
+    "Continuous": "nnfuzz.kinds", "Flags": "nnfuzz.kinds", "Image": "nnfuzz.kinds",
+    "Mask": "nnfuzz.kinds", "Tokens": "nnfuzz.kinds",
+    "fuzz": "nnfuzz.loop", "fuzz_target": "nnfuzz.loop",
+    "Finding": "nnfuzz.objectives", "Objective": "nnfuzz.objectives",
+    "Failure": "nnfuzz.reproducer", "load_failure": "nnfuzz.reproducer",
+    "Target": "nnfuzz.target", "load_target": "nnfuzz.target",
+    "__version__": "nnfuzz.version",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'nnfuzz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
+    from nnfuzz.errors import (CorpusError, NnfuzzError, OutputError, ReproducerError,
+                               TargetError, UsageError)
+    from nnfuzz.kinds import Continuous, Flags, Image, Mask, Tokens
+    from nnfuzz.loop import fuzz, fuzz_target
+    from nnfuzz.objectives import Finding, Objective
+    from nnfuzz.reproducer import Failure, load_failure
+    from nnfuzz.target import Target, load_target
+    from nnfuzz.version import __version__

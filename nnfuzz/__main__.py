@@ -1,5 +1,5 @@
 """``python -m nnfuzz``: the same as the ``nnfuzz`` command."""
 
-from nnfuzz.cli import main
+from nnfuzz.entry import main
 
-main(prog_name="nnfuzz")
+main()

@@ -17,11 +17,10 @@ from typing import Any, Callable
 
 import click
 
+from nnfuzz.entry import EXIT_INTERRUPTED, handle_interrupts
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
 
-#: Exit code for a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
 #: Exit code when stdout's reader went away (128 + SIGPIPE), as shells report it.
 EXIT_BROKEN_PIPE = 141
 #: Set this variable to see nnfuzz's own traceback on an internal error.
@@ -56,11 +55,10 @@ def handles_errors(command: Callable[..., int]) -> Callable[..., None]:
 
 
 def _run_command(command: Callable[..., int], *args: Any, **kwargs: Any) -> None:
+    # Installed again (the entry point did it first) for commands called in-process, from
+    # tests and notebooks, and restored afterwards.
     previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    # Python leaves SIGINT ignored when it started ignored (a job a shell put in the
-    # background): Ctrl-C and SIGTERM must still stop the run and save its state.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
+    handle_interrupts()
     try:
         code = command(*args, **kwargs)
     except NnfuzzError as error:
@@ -80,10 +78,6 @@ def _run_command(command: Callable[..., int], *args: Any, **kwargs: Any) -> None
         for number, handler in previous.items():
             signal.signal(number, handler)
     sys.exit(code)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 class _Commands(click.Group):

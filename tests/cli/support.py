@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -51,12 +52,15 @@ def assert_one_error_line(result: Result, *fragments: str, traceback_expected: b
 class Process:
     """``python -m nnfuzz ARGS...`` in a subprocess, its stderr read line by line as it comes."""
 
-    def __init__(self, *args: object, cwd: Path) -> None:
+    def __init__(self, *args: object, cwd: Path, sigint_ignored: bool = False) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NNFUZZ_DEBUG", None)
+        # A script's background job starts with SIGINT ignored (what `cmd &` does).
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nnfuzz", *map(str, args)], cwd=cwd, env=env, text=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=ignore)
         self.stderr_lines: list[str] = []
         self.stdout_lines: list[str] = []
         self._changed = threading.Condition()
@@ -106,6 +110,20 @@ class Process:
         for reader in self._readers:
             reader.join(timeout)
         return code
+
+    def wait_for_handler(self, number: signal.Signals, timeout: float = 90.0) -> None:
+        """Until the process catches signal ``number`` (its bit in /proc's SigCgt mask)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            except OSError:
+                break
+            [caught] = [line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")]
+            if int(caught, 16) >> (number - 1) & 1:
+                return
+            time.sleep(0.001)
+        raise AssertionError(f"the process never caught {number.name}:\n{self.stderr}")
 
     def kill(self) -> None:
         """SIGKILL this process (and only it), then reap it."""

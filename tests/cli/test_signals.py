@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 import nnfuzz
 from nnfuzz.storage import TEMP_PREFIX, read_input_file
 
@@ -41,6 +43,23 @@ def test_ctrl_c_after_the_first_status_line_saves_state_and_exits_130(
     for path in (out / "corpus").iterdir():
         read_input_file(path)
     assert not list(out.rglob(f"{TEMP_PREFIX}*"))
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_imports_is_one_error_line_and_exit_130_even_with_sigint_ignored(
+        tmp_path: Path, healthy_target: Path, number: signal.Signals) -> None:
+    """A script's job starts with SIGINT ignored; the signal comes while torch is still being
+    imported (the handler is the entry point's first line; the imports take seconds)."""
+    out = tmp_path / "out"
+    process = Process("run", healthy_target, "--out", out, cwd=tmp_path, sigint_ignored=True)
+    try:
+        process.wait_for_handler(signal.SIGTERM)  # installed by the entry point, before torch
+        process.proc.send_signal(number)
+        code = process.wait()
+    finally:
+        process.kill()
+    assert (code, process.stderr) == (130, "ERROR: interrupted\n")
+    assert not out.exists(), "interrupted before the run began"
 
 
 def _saved(folder: Path) -> dict[str, bytes]:
