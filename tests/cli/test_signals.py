@@ -86,6 +86,7 @@ def test_sigkill_at_any_moment_leaves_a_folder_that_resumes_without_losing_a_fil
     command = ("run", dead_relu_target, "--out", out, "--batch-size", 10)
     corpus: dict[str, bytes] = {}
     crashes: dict[str, bytes] = {}
+    files_at_kill, written_by_killed_runs = [], 0
     moments = random.Random(0)
     for attempt in range(KILLS):
         delay = moments.uniform(0, KILL_WINDOW)
@@ -94,15 +95,25 @@ def test_sigkill_at_any_moment_leaves_a_folder_that_resumes_without_losing_a_fil
             # Each run after a kill starts without error: set-up completes and the loop runs.
             process.wait_for_line(lambda line: line.startswith("INFO:"))
             time.sleep(delay)
+            # What is on disk just before the kill; every one of these must survive it.
+            before = _saved(out / "corpus")
         finally:
             process.kill()
         said = f"kill {attempt + 1} ({delay:.2f}s into the loop):\n{process.stderr}"
         assert "Traceback" not in process.stderr and "ERROR" not in process.stderr, said
         _check_folder_is_whole(out)
         corpus_now, crashes_now = _saved(out / "corpus"), _saved(out / "crashes")
+        assert corpus_now.items() >= before.items(), said
         assert corpus_now.items() >= corpus.items(), said
         assert crashes_now.items() >= crashes.items(), said
+        files_at_kill.append(len(before))
+        written_by_killed_runs += len(before.keys() - corpus.keys())
         corpus, crashes = corpus_now, crashes_now
+
+    # The kills hit a folder with files in it, and runs that had been writing: a test whose
+    # kills all came before the first write would prove nothing.
+    assert sum(count > 0 for count in files_at_kill) >= KILLS - 1, files_at_kill
+    assert written_by_killed_runs > 0, files_at_kill
 
     finish = Process(*command, "--runs", 500, cwd=tmp_path)
     code = finish.wait()
