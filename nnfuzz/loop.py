@@ -116,6 +116,9 @@ class Shared:
     crashes: Path
     #: Asked between batches: the parent wants the workers to stop.
     should_stop: Callable[[], bool]
+    #: When the whole run's --max-time is up (``time.monotonic()``, the same clock in
+    #: every process of the machine): the parent's start-up counts, not only this worker's.
+    deadline: float | None = None
 
 
 class Fuzzer:
@@ -278,9 +281,19 @@ class Fuzzer:
             return StopReason.FAILURE
         if self.config.runs is not None and self.execs >= self.config.runs:
             return StopReason.RUNS
-        if self.config.max_time is not None and self._elapsed() >= self.config.max_time:
+        deadline = self._deadline()
+        if deadline is not None and time.monotonic() >= deadline:
             return StopReason.MAX_TIME
         return None
+
+    def _deadline(self) -> float | None:
+        """When --max-time is up: this run's own, or the whole run's for a worker."""
+        deadlines = []
+        if self.config.max_time is not None:
+            deadlines.append(self.started + self.config.max_time)
+        if self.shared is not None and self.shared.deadline is not None:
+            deadlines.append(self.shared.deadline)
+        return min(deadlines, default=None)
 
     def _finish(self, reason: StopReason) -> FuzzResult:
         snapshot = self._status()
@@ -491,8 +504,7 @@ class Fuzzer:
                           "input alone: it depends on the batch, and replay may call it fixed",
                           stacklevel=2)
             return failure
-        deadline = self.started + self.config.max_time if self.config.max_time else None
-        smaller = minimize(failure, still_fails, self.domain, deadline)
+        smaller = minimize(failure, still_fails, self.domain, self._deadline())
         if not is_smaller(smaller, failure):
             return failure
         if self.out is not None:

@@ -19,7 +19,7 @@ import socket
 import tempfile
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,9 @@ class RayPool(Campaign):
     def _start(self, index: int, config: FuzzConfig) -> None:
         self.configs = getattr(self, "configs", {})
         self.configs[index] = config
+        if self.deadline is not None:
+            # An actor may be on another machine, with another clock: it gets the seconds left.
+            config = replace(config, max_time=max(0.1, self.deadline - time.monotonic()))
         actor = self.remote.remote(index, self.target.path.name, config,  # type: ignore[union-attr]
                                    self._corpus_files(), config.threads or 1)
         self.actors[index] = actor
@@ -213,9 +216,9 @@ class RayPool(Campaign):
         warnings.warn(f"worker {index} died on Ray; restarting it", stacklevel=2)
         self._start(index, self.restarted_config(self.configs[index], index, self.restarts[index]))
 
-    def _stop_all(self) -> None:
+    def _stop_all(self, grace: float) -> None:
         self.stopping = True
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + grace
         while self.pending and time.monotonic() < deadline and self.error is None:
             self._wait(timeout=0.5)
         for actor in self.actors.values():

@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -39,8 +41,16 @@ from nnfuzz.version import __version__
 
 #: A worker that dies is restarted; more deaths than this per worker end the run.
 MAX_RESTARTS = 5
-#: Seconds the parent waits for workers to stop before it terminates them.
+#: Seconds the parent waits for workers to stop before it terminates them, after Ctrl-C
+#: or a failure (a worker may be minimizing one: its reproducer is worth the wait).
 STOP_GRACE = 30.0
+#: Seconds past --max-time that a run with workers may take: each worker stops at the
+#: deadline by itself (after the batch it is in; minimization stops there too), and one
+#: still running this long after it is terminated.
+MAX_TIME_SLACK = 5.0
+#: How often a worker looks whether its parent is still there (where no death signal can
+#: be asked of the kernel).
+PARENT_WATCH_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,8 @@ class WorkerSpec:
     device: str | None
     threads: int
     parent_pid: int
+    #: When the whole run's --max-time is up, on ``time.monotonic()``'s clock.
+    deadline: float | None = None
 
 
 def worker_seed(run_seed: int, index: int, restart: int) -> int:
@@ -99,8 +111,32 @@ class _QueueReporter(Reporter):
         self.messages.put(("failure", self.index, failure.to_bytes()))
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """No worker outlives its parent, however the parent ends (SIGKILL included).
+
+    On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``);
+    elsewhere, and in case the parent died before this ran, a thread watches the
+    parent's pid. Neither depends on the message queue: a worker blocked in it (its
+    feeder thread waiting on a pipe nobody reads) still goes.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_WATCH_INTERVAL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nnfuzz-parent-watch", daemon=True).start()
+
+
 def _worker_main(spec: WorkerSpec, messages: Any, stop: Any) -> None:
     """Run one worker until the parent says stop, its share of --runs is done, or time is up."""
+    _die_with_parent(spec.parent_pid)
     from nnfuzz.loop import Fuzzer, Shared
     from nnfuzz.target import load_target
 
@@ -108,15 +144,12 @@ def _worker_main(spec: WorkerSpec, messages: Any, stop: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(spec.threads)
 
-    def should_stop() -> bool:
-        return stop.is_set() or os.getppid() != spec.parent_pid  # the parent died
-
     try:
         target = load_target(spec.target_path, need_seeds=False)
         if spec.device is not None:
             target.model.to(torch.device(spec.device))
         shared = Shared(corpus=spec.out / "corpus", crashes=spec.out / "crashes",
-                        should_stop=should_stop)
+                        should_stop=stop.is_set, deadline=spec.deadline)
         fuzzer = Fuzzer(target, spec.config, corpus=spec.corpus,
                         reporter=_QueueReporter(spec.index, messages), shared=shared)
         messages.put(("ready", spec.index, fuzzer.coverage.threshold))
@@ -164,22 +197,24 @@ class Campaign:
         self.error: NnfuzzError | None = None
         self.started = time.monotonic()
         self.started_at = datetime.now(timezone.utc)
+        #: --max-time bounds the whole run, the workers' start-up included.
+        self.deadline = self.started + config.max_time if config.max_time is not None else None
 
     def worker_configs(self) -> list[FuzzConfig]:
-        """Worker i's options: its own random stream and its share of --runs."""
-        return [replace(self.config, seed=worker_seed(self.config.seed, index, 0), runs=runs)
+        """Worker i's options: its own random stream and its share of --runs. Its time is
+        the run's deadline, not a --max-time of its own counted from its start."""
+        return [replace(self.config, seed=worker_seed(self.config.seed, index, 0), runs=runs,
+                        max_time=None)
                 for index, runs in enumerate(split_runs(self.config.runs, self.count))]
 
     def restarted_config(self, config: FuzzConfig, index: int, restart: int) -> FuzzConfig:
-        """A restarted worker: a fresh stream, the rest of its share, the run's --max-time."""
-        runs, max_time = config.runs, self.config.max_time
+        """A restarted worker: a fresh stream and the rest of its share (the run's deadline
+        stays the same)."""
+        runs = config.runs
         if runs is not None:
             runs = max(0, runs - int(self.snapshots.get(index, {}).get("execs", 0)))
-        if max_time is not None:
-            max_time = max(0.1, max_time - self._elapsed())
         self.execs_before[index] += int(self.snapshots.pop(index, {}).get("execs", 0))
-        return replace(config, seed=worker_seed(self.config.seed, index, restart), runs=runs,
-                       max_time=max_time)
+        return replace(config, seed=worker_seed(self.config.seed, index, restart), runs=runs)
 
     def run(self) -> FuzzResult:
         """The whole campaign; the output folder is released when it ends, however."""
@@ -197,10 +232,16 @@ class Campaign:
         self._write_run(None)
         reason = StopReason.ERROR
         last_status = time.monotonic()
+        grace = STOP_GRACE
         try:
             while len(self.finished) < self.count and self.error is None:
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    grace = MAX_TIME_SLACK  # each worker stops at the deadline by itself
+                    break
                 self._wait(timeout=0.2)
-                if time.monotonic() - last_status >= self.config.status_interval:
+                # Before a worker's first news there is nothing to report: a line of zeros
+                # would draw a collapse of the coverage in nnfuzz report's plot.
+                if self.snapshots and time.monotonic() - last_status >= self.config.status_interval:
                     last_status = time.monotonic()
                     self._status()
                     self._write_run(None)
@@ -208,7 +249,7 @@ class Campaign:
         except KeyboardInterrupt:
             reason = StopReason.INTERRUPTED
         finally:
-            self._stop_all()
+            self._stop_all(grace)
         if self.error is not None:
             self._finish(StopReason.ERROR)
             raise self.error
@@ -220,7 +261,8 @@ class Campaign:
     def _wait(self, timeout: float) -> None:
         raise NotImplementedError
 
-    def _stop_all(self) -> None:
+    def _stop_all(self, grace: float) -> None:
+        """Ask every worker to stop, wait ``grace`` seconds, then end the ones left."""
         raise NotImplementedError
 
     # --- news from the workers ----------------------------------------------------------
@@ -269,10 +311,14 @@ class Campaign:
         return Snapshot(elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
                         execs=execs + int(summed(self.earlier, "execs")),
                         execs_per_s=execs / elapsed if elapsed > 0 else 0.0,
-                        corpus=max((int(s.get("corpus", 0)) for s in latest), default=0),
-                        coverage=max((int(s.get("coverage", 0)) for s in latest), default=0),
+                        # Every worker holds the shared corpus (its own and the others');
+                        # each keeps new inputs of its own.
+                        corpus=int(_largest(latest, "corpus")),
+                        coverage=int(_largest(latest, "coverage")),
                         failures=len(self.failures), saved_failures=len(self.known),
-                        run=len(self.earlier) + 1)
+                        run=len(self.earlier) + 1, corpus_mb=_largest(latest, "corpus_mb"),
+                        kept_per_min=sum(float(s.get("kept_per_min", 0)) for s in latest),
+                        threshold=_largest(latest, "threshold") or (self.threshold or 0.0))
 
     def _status(self) -> Snapshot:
         snapshot = self._snapshot()
@@ -289,13 +335,19 @@ class Campaign:
             snapshot=self._snapshot(), workers=self.count))
 
     def _finish(self, reason: StopReason) -> FuzzResult:
-        snapshot = self._status()
+        # A run that ended before any worker reported (--max-time shorter than their
+        # start-up) has no counters to add to stats.jsonl.
+        snapshot = self._status() if self.snapshots else self._snapshot()
         self._write_run(reason)
         self.reporter.finish(snapshot, reason.describe())
         return FuzzResult(failures=self.failures, execs=self._execs(), elapsed_s=self._elapsed(),
                           corpus=snapshot.corpus, coverage=snapshot.coverage,
                           threshold=self.threshold or 0.0, stop_reason=reason,
                           hits=dict(self.hits), out=self.out.path)
+
+
+def _largest(snapshots: list[dict[str, Any]], field: str) -> float:
+    return max((float(s.get(field, 0)) for s in snapshots), default=0.0)
 
 
 @dataclass
@@ -318,7 +370,7 @@ class WorkerPool(Campaign):
         self.workers = [
             _Worker(WorkerSpec(index, target.path.resolve(), worker_config,  # type: ignore[union-attr]
                                self.out.path.resolve(), corpus.resolve() if corpus else None,
-                               gpu, threads, os.getpid()))
+                               gpu, threads, os.getpid(), self.deadline))
             for index, (worker_config, gpu) in enumerate(zip(self.worker_configs(),
                                                              worker_devices(device, count)))]
 
@@ -390,9 +442,9 @@ class WorkerPool(Campaign):
         elif kind == "error":
             self.error = NnfuzzError(message[2], context=message[3])
 
-    def _stop_all(self) -> None:
+    def _stop_all(self, grace: float) -> None:
         self.stop.set()
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + grace
         while any(w.process.is_alive() for w in self.workers) and time.monotonic() < deadline:
             self._receive(timeout=0.1)
         for worker in self.workers:

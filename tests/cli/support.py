@@ -49,18 +49,26 @@ def assert_one_error_line(result: Result, *fragments: str, traceback_expected: b
     return line
 
 
+#: ``python -c`` this, then ARGS: execs ``python ARGS`` with SIGINT ignored.
+IGNORING_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
 class Process:
     """``python -m nnfuzz ARGS...`` in a subprocess, its stderr read line by line as it comes."""
 
     def __init__(self, *args: object, cwd: Path, sigint_ignored: bool = False) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NNFUZZ_DEBUG", None)
-        # A script's background job starts with SIGINT ignored (what `cmd &` does).
-        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+        command = [sys.executable, "-m", "nnfuzz", *map(str, args)]
+        if sigint_ignored:
+            # A script's background job starts with SIGINT ignored (what `cmd &` does); an
+            # ignored signal stays ignored across exec. (Not preexec_fn: it makes Popen fork
+            # this large process, which fails with ENOMEM on a loaded machine.)
+            command[1:1] = ["-c", IGNORING_SIGINT]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nnfuzz", *map(str, args)], cwd=cwd, env=env, text=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            preexec_fn=ignore)
+            command, cwd=cwd, env=env, text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stderr_lines: list[str] = []
         self.stdout_lines: list[str] = []
         self._changed = threading.Condition()

@@ -40,6 +40,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def assert_gone(pids: list[int], message: str) -> None:
+    """Every process of ``pids`` ends (a liveness bound for a hang, not a speed assertion)."""
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids), message
+
+
 def test_two_workers_find_the_planted_bug_save_it_once_and_add_up_their_executions(
         tmp_path: Path, dead_relu_target: Path) -> None:
     out = tmp_path / "out"
@@ -68,16 +76,37 @@ def test_a_failure_two_workers_find_is_saved_once(tmp_path: Path, dead_relu_targ
     assert len(pool.failures) == 1
 
 
-def test_a_restarted_worker_gets_what_is_left_of_the_runs_time_and_its_share_of_runs(
+def test_a_restarted_worker_gets_the_runs_deadline_and_what_is_left_of_its_share_of_runs(
         tmp_path: Path, healthy_target: Path) -> None:
     pool = WorkerPool(load_target(healthy_target), FuzzConfig(max_time=15, runs=1000),
                       tmp_path / "out", None, 2, None, Reporter())
-    pool.started -= 10  # the run has been going for 10 s
-    pool.snapshots[0] = {"execs": 300}
-    config = pool.restarted_config(pool.worker_configs()[0], 0, restart=1)
-    assert config.max_time is not None and 0 < config.max_time <= 15 - 10
-    assert config.runs == 500 - 300
-    assert config.seed != pool.worker_configs()[0].seed
+    try:
+        # --max-time counts from the parent's start, the workers' start-up included: every
+        # worker, restarted or not, stops at the same moment, not 15 s after its own start.
+        assert {worker.spec.deadline for worker in pool.workers} == {pool.started + 15}
+        assert all(config.max_time is None for config in pool.worker_configs())
+        pool.snapshots[0] = {"execs": 300}
+        config = pool.restarted_config(pool.worker_configs()[0], 0, restart=1)
+        assert config.runs == 500 - 300 and config.max_time is None
+        assert config.seed != pool.worker_configs()[0].seed
+    finally:
+        pool.out.close()
+
+
+def test_a_worker_past_the_runs_deadline_stops_before_its_first_batch(
+        healthy_target: Path, tmp_path: Path) -> None:
+    from nnfuzz.config import StopReason
+    from nnfuzz.loop import Fuzzer, Shared
+
+    (tmp_path / "corpus").mkdir()
+    shared = Shared(corpus=tmp_path / "corpus", crashes=tmp_path / "crashes",
+                    should_stop=lambda: False, deadline=time.monotonic() - 1)
+    fuzzer = Fuzzer(load_target(healthy_target), FuzzConfig(runs=10_000), shared=shared)
+    try:
+        result = fuzzer.run()
+    finally:
+        fuzzer.close()
+    assert (result.stop_reason, result.execs) == (StopReason.MAX_TIME, 0)
 
 
 def test_workers_get_their_own_random_streams_and_shares_of_the_runs() -> None:
@@ -100,10 +129,7 @@ def test_ctrl_c_stops_every_worker_and_saves_the_run(tmp_path: Path, healthy_tar
         run.kill()
     assert code == 130, run.stderr
     assert "Traceback" not in run.stderr, run.stderr
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers), "a worker outlived the run"
+    assert_gone(workers, "a worker outlived the run")
     record = json.loads((out / "run.json").read_text())
     assert record["stop_reason"] == "interrupted" and record["totals"]["execs"] > 0
 
@@ -139,3 +165,37 @@ def test_a_target_the_workers_refuse_is_one_error_line(tmp_path: Path) -> None:
     errors = [line for line in run.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and "already fails nonfinite" in errors[0], run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_no_worker_outlives_a_parent_killed_with_sigkill(tmp_path: Path, healthy_target: Path) -> None:
+    run = Process("run", healthy_target, "--out", tmp_path / "out", "--workers", 2, cwd=tmp_path)
+    try:
+        run.wait_for_line(lambda line: line.startswith("#"))
+        workers = worker_pids(run.proc.pid)
+        assert len(workers) == 2
+        # In the parent's process group: a terminal's Ctrl-C and a CI runner's kill of the
+        # group reach them too.
+        assert {os.getpgid(pid) for pid in workers} == {os.getpgid(run.proc.pid)}
+    finally:
+        run.kill()  # SIGKILL: the parent can do nothing about its children
+    assert_gone(workers, "a worker outlived its parent's SIGKILL")
+
+
+def test_max_time_bounds_the_whole_run_and_no_status_line_comes_before_a_worker_reports(
+        tmp_path: Path, healthy_target: Path) -> None:
+    from nnfuzz.workers import MAX_TIME_SLACK
+
+    out, max_time = tmp_path / "out", 3
+    run = Process("run", healthy_target, "--out", out, "--workers", 2, "--max-time", max_time,
+                  cwd=tmp_path)
+    code = run.wait(timeout=120)
+    assert code == 0, run.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["stop_reason"] == "reached --max-time"
+    # By construction, not by speed: the parent stops the workers at the deadline and
+    # terminates what is left MAX_TIME_SLACK later (then joins each for at most 5 s).
+    assert record["runs"][0]["elapsed_s"] <= max_time + MAX_TIME_SLACK + 2 * 5 + 1, record
+    status = [line for line in run.stderr.splitlines() if line.startswith("#")]
+    assert all(" cov: 0 " not in line for line in status), run.stderr
+    for line in (out / "stats.jsonl").read_text().splitlines():
+        assert json.loads(line)["corpus"] > 0, line
