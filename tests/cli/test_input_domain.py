@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.targets import write_target
 
 from .support import assert_one_error_line, invoke
@@ -84,6 +86,7 @@ def test_inputs_that_name_no_input_are_one_error_line(tmp_path: Path) -> None:
     assert_one_error_line(result, "model.py", "INPUTS names input 'kept'", "ids, keep, scale")
 
 
+@pytest.mark.slow
 def test_workers_say_the_domain_and_its_warning_once(tmp_path: Path) -> None:
     target = write_target(tmp_path, NO_BOUNDS)
     done = subprocess.run([sys.executable, "-m", "nnfuzz", "run", str(target), "--out",

@@ -22,6 +22,8 @@ from .support import Process, assert_one_error_line, invoke
 
 pytest.importorskip("ray")
 
+pytestmark = pytest.mark.slow
+
 RAY = str(Path(sys.executable).with_name("ray"))
 
 

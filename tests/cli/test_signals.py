@@ -15,6 +15,8 @@ from nnfuzz.storage import TEMP_PREFIX, read_input_file
 
 from .support import Process
 
+pytestmark = pytest.mark.slow
+
 #: How many times the run is killed, each kill followed by a resume.
 KILLS = 20
 #: Each kill comes at a moment drawn uniformly from this many seconds after the run's

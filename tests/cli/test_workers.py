@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 import nnfuzz
@@ -48,6 +49,7 @@ def assert_gone(pids: list[int], message: str) -> None:
     assert not any(alive(pid) for pid in pids), message
 
 
+@pytest.mark.slow
 def test_two_workers_find_the_planted_bug_save_it_once_and_add_up_their_executions(
         tmp_path: Path, dead_relu_target: Path) -> None:
     out = tmp_path / "out"
@@ -116,6 +118,7 @@ def test_workers_get_their_own_random_streams_and_shares_of_the_runs() -> None:
     assert split_runs(10, 3) == [4, 3, 3] and split_runs(None, 2) == [None, None]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_saves_the_run(tmp_path: Path, healthy_target: Path) -> None:
     out = tmp_path / "out"
     run = Process("run", healthy_target, "--out", out, "--workers", 2, cwd=tmp_path)
@@ -134,6 +137,7 @@ def test_ctrl_c_stops_every_worker_and_saves_the_run(tmp_path: Path, healthy_tar
     assert record["stop_reason"] == "interrupted" and record["totals"]["execs"] > 0
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_reported_and_restarted_and_the_run_goes_on(
         tmp_path: Path, healthy_target: Path) -> None:
     out = tmp_path / "out"
@@ -153,6 +157,7 @@ def test_a_killed_worker_is_reported_and_restarted_and_the_run_goes_on(
     assert record["stop_reason"] == "reached --max-time"
 
 
+@pytest.mark.slow
 def test_a_target_the_workers_refuse_is_one_error_line(tmp_path: Path) -> None:
     failing_seeds = DEAD_RELU.replace("return 0.8 + 0.2 * torch.rand(8, 16, generator=g)",
                                       "return 0.2 * torch.rand(8, 16, generator=g)")
@@ -167,6 +172,7 @@ def test_a_target_the_workers_refuse_is_one_error_line(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 def test_no_worker_outlives_a_parent_killed_with_sigkill(tmp_path: Path, healthy_target: Path) -> None:
     run = Process("run", healthy_target, "--out", tmp_path / "out", "--workers", 2, cwd=tmp_path)
     try:
@@ -181,6 +187,7 @@ def test_no_worker_outlives_a_parent_killed_with_sigkill(tmp_path: Path, healthy
     assert_gone(workers, "a worker outlived its parent's SIGKILL")
 
 
+@pytest.mark.slow
 def test_max_time_bounds_the_whole_run_and_no_status_line_comes_before_a_worker_reports(
         tmp_path: Path, healthy_target: Path) -> None:
     from nnfuzz.workers import MAX_TIME_SLACK
