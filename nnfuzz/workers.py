@@ -449,6 +449,11 @@ class WorkerPool(Campaign):
             self._receive(timeout=0.1)
         for worker in self.workers:
             if worker.process.is_alive():
+                warnings.warn(f"worker {worker.spec.index} did not stop within {grace:.0f} s; "
+                              "terminated (what it had saved is kept)", stacklevel=2)
                 worker.process.terminate()
-            worker.process.join(5)
+                worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.process.join()
         self._receive(timeout=0.05)
