@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,memory,scaling]``.
+"""``python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,memory,scaling,workers-finding]``.
 
 Runs the measurement harness's sections in this order, each writing
 benchmarks/results/<section>[-quick].md and its plot, then rebuilds
@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from benchmarks import (finding_section, index, memory, minimization, real_architectures, report,
-                        scaling, throughput)
+                        scaling, throughput, workers_finding)
 
 SECTIONS: dict[str, Callable[[bool], object]] = {
     "finding": finding_section.run,
@@ -28,6 +28,7 @@ SECTIONS: dict[str, Callable[[bool], object]] = {
     "index": index.run,
     "memory": memory.run,
     "scaling": scaling.run,
+    "workers-finding": workers_finding.run,
 }
 
 
