@@ -26,8 +26,7 @@ import torch
 
 import nnfuzz
 from nnfuzz.execution import Execution, Executor
-from nnfuzz.loop import objective_context
-from nnfuzz.objectives import build_objectives, judge
+from nnfuzz.objectives import build_objectives, context_for, judge
 from nnfuzz.target import Target, load_target
 
 ZOO = Path(__file__).resolve().parent / "zoo"
@@ -62,7 +61,7 @@ def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_
     start = time.perf_counter()
     domain = target.domain()
     executor = Executor(target.model, source=target.path, names=target.input_names)
-    objectives = build_objectives(None, objective_context(target, nnfuzz.FuzzConfig()))
+    objectives = build_objectives(None, context_for(target))
     generator = torch.Generator().manual_seed(seed)
     count = len(target.seeds[0])
     execs = 0
@@ -85,7 +84,7 @@ def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_
                                   .to(field.dtype))
             execution = labelled(executor.run(tuple(inputs)), target, picks)
             execs += batch
-            if judge(objectives, execution):
+            if judge(objectives, execution).findings:
                 return execs, time.perf_counter() - start
     finally:
         executor.close()

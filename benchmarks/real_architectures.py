@@ -78,7 +78,13 @@ def run(quick: bool, seconds: float | None = None, only: list[str] | None = None
     for architecture in ARCHITECTURES:
         if only and architecture.name not in only:
             continue
-        raw = raw_execs_per_s(architecture)
+        try:
+            raw = raw_execs_per_s(architecture)
+        except ImportError as error:  # transformers: pip install -e '.[benchmarks]'
+            rows.append([architecture.name, architecture.what,
+                         f"not measured: {error.name} is not installed"] + [""] * 6)
+            print(f"{architecture.name}: not measured: {error}", flush=True)
+            continue
         folder = Path(tempfile.mkdtemp(prefix="nnfuzz-arch-"))
         try:
             measured = fuzz_for(architecture, seconds, folder / "out")

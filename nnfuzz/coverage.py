@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import torch
+
+from nnfuzz.execution import STATS
 
 #: The default threshold is this factor times the seeds' median nearest-neighbour distance.
 THRESHOLD_FACTOR = 1.0
@@ -165,6 +168,28 @@ class NoveltyIndex:
         graph = faiss.IndexHNSWFlat(self.dim, HNSW_NEIGHBOURS)
         graph.add(stored)
         self.index = graph
+
+
+@dataclass(frozen=True)
+class SignalLayout:
+    """The columns of the signals that records track, and their one owner: every module's
+    statistics (module by module, STATS within each), then the guiding objectives'
+    pressure. Statistics count new lows and highs; pressure only new lows."""
+
+    modules: int
+    pressure: int
+
+    @property
+    def statistics(self) -> int:
+        return self.modules * len(STATS)
+
+    def combine(self, stats: torch.Tensor, pressure: torch.Tensor) -> torch.Tensor:
+        """(B, modules, STATS) and (B, pressure) side by side, (B, statistics + pressure)."""
+        return torch.cat((stats.reshape(stats.shape[0], -1), pressure.to(stats.device)), 1)
+
+    def statistic(self, column: int) -> tuple[int, int] | None:
+        """The (module, statistic) of a column, or None for a pressure column."""
+        return divmod(column, len(STATS)) if column < self.statistics else None
 
 
 class Records:

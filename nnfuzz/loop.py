@@ -22,13 +22,13 @@ import torch
 from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.corpus import Batch, Corpus, named_inputs_in_folder
-from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, is_degenerate, mutant_spacing, pooled,
-                             seed_spacing, threshold_for, varying_layer)
+from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
+                             mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
 from nnfuzz.domain import Domain, Inputs, Names
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError
-from nnfuzz.execution import STATS, Execution, Executor
+from nnfuzz.execution import Execution, Executor
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
-from nnfuzz.objectives import Finding, ObjectiveContext, build_objectives, judge, pressure
+from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
 from nnfuzz.output import OutputFolder, known_failures
 from nnfuzz.reproducer import Failure, replay_command
 from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
@@ -84,27 +84,6 @@ def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = 
         fuzzer.close()
 
 
-def objective_context(target: Target, config: FuzzConfig,
-                      domain: Domain | None = None) -> ObjectiveContext:
-    """What the objectives check against: reference() when the target defines one
-    (DESIGN §2), else --reference's copy; the target's loss and its own objectives;
-    the domain's padding mask, where it has one."""
-    from nnfuzz.differential import reference_for
-
-    kind = config.reference
-    if target.reference is not None:
-        if config.reference:
-            warnings.warn(f"--reference {config.reference} is ignored: {target.origin} "
-                          "defines reference(), which disagree uses", stacklevel=2)
-        kind = "reference()"
-    names = target.input_names
-    return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
-                            reference=reference_for(kind, target.model, target.reference,
-                                                    target.origin, names),
-                            atol=config.atol, rtol=config.rtol, user=list(target.objectives),
-                            names=names, real_positions=domain.real_positions if domain else None)
-
-
 @dataclass(frozen=True)
 class Shared:
     """What a worker shares with the others of its run (see nnfuzz.workers); it takes
@@ -158,11 +137,14 @@ class Fuzzer:
         self.rng.manual_seed(config.seed)
         seeds = tuple(t.to(self.executor.device) for t in seeds)
         self.domain = target.domain(seeds, names)
-        self.context = objective_context(target, config, self.domain)
+        self.context = context_for(target, config.reference, config.atol, config.rtol, self.domain)
         self.objectives = build_objectives(config.objectives, self.context)
         guidance = config.objective_guidance
         self.guides = [o for o in self.objectives
                        if (o.guides_by_default if guidance is None else guidance)]
+        #: The columns records track: module statistics, then the guides' pressure.
+        self.layout = SignalLayout(len(self.executor.module_names),
+                                   sum(o.pressure_columns for o in self.guides))
         self.seed_count = seeds[0].shape[0]
         #: The label of each seed (targets()), of those fuzzed from.
         self.labels = target.targets
@@ -209,17 +191,17 @@ class Fuzzer:
                         parents.root, parents.depth + 1)
         execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size
-        findings = judge(self.objectives, execution)
+        verdicts = judge(self.objectives, execution, self.guides)
         if self.config.feedback:
-            passed = execution.ran & ~_mask(findings, mutants.size, execution.ran.device)
-            keep = self.coverage.update(execution.coverage, self._signals(execution), passed,
-                                        parents.vectors)
+            passed = execution.ran & ~verdicts.failing(mutants.size, execution.ran.device)
+            keep = self.coverage.update(execution.coverage, self._signals(execution, verdicts),
+                                        passed, parents.vectors)
             mutants.vectors = execution.coverage
             kept = keep.nonzero().flatten()
             self.kept += self.corpus.add(mutants.select(kept))
             self.corpus.credit(parents.index[kept.to(parents.index.device)])
             self.corpus.evict(self.config.max_corpus, _bytes(self.config.max_corpus_mb))
-        for finding in findings:
+        for finding in verdicts.findings:
             self._report(finding, mutants)
 
     def _execute(self, inputs: Inputs, roots: torch.Tensor) -> Execution:
@@ -232,12 +214,9 @@ class Fuzzer:
             execution.has_target = (roots < self.seed_count).to(self.executor.device)
         return execution
 
-    def _signals(self, execution: Execution) -> torch.Tensor:
-        """What records track: every module statistic, then the objectives' pressure."""
-        stats = execution.stats.reshape(execution.size, -1)
-        if not self.guides:
-            return stats
-        return torch.cat((stats, pressure(self.guides, execution)), 1)
+    def _signals(self, execution: Execution, verdicts: Verdicts) -> torch.Tensor:
+        """What records track (self.layout): every module statistic, then the guides' pressure."""
+        return self.layout.combine(execution.stats, verdicts.pressure)
 
     # --- the campaign --------------------------------------------------------------
 
@@ -351,7 +330,7 @@ class Fuzzer:
                     raise TargetError(f"seed {start + example} makes the model raise an exception, "
                                       f"{error.describe()}: the seeds must be inputs the model "
                                       f"accepts (each seed is {shapes}); fix the seeds or the model.")
-            for finding in judge(self.objectives, execution):
+            for finding in judge(self.objectives, execution).findings:
                 if finding.objective != "disagree":
                     raise TargetError(f"seed {start + finding.example} already fails "
                                       f"{finding.objective}: {finding.detail}: the seeds must pass; "
@@ -390,11 +369,11 @@ class Fuzzer:
         if is_degenerate(spacing) and not self.config.threshold:
             executions, spacing = self._vary_coverage(executions, spacing)
         vectors = torch.cat([e.coverage for e in executions])
-        signals = torch.cat([self._signals(e) for e in executions])
-        module_stats = executions[0].stats.reshape(executions[0].size, -1).shape[1]
+        signals = torch.cat([self._signals(e, judge(self.objectives, e, self.guides))
+                             for e in executions])
         threshold = self.config.threshold or max(threshold_for(spacing), self._earlier_threshold())
         self.corpus.set_vectors(vectors)
-        return Coverage(threshold, vectors, signals, low_only_from=module_stats,
+        return Coverage(threshold, vectors, signals, low_only_from=self.layout.statistics,
                         adaptive=not self.config.threshold)
 
     def _earlier_threshold(self) -> float:
@@ -453,7 +432,8 @@ class Fuzzer:
                               for _, m in found], device=self.executor.device)
         executions = [e for _, e in self._executions(inputs, roots)]
         vectors = torch.cat([e.coverage for e in executions])
-        self.coverage.take_in(vectors, torch.cat([self._signals(e) for e in executions]))
+        self.coverage.take_in(vectors, torch.cat([
+            self._signals(e, judge(self.objectives, e, self.guides)) for e in executions]))
         self.corpus.add_imported(found, vectors)
 
     # --- guidance ------------------------------------------------------------------
@@ -467,12 +447,12 @@ class Fuzzer:
             grads = self.executor.gradient(inputs, steering[pick])
             return None if grads is None else tuple(-g if g is not None else g for g in grads)
         candidates = self.coverage.records.targets()
-        candidates = candidates[candidates < len(self.executor.module_names) * len(STATS)]
+        candidates = candidates[candidates < self.layout.statistics]
         if not len(candidates):
             return None
         pick = int(candidates[torch.randint(len(candidates), (1,), generator=rng,
                                             device=rng.device).item()])
-        module, stat = divmod(pick, len(STATS))
+        module, stat = self.layout.statistic(pick)  # type: ignore[misc]
         lower = bool(torch.rand(1, generator=rng, device=rng.device).item() < 0.5)
         grads = self.executor.stat_gradient(inputs, module, stat)
         if grads is None:
@@ -518,9 +498,7 @@ class Fuzzer:
         seed = tuple(t[0].detach().cpu() for t in self.corpus.root_inputs(torch.tensor([root])))
         labels = self.labels
         target = labels[root].detach().cpu() if labels is not None and self.corpus.is_seed(root) else None
-        reference = {"reference": self.context.reference.kind if self.context.reference else "",
-                     "atol": f"{self.config.atol!r}", "rtol": f"{self.config.rtol!r}"} \
-            if finding.objective == "disagree" else {}
+        objective = next(o for o in self.objectives if o.name == finding.objective)
         return Failure(inputs=inputs, seed=seed, objective=finding.objective, detail=finding.detail,
                        signature=finding.signature, target=target, names=self.domain.names, metadata={
                            "nnfuzz_version": __version__,
@@ -532,7 +510,7 @@ class Fuzzer:
                            "norm": self.config.norm,
                            "found_after_execs": str(self.execs),
                            "found_after_s": f"{self._elapsed():.3f}",
-                           **reference,
+                           **objective.reproducer_metadata(),
                        })
 
     def _replay_command(self, failure: Failure) -> str | None:
@@ -589,12 +567,6 @@ def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _bytes(megabytes: float | None) -> float | None:
     return megabytes * 2**20 if megabytes is not None else None
-
-
-def _mask(findings: list[Finding], size: int, device: torch.device) -> torch.Tensor:
-    mask = torch.zeros(size, dtype=torch.bool, device=device)
-    mask[[f.example for f in findings]] = True
-    return mask
 
 
 def _starting_inputs(target: Target, corpus: Path | None,

@@ -11,11 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nnfuzz.attribution import with_origin
-from nnfuzz.differential import reference_for
 from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
 from nnfuzz.execution import Executor
-from nnfuzz.objectives import (DEFAULT_ATOL, DEFAULT_RTOL, NEEDS, Objective, ObjectiveContext,
-                               available)
+from nnfuzz.objectives import Objective, context_for, rebuild, rebuild_key
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.shrinker import minimize, reproduces, signature_check
 from nnfuzz.target import Target
@@ -84,40 +82,21 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
 
 
 class ObjectiveCache:
-    """The objective a reproducer names, built once per reference kind."""
+    """The objective a reproducer names, rebuilt once per objective and metadata (the
+    reference kind and tolerances of a disagreement, say)."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._built: dict[tuple[str, str], Objective] = {}
+        self.context = context_for(target, domain=target.domain() if target.seeds is not None
+                                   else None)
+        self._built: dict[tuple[str, ...], Objective] = {}
 
     def get(self, failure: Failure) -> Objective:
-        reference = failure.metadata.get("reference", "")
-        key = (failure.objective, reference)
+        key = rebuild_key(failure.objective, failure.metadata)
         if key not in self._built:
-            self._built[key] = self._build(failure, reference)
+            self._built[key] = rebuild(failure.objective, failure.metadata, self.context,
+                                       str(failure.path))
         return self._built[key]
-
-    def _build(self, failure: Failure, reference: str) -> Objective:
-        target, origin = self.target, self.target.origin
-        built = None
-        if failure.objective == "disagree":
-            try:
-                built = reference_for(reference or "reference()", target.model, target.reference,
-                                      origin, target.input_names)
-            except UsageError as error:
-                raise UsageError(f"{failure.path}: a disagreement with {reference or 'reference()'}"
-                                 f": {error}") from None
-        context = ObjectiveContext(
-            model=target.model, origin=origin, loss=target.loss, reference=built,
-            atol=float(failure.metadata.get("atol", DEFAULT_ATOL)),
-            rtol=float(failure.metadata.get("rtol", DEFAULT_RTOL)), user=list(target.objectives),
-            names=target.input_names,
-            real_positions=target.domain().real_positions if target.seeds is not None else None)
-        found = available(context)
-        if failure.objective not in found:
-            raise UsageError(f"{failure.path}: objective {failure.objective!r} is not available "
-                             f"for {origin}: {NEEDS.get(failure.objective, 'define it in objectives()')}.")
-        return found[failure.objective]()
 
 
 def _fitted(target: Target, failure: Failure) -> Failure:

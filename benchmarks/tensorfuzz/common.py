@@ -270,8 +270,7 @@ def provenance() -> str:
 def guides_by_default(objective: str) -> bool:
     """Whether nnfuzz's defaults use this objective's guidance (its default has changed
     between commits, so every searcher here sets ``objective_guidance`` explicitly)."""
-    from nnfuzz.differential import Disagree
-    from nnfuzz.gradients import LossObjective
+    from nnfuzz.objectives import Disagree, LossObjective
 
     setting = nnfuzz.FuzzConfig().objective_guidance
     if setting is not None:

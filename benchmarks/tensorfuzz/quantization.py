@@ -61,7 +61,7 @@ def quantization(quick: bool) -> None:
     _, _, test_images, test_labels = split(*digits())
     test_images = test_images / 8 - 1  # [0, 16] -> [-1, 1], as TensorFuzz's inputs
     seeds = test_images[:count]
-    from nnfuzz.differential import build_reference
+    from nnfuzz.references import build_reference
 
     searchers = quant_searchers()
     sections = []

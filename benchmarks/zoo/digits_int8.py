@@ -1,7 +1,7 @@
 """Digits MLP against its dynamically int8-quantized copy.
 
 Bug: ``reference()`` is the model after dynamic int8 quantization
-(``nnfuzz.differential.quantize_int8``, torch's ``quantize_dynamic``):
+(``nnfuzz.references.quantize_int8``, torch's ``quantize_dynamic``):
 weights rounded to 8 bits per tensor, activations to 8 bits by each input's
 own range. The logits move by up to ~0.3 (0.18 at the median seed), so
 where the model's top two classes are closer than that, the two argmaxes
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from _zoo import DigitsMLP, load_seeds, load_weights
-from nnfuzz.differential import quantize_int8
+from nnfuzz.references import quantize_int8
 
 BOUNDS = (0.0, 16.0)
 

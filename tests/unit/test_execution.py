@@ -110,7 +110,7 @@ def test_a_healthy_model_gives_no_finding() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
     execution = Executor(model).run((torch.rand(16, 3),))
-    assert judge(build_objectives(None, ObjectiveContext(model=model)), execution) == []
+    assert judge(build_objectives(None, ObjectiveContext(model=model)), execution).findings == []
     assert bool(execution.ran.all())
 
 
@@ -157,7 +157,7 @@ def test_rows_that_raised_are_not_also_reported_as_nonfinite() -> None:
     inputs = torch.tensor([[1.0], [-1.0], [200.0], [4.0]])
     model = RaisesOrNan().eval()
     execution = Executor(model).run((inputs,))
-    findings = judge(build_objectives(None, ObjectiveContext(model=model)), execution)
+    findings = judge(build_objectives(None, ObjectiveContext(model=model)), execution).findings
     by_example = {f.example: f for f in findings}
     assert sorted(by_example) == [1, 2]
     assert by_example[1].objective == "nonfinite"
@@ -291,11 +291,11 @@ def test_the_model_runs_without_autograd() -> None:
     assert model.grad_enabled == [False]
 
 
-def test_disagree_never_reuses_the_reference_output_of_an_earlier_batch() -> None:
-    """Two executions judged in turn: each against its own reference output, even
-    when the first is freed and CPython could hand its id to the second."""
-    from nnfuzz.differential import Disagree, Reference
-    from nnfuzz.objectives import ObjectiveContext
+def test_disagree_runs_the_reference_once_per_batch_for_its_findings_and_pressure() -> None:
+    """Findings and pressure come from one evaluation, against that batch's own reference
+    output: nothing is cached from an earlier batch."""
+    from nnfuzz.objectives import Disagree, ObjectiveContext
+    from nnfuzz.references import Reference
 
     model = torch.nn.Linear(3, 4).eval()
     calls: list[int] = []
@@ -308,14 +308,13 @@ def test_disagree_never_reuses_the_reference_output_of_an_earlier_batch() -> Non
     executor = Executor(model)
     for size in (5, 1, 7):
         execution = executor.run((torch.rand(size, 3),))
-        assert objective.judge(execution) == []
-        objective.pressure(execution)
-        del execution
+        judged = objective.evaluate(execution)
+        assert judged.findings == [] and judged.pressure.shape == (size, 2)
     assert calls == [5, 1, 7], "each batch's reference output is computed once, for that batch"
 
 
 def test_a_step_down_the_steering_gradient_shrinks_the_top_two_margin() -> None:
-    from nnfuzz.differential import top_two_margin
+    from nnfuzz.objectives.disagree import top_two_margin
 
     with torch.random.fork_rng():
         torch.manual_seed(0)

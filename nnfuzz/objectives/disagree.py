@@ -1,9 +1,8 @@
-"""The ``disagree`` objective: the model against a second implementation.
+"""``disagree``: the model against a second implementation (nnfuzz.references).
 
-The reference is the target's ``reference()`` (an exported or hand-optimised
-copy, say), or a copy nnfuzz builds: dynamic int8 quantization, or the
-weights and inputs cast to float16 or bfloat16. Class outputs disagree when
-the argmax differs; other outputs when they differ beyond atol + rtol·|ref|.
+Class outputs disagree when the argmax differs; other outputs when they differ
+beyond atol + rtol·|ref|. A disagreement counts only when it holds with the
+example alone in its batch, as replay runs it.
 
 Disagreements cluster where the model's top two classes are close (Hu et
 al. 2022, arXiv 2204.04220), so the objective also reports *pressure*: the
@@ -13,117 +12,17 @@ the loop drives down.
 
 from __future__ import annotations
 
-import copy
-import warnings
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Callable
 
 import torch
-from torch import nn
 
-from nnfuzz.domain import Inputs, Names, call
+from nnfuzz.domain import Inputs, call
 from nnfuzz.errors import TargetError, UsageError, first_line
 from nnfuzz.execution import Execution, primary_output
-from nnfuzz.objectives import Finding, Objective, ObjectiveContext
-
-#: The copies ``--reference`` builds.
-REFERENCE_KINDS = ("int8", "fp16", "bf16")
-#: Layers dynamic int8 quantization replaces.
-QUANTIZABLE = (nn.Linear, nn.LSTM, nn.GRU)
-CAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A second implementation: ``run(inputs)`` returns its output."""
-
-    label: str
-    run: Callable[[Inputs], Any]
-    #: What rebuilds it at replay: one of REFERENCE_KINDS, or "reference()".
-    kind: str
-
-
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """A dynamically int8-quantized copy of the model's Linear and recurrent layers.
-
-    torch 2.13 still ships ``torch.ao.quantization.quantize_dynamic`` (marked
-    deprecated in favour of torchao); it runs on this CPU build with nothing
-    more to install, which is why nnfuzz uses it. This function is the one
-    place to swap in torchao's ``quantize_`` when it is removed.
-    """
-    if not any(isinstance(m, QUANTIZABLE) for m in model.modules()):
-        raise UsageError("--reference int8: the model has no nn.Linear, nn.LSTM or nn.GRU layer "
-                         "to quantize: use --reference fp16 or bf16, or define reference().")
-    if any(p.device.type != "cpu" for p in model.parameters()):
-        raise UsageError("--reference int8: dynamic quantization runs on the CPU only: "
-                         "use --device cpu, or --reference fp16 or bf16.")
-    # quantize_dynamic swaps children only: hold the model as a child so that a
-    # model which is itself one nn.Linear is quantized too.
-    holder = nn.ModuleDict({"model": copy.deepcopy(model)})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize = torch.ao.quantization.quantize_dynamic
-        quantized = quantize(holder, set(QUANTIZABLE), dtype=torch.qint8)["model"].eval()
-    if any(isinstance(m, QUANTIZABLE) and type(m).__module__.startswith("torch.nn.modules")
-           for m in quantized.modules()):
-        leftover = [type(m).__name__ for m in quantized.modules() if isinstance(m, QUANTIZABLE)]
-        warnings.warn(f"--reference int8 left {', '.join(sorted(set(leftover)))} layers in float: "
-                      "dynamic quantization does not support them here", stacklevel=2)
-    return quantized
-
-
-def build_reference(model: nn.Module, kind: str, names: Names = None) -> Reference:
-    """The copy of ``model`` that ``--reference kind`` names, called as the model is."""
-    if kind == "int8":
-        quantized = quantize_int8(model)
-        return Reference("int8", lambda inputs: call(quantized, inputs, names), kind)
-    if kind not in CAST_DTYPES:
-        raise UsageError(f"--reference {kind!r} is unknown: choose int8, fp16 or bf16.")
-    dtype = CAST_DTYPES[kind]
-    cast = copy.deepcopy(model).to(dtype).eval()
-
-    def run(inputs: Inputs) -> Any:
-        return call(cast, tuple(t.to(dtype) if t.dtype.is_floating_point else t for t in inputs),
-                    names)
-
-    return Reference(kind, run, kind)
-
-
-def user_reference(factory: Callable[[], Any], origin: str, names: Names = None) -> Reference:
-    """The target's ``reference()``: a module or any callable taking the model's inputs."""
-    try:
-        implementation = factory()
-    except Exception as error:  # noqa: BLE001 - the target's bug
-        raise TargetError(f"{origin}: reference() raised {type(error).__name__}: "
-                          f"{first_line(error)}") from None
-    if not callable(implementation):
-        raise TargetError(f"{origin}: reference() returned {type(implementation).__name__}: "
-                          "return a module or a callable taking the same inputs as the model.")
-    if isinstance(implementation, nn.Module):
-        implementation.eval()
-    return Reference("reference", lambda inputs: call(implementation, inputs, names),
-                     "reference()")
-
-
-def reference_for(kind: str | None, model: nn.Module, factory: Callable[[], Any] | None,
-                  origin: str, names: Names = None) -> Reference | None:
-    """The reference of ``kind``: "reference()" (the target's), int8, fp16, bf16, or none."""
-    if not kind:
-        return None
-    if kind == "reference()":
-        if factory is None:
-            raise UsageError(f"{origin} defines no reference(): define it, or use "
-                             "--reference int8, fp16 or bf16.")
-        return user_reference(factory, origin, names)
-    return build_reference(model, kind, names)
-
-
-def model_label(model: nn.Module) -> str:
-    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
-             torch.float64: "fp64"}
-    for parameter in model.parameters():
-        return names.get(parameter.dtype, "model")
-    return "model"
+from nnfuzz.objectives.base import (DEFAULT_ATOL, DEFAULT_RTOL, Finding, Judgement, Objective,
+                                    ObjectiveContext)
+from nnfuzz.references import Reference, model_label, reference_for
 
 
 class Disagree(Objective):
@@ -134,6 +33,11 @@ class Disagree(Objective):
     #: (fp16: 38 against 15). Random search: 16 and 3.
     guides_by_default = True
 
+    #: The margin of the model's top two classes, and minus the gap to the reference.
+    pressure_columns = 2
+    #: What a reproducer records to rebuild it (reproducer_metadata, from_metadata).
+    metadata_keys = ("reference", "atol", "rtol")
+
     def __init__(self, context: ObjectiveContext) -> None:
         self.reference: Reference = context.reference  # type: ignore[assignment]
         self.model = context.model
@@ -142,13 +46,35 @@ class Disagree(Objective):
         self.atol, self.rtol = context.atol, context.rtol
         self.origin = context.origin
         self.real_positions = context.real_positions
-        self._cache: tuple[Execution, torch.Tensor] | None = None
+
+    @classmethod
+    def from_metadata(cls, context: ObjectiveContext, metadata: dict[str, str]) -> "Disagree":
+        """The objective a reproducer was found with: its reference kind and tolerances."""
+        kind = metadata.get("reference", "") or "reference()"
+        try:
+            reference = reference_for(kind, context.model, context.reference_factory,
+                                      context.origin, context.names)
+        except UsageError as error:
+            raise UsageError(f"a disagreement with {kind}: {error}") from None
+        return cls(replace(context, reference=reference,
+                           atol=float(metadata.get("atol", DEFAULT_ATOL)),
+                           rtol=float(metadata.get("rtol", DEFAULT_RTOL))))
+
+    def reproducer_metadata(self) -> dict[str, str]:
+        return {"reference": self.reference.kind, "atol": f"{self.atol!r}",
+                "rtol": f"{self.rtol!r}"}
+
+    def evaluate(self, execution: Execution) -> Judgement:
+        if execution.primary is None:
+            return Judgement([], None)
+        ours, theirs = execution.primary, self._reference_output(execution)
+        ran = execution.ran & torch.isfinite(ours.reshape(ours.shape[0], -1)).all(1)
+        findings = [confirmed for candidate in self._compare(ours, theirs, ran, execution.inputs)
+                    if (confirmed := self._alone(execution, candidate)) is not None]
+        return Judgement(findings, self._pressure(ours, theirs))
 
     def _reference_output(self, execution: Execution) -> torch.Tensor:
-        """The reference's primary output (float32), computed once per execution."""
-        # Keyed by the object itself, held alive: an id() could be reused by a later batch.
-        if self._cache is not None and self._cache[0] is execution:
-            return self._cache[1]
+        """The reference's primary output (float32), shaped as the model's."""
         try:
             with torch.no_grad():
                 output = primary_output(self.reference.run(execution.inputs))
@@ -161,17 +87,7 @@ class Disagree(Objective):
             raise TargetError(f"{self.origin}: the {self.reference.label} reference returned shape "
                               f"{shape}, the model {tuple(model.shape) if model is not None else None}:"
                               " a reference must compute the same function.")
-        output = output.float().to(model.device)
-        self._cache = (execution, output)
-        return output
-
-    def judge(self, execution: Execution) -> list[Finding]:
-        if execution.primary is None:
-            return []
-        ours, theirs = execution.primary, self._reference_output(execution)
-        ran = execution.ran & torch.isfinite(ours.reshape(ours.shape[0], -1)).all(1)
-        return [confirmed for candidate in self._compare(ours, theirs, ran, execution.inputs)
-                if (confirmed := self._alone(execution, candidate)) is not None]
+        return output.float().to(model.device)
 
     def _compare(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
                  inputs: Inputs) -> list[Finding]:
@@ -239,11 +155,8 @@ class Disagree(Objective):
                 f"output[{where}]"))
         return findings
 
-    def pressure(self, execution: Execution) -> torch.Tensor | None:
+    def _pressure(self, ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
         """Margin of the model's top two classes, and minus the gap to the reference."""
-        if execution.primary is None:
-            return None
-        ours, theirs = execution.primary, self._reference_output(execution)
         size = ours.shape[0]
         if _is_classes(ours):
             margin = top_two_margin(ours)
@@ -252,7 +165,6 @@ class Disagree(Objective):
             margin = torch.zeros(size, device=ours.device)
             gap = ((ours - theirs).abs() - self.rtol * theirs.abs()).reshape(size, -1).amax(1)
         return torch.stack((margin, -gap), 1)
-
 
     def steer(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Down the top-two margin: disagreements live where the model hesitates."""

@@ -1,4 +1,4 @@
-"""The ``loss`` objective: a broken loss, or a broken gradient of it.
+"""``loss``: a broken loss, or a broken gradient of it.
 
 Training breaks long before inference does: a loss that is NaN or Inf, or
 whose gradient with respect to the input or to a parameter is, poisons the
@@ -20,7 +20,7 @@ import torch.utils._pytree as pytree
 from nnfuzz.domain import call
 from nnfuzz.errors import TargetError, first_line, user_traceback
 from nnfuzz.execution import Execution, primary_output
-from nnfuzz.objectives import Finding, Objective, ObjectiveContext
+from nnfuzz.objectives.base import Finding, Judgement, Objective, ObjectiveContext
 
 Rows = torch.Tensor
 
@@ -30,6 +30,8 @@ class LossObjective(Objective):
     #: Measured on TensorFuzz's nans experiment (6 seed images x 3 run seeds):
     #: the worst image's median fell from 18,500 to 2,900 executions to the NaN.
     guides_by_default = True
+    #: Minus each example's loss: a loss that keeps growing is heading for Inf or NaN.
+    pressure_columns = 1
 
     def __init__(self, context: ObjectiveContext) -> None:
         self.model = context.model
@@ -37,48 +39,44 @@ class LossObjective(Objective):
         self.loss = context.loss
         self.origin = context.origin
         self.parameters = [(n, p) for n, p in context.model.named_parameters() if p.requires_grad]
-        self._losses: tuple[Execution, torch.Tensor] | None = None
 
-    def judge(self, execution: Execution) -> list[Finding]:
+    def evaluate(self, execution: Execution) -> Judgement:
         rows = execution.ran
         if execution.targets is not None and execution.has_target is not None:
             rows = rows & execution.has_target
         rows = rows.nonzero().flatten()
+        pressure = torch.full((execution.size, 1), float("nan"), device=execution.coverage.device)
         if not len(rows):
-            return []
+            return Judgement([], pressure)
         inputs = tuple(t[rows].detach().clone().requires_grad_(t.dtype.is_floating_point)
                        for t in execution.inputs)
         targets = execution.targets[rows] if execution.targets is not None else None
         with torch.enable_grad():
             output = call(self.model, inputs, self.names)  # as the model returned it
             losses = self._per_example(output, targets, len(rows))  # (n,)
-            self._remember(execution, rows, losses)
-            if self._all_finite(losses, inputs):
-                return []
-            findings = self._bad_losses(losses, output, rows)
-            blamed = {f.example for f in findings}
-            healthy = torch.tensor([i for i in range(len(rows)) if int(rows[i]) not in blamed],
+            pressure[rows.to(pressure.device), 0] = -losses.detach().float().to(pressure.device)
+            return Judgement(self._findings(losses, output, inputs, targets, rows), pressure)
+
+    def _findings(self, losses: torch.Tensor, output: Any, inputs: tuple[torch.Tensor, ...],
+                  targets: torch.Tensor | None, rows: Rows) -> list[Finding]:
+        """Nothing when the loss and every gradient is finite (one backward says so);
+        otherwise the loss, the input gradients and the parameter gradients, in turn,
+        each blaming only the examples the one before left healthy."""
+        if self._all_finite(losses, inputs):
+            return []
+        findings = self._bad_losses(losses, output, rows)
+        blamed = {f.example for f in findings}
+        healthy = torch.tensor([i for i in range(len(rows)) if int(rows[i]) not in blamed],
+                               dtype=torch.long, device=rows.device)
+        if len(healthy):
+            findings += self._bad_input_gradients(losses, inputs, rows, healthy)
+            blamed |= {f.example for f in findings}
+            healthy = torch.tensor([i for i in healthy.tolist() if int(rows[i]) not in blamed],
                                    dtype=torch.long, device=rows.device)
-            if len(healthy):
-                findings += self._bad_input_gradients(losses, inputs, rows, healthy)
-                blamed |= {f.example for f in findings}
-                healthy = torch.tensor([i for i in healthy.tolist() if int(rows[i]) not in blamed],
-                                       dtype=torch.long, device=rows.device)
-            if len(healthy) and self.parameters:
-                findings += [self._parameter_finding(rows, inputs, targets, i)
-                             for i in self._blame(inputs, targets, healthy)]
+        if len(healthy) and self.parameters:
+            findings += [self._parameter_finding(rows, inputs, targets, i)
+                         for i in self._blame(inputs, targets, healthy)]
         return findings
-
-    def _remember(self, execution: Execution, rows: Rows, losses: torch.Tensor) -> None:
-        every = torch.full((execution.size,), float("nan"), device=losses.device)
-        every[rows] = losses.detach().float()
-        self._losses = (execution, every)  # the execution itself, held: ids get reused
-
-    def pressure(self, execution: Execution) -> torch.Tensor | None:
-        """Minus each example's loss: a loss that keeps growing is heading for Inf or NaN."""
-        if self._losses is None or self._losses[0] is not execution:
-            return torch.full((execution.size, 1), float("nan"), device=execution.coverage.device)
-        return -self._losses[1].unsqueeze(1)
 
     def _all_finite(self, losses: torch.Tensor, inputs: tuple[torch.Tensor, ...]) -> bool:
         """One backward for the whole batch: the common case, where nothing is wrong.
