@@ -90,7 +90,7 @@ def child(model_name: str, seconds: float, out: Path) -> None:
 
     from benchmarks.throughput import build
     from nnfuzz.config import FuzzConfig
-    from nnfuzz.loop import Fuzzer
+    from nnfuzz.campaign import InProcess
     from nnfuzz.status import Reporter, Snapshot
     from nnfuzz.target import in_memory
 
@@ -110,12 +110,12 @@ def child(model_name: str, seconds: float, out: Path) -> None:
     start = time.monotonic()
     sampler, log = RssSampler(start), CorpusLog()
     sampler.start()
-    fuzzer = Fuzzer(in_memory(model, seeds, bounds=(0.0, 1.0)),
-                    FuzzConfig(max_time=seconds, seed=0), reporter=log)
+    fuzzer = InProcess(in_memory(model, seeds, bounds=(0.0, 1.0)),
+                       FuzzConfig(max_time=seconds, seed=0), reporter=log)
     try:
         result = fuzzer.run()
-        elements = fuzzer.corpus.elements()
-        dim = fuzzer.coverage.index.dim
+        elements = fuzzer.fuzzer.corpus.elements()
+        dim = fuzzer.fuzzer.coverage.index.dim
     finally:
         fuzzer.close()
     samples = sampler.stop()
@@ -123,7 +123,7 @@ def child(model_name: str, seconds: float, out: Path) -> None:
         "model": MODELS[model_name], "seconds": seconds, "execs": result.execs,
         "baseline_bytes": baseline, "peak_bytes": peak_rss_bytes(),
         "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "corpus": len(elements[0]), "coverage": len(fuzzer.coverage), "dim": dim,
+        "corpus": len(elements[0]), "coverage": len(fuzzer.fuzzer.coverage), "dim": dim,
         "input_bytes": sum(t.numel() * t.element_size() for t in elements),
         "bytes_per_input": sum(t[0].numel() * t.element_size() for t in elements),
         "rss": samples, "status": log.rows,

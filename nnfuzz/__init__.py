@@ -25,7 +25,7 @@ _HOMES = {
     "FuzzConfig": "nnfuzz.config", "FuzzResult": "nnfuzz.config", "StopReason": "nnfuzz.config",
     "Continuous": "nnfuzz.kinds", "Flags": "nnfuzz.kinds", "Image": "nnfuzz.kinds",
     "Mask": "nnfuzz.kinds", "Tokens": "nnfuzz.kinds",
-    "fuzz": "nnfuzz.loop", "fuzz_target": "nnfuzz.loop",
+    "fuzz": "nnfuzz.api", "fuzz_target": "nnfuzz.api",
     "Finding": "nnfuzz.objectives", "Objective": "nnfuzz.objectives",
     "Failure": "nnfuzz.reproducer", "load_failure": "nnfuzz.reproducer",
     "Target": "nnfuzz.target", "load_target": "nnfuzz.target",
@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from nnfuzz.errors import (CorpusError, NnfuzzError, OutputError, ReproducerError,
                                TargetError, UsageError)
     from nnfuzz.kinds import Continuous, Flags, Image, Mask, Tokens
-    from nnfuzz.loop import fuzz, fuzz_target
+    from nnfuzz.api import fuzz, fuzz_target
     from nnfuzz.objectives import Finding, Objective
     from nnfuzz.reproducer import Failure, load_failure
     from nnfuzz.target import Target, load_target

@@ -164,7 +164,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         junit_path: Path | None) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
-    from nnfuzz.loop import fuzz_target
+    from nnfuzz.api import fuzz_target
     from nnfuzz.results import run_junit, run_record, write_json, write_junit
     from nnfuzz.status import TerminalReporter
     from nnfuzz.target import load_target
@@ -178,16 +178,8 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
                         threshold=threshold, reference=reference, atol=atol, rtol=rtol,
                         stop_on_failure=stop_on_failure, minimize=minimize, threads=threads,
                         max_corpus=max_corpus, max_corpus_mb=max_corpus_mb)
-    if ray_address is not None:
-        from nnfuzz.ray_pool import RayPool
-
-        result = RayPool(loaded, config, out, corpus, workers, ray_address, reporter).run()
-    elif workers > 1:
-        from nnfuzz.workers import WorkerPool
-
-        result = WorkerPool(loaded, config, out, corpus, workers, device, reporter).run()
-    else:
-        result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter)
+    result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter,
+                         workers=workers, ray=ray_address, device=device)
     if json_path is not None:
         write_json(json_path, run_record(result))
     if junit_path is not None:

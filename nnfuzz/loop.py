@@ -1,136 +1,86 @@
-"""The fuzz loop and its Python API, ``nnfuzz.fuzz``.
+"""The fuzz loop: the engine that every driver runs (nnfuzz.campaign).
 
 One iteration, :meth:`Fuzzer.step`, reads top to bottom: sample parents from
 the corpus, mutate them, execute the model, judge the objectives, measure
 coverage, grow the corpus, report failures. Everything else here sets that
-up (seeds checked, corpus and coverage primed, output folder resumed) or
-tears it down (run.json written, the reason for stopping recorded).
+up (seeds checked, corpus and coverage primed from the run's folder) or
+reads it (progress, slices). The run's bookkeeping (output folder, known
+failures, status, run.json) is the Campaign's, not the engine's.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections import Counter
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 
 from nnfuzz.attribution import with_origin
-from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
+from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.corpus import Batch, Corpus, named_inputs_in_folder
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
-from nnfuzz.domain import Domain, Inputs, Names
-from nnfuzz.errors import NnfuzzError, TargetError, UsageError
+from nnfuzz.domain import Inputs, Names
+from nnfuzz.errors import TargetError
 from nnfuzz.execution import Execution, Executor
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
-from nnfuzz.output import OutputFolder, known_failures
-from nnfuzz.reproducer import Failure, replay_command
+from nnfuzz.reproducer import Failure
 from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
 from nnfuzz.status import Reporter, Snapshot, announce_domain
-from nnfuzz.target import Target, in_memory
-from nnfuzz.version import __version__, versions
+from nnfuzz.target import Target
+from nnfuzz.version import __version__
+
+if TYPE_CHECKING:
+    from nnfuzz.campaign import Shrink
 
 
-def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None = None,
-         bounds: object = None, inputs: object = None, targets: torch.Tensor | None = None,
-         loss: Callable[..., torch.Tensor] | None = None, reference: Any = None,
-         objectives: Any = None, corpus: str | Path | None = None,
-         reporter: Reporter | None = None, **options: Any) -> FuzzResult:
-    """Fuzz ``model`` from ``seeds`` and return what was found.
+class FailureSink(Protocol):
+    """Where an engine's failures go: the run's Campaign, or a worker's line to its parent."""
 
-    The arguments mirror the target file (DESIGN §1): ``seeds`` (a tensor, a
-    tuple, or a dict by keyword), ``bounds``, ``inputs`` (the kinds of
-    ``INPUTS``), ``targets``, ``loss(output, target)``, and ``reference`` (a module or callable, or one
-    of "int8", "fp16", "bf16"). ``objectives`` lists objective names and/or
-    callables ``(inputs, output) -> BoolTensor (N,)``; default: every
-    objective available. ``options`` are the fields of :class:`FuzzConfig`
-    (``max_time``, ``runs``, ``seed``, ``radius``, ...). With neither
-    ``max_time`` nor ``runs`` the run goes on until interrupted.
-    """
-    unknown = set(options) - set(FuzzConfig.__dataclass_fields__)
-    if unknown:
-        raise UsageError(f"fuzz() got unknown option {sorted(unknown)[0]!r}: choose from "
-                         f"{', '.join(FuzzConfig.__dataclass_fields__)}.")
-    chosen = [objectives] if isinstance(objectives, str) or callable(objectives) else objectives
-    checks = [o for o in chosen or [] if callable(o)]
-    if isinstance(reference, str):
-        options["reference"] = reference
-    target = in_memory(model, seeds, bounds=bounds, inputs=inputs, targets=targets, loss=loss,
-                       reference=(lambda: reference) if reference is not None
-                       and not isinstance(reference, str) else None,
-                       objectives=checks)
-    names = [o if isinstance(o, str) else o.__name__ for o in chosen] if chosen else None
-    if isinstance(options.get("layers"), str):
-        options["layers"] = (options["layers"],)
-    config = FuzzConfig(objectives=tuple(names) if names else None,
-                        **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
-    return fuzz_target(target, config, out=out, corpus=corpus, reporter=reporter)
+    def is_known(self, signature: str) -> bool: ...
 
+    def hit(self, signature: str, count: int = 1) -> None: ...
 
-def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = None,
-                corpus: str | Path | None = None, reporter: Reporter | None = None) -> FuzzResult:
-    """Fuzz a loaded target file: what ``nnfuzz run`` does."""
-    fuzzer = Fuzzer(target, config, out=Path(out) if out else None,
-                    corpus=Path(corpus) if corpus else None, reporter=reporter)
-    try:
-        return fuzzer.run()
-    finally:
-        fuzzer.close()
-
-
-@dataclass(frozen=True)
-class Shared:
-    """What a worker shares with the others of its run (see nnfuzz.workers); it takes
-    in the others' corpus files at every status interval."""
-
-    #: OUT/corpus: every worker saves its new inputs there and takes in the others'.
-    corpus: Path
-    #: OUT/crashes: failures saved there (by the parent) are known, not new.
-    crashes: Path
-    #: Asked between batches: the parent wants the workers to stop.
-    should_stop: Callable[[], bool]
-    #: When the whole run's --max-time is up (``time.monotonic()``, the same clock in
-    #: every process of the machine): the parent's start-up counts, not only this worker's.
-    deadline: float | None = None
+    def take(self, failure: Failure, shrink: Shrink | None = None) -> None: ...
 
 
 class Fuzzer:
-    """One fuzzing campaign: set up by ``__init__``, driven by ``run``."""
+    """The engine: set up by ``__init__`` (seeds checked, corpus and coverage primed), then
+    ``step`` after ``step``, in slices of ``run_slice``. It keeps no run bookkeeping: its
+    failures go to ``sink``, its progress is read with ``progress()``.
 
-    def __init__(self, target: Target, config: FuzzConfig, *, out: Path | None = None,
-                 corpus: Path | None = None, reporter: Reporter | None = None,
-                 shared: "Shared | None" = None) -> None:
+    ``corpus`` is a folder of inputs to start from as well (--corpus); ``folder`` is where
+    the run keeps its corpus (OUT/corpus, read at the start and written as inputs are kept);
+    ``earlier`` the records of the folder's earlier runs; ``deadline`` (``time.monotonic()``)
+    when minimizing a failure must stop.
+    """
+
+    def __init__(self, target: Target, config: FuzzConfig, sink: FailureSink, *,
+                 corpus: Path | None = None, folder: Path | None = None,
+                 earlier: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
+                 deadline: float | None = None) -> None:
         config.check()
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        self.out = OutputFolder(out) if out is not None else None
+        self.sink, self.deadline = sink, deadline
+        self.earlier = list(earlier)
         try:
-            self._set_up(target, config, corpus, reporter, shared)
+            self._set_up(target, config, corpus, folder)
         except BaseException:
-            self.close()  # the folder's lock too: a run that could not start holds nothing
+            self.close()
             raise
 
     def _set_up(self, target: Target, config: FuzzConfig, corpus: Path | None,
-                reporter: Reporter | None, shared: "Shared | None") -> None:
-        if self.out is not None:
-            self.out.check_resumable(target.path.name if target.path else None, target.sha256,
-                                     __version__)
-        seeds, names = _starting_inputs(target, corpus, self.out)
+                folder: Path | None) -> None:
+        seeds, names = _starting_inputs(target, [corpus, folder])
         if target.input_names is None and names is not None:
             target = replace(target, input_names=names)  # a corpus of named inputs, no seeds()
         self.target = target
         self.config = config
-        self.reporter = reporter or Reporter()
-        #: Set when this is one of several workers (nnfuzz.workers): the folder they share.
-        self.shared = shared
-        #: What earlier runs in the output folder did: totals add up across runs.
-        self.earlier = self.out.earlier_runs() if self.out else []
         self.executor = Executor(target.model.eval(), layers=list(config.layers),
                                  source=target.path, names=target.input_names)
         self.rng = torch.Generator(device=self.executor.device)
@@ -154,31 +104,24 @@ class Fuzzer:
         #: What the start of the run warns about besides the domain.
         self.notes_warned: list[str] = []
         seeds = self._passing_seeds(seeds)
-        corpus_folder = self.out.corpus if self.out else shared.corpus if shared else None
-        self.corpus = Corpus(self.domain, seeds, folder=corpus_folder, device=self.executor.device)
+        self.folder = folder
+        self.corpus = Corpus(self.domain, seeds, folder=folder, device=self.executor.device)
         if corpus is not None:
             self.corpus.load_folder(corpus, strict=True)
-        if corpus_folder is not None:
-            self.corpus.load_folder(corpus_folder, strict=False)
+        if folder is not None:
+            self.corpus.load_folder(folder, strict=False)
         gradient = self._gradient if config.feedback and config.guided else None
         self.mutator = Mutator(self.domain, MutationConfig(config.radius, config.norm, config.edges),
                                gradient)
         self.coverage = self._prime_coverage()
-        self.known = (self.out.known_failures() if self.out
-                      else known_failures(shared.crashes, quiet=True) if shared else {})
-        self.hits: Counter[str] = Counter()
-        self.failures: list[Failure] = []
         self.execs = 0
         #: Inputs this run added to the corpus (some may have been evicted since).
         self.kept = 0
         self.started = time.monotonic()
-        self.started_at = datetime.now(timezone.utc)
 
     def close(self) -> None:
         if getattr(self, "executor", None) is not None:
             self.executor.close()
-        if self.out is not None:
-            self.out.close()
 
     # --- one iteration --------------------------------------------------------------
 
@@ -218,103 +161,43 @@ class Fuzzer:
         """What records track (self.layout): every module statistic, then the guides' pressure."""
         return self.layout.combine(execution.stats, verdicts.pressure)
 
-    # --- the campaign --------------------------------------------------------------
+    # --- slices ------------------------------------------------------------------
 
-    def run(self) -> FuzzResult:
-        announce_domain(self.reporter, self.domain)
+    def announce(self, reporter: Reporter, known: int) -> None:
+        """What the start of a run says: the domain, its warnings and notes, the threshold."""
+        announce_domain(reporter, self.domain)
         for note in self.notes_warned:
-            self.reporter.warning(note)
+            reporter.warning(note)
         for note in self.notes:
-            self.reporter.info(note)
-        self.reporter.info(f"coverage threshold {self.coverage.threshold:.6g} "
-                           f"({'--threshold' if self.config.threshold else 'from the seeds'}); "
-                           f"corpus {len(self.corpus)}, {len(self.known)} known failure(s)")
-        self._write_run(None)
-        try:
-            while (reason := self.run_slice(self.config.status_interval)) is None:
-                self._status()
-                self._write_run(None)  # so that a killed run's work still counts in the totals
-                if self.shared is not None:
-                    self.import_shared()
-        except KeyboardInterrupt:
-            reason = StopReason.INTERRUPTED
-        except NnfuzzError:
-            self._finish(StopReason.ERROR)
-            raise
-        return self._finish(reason)
+            reporter.info(note)
+        reporter.info(f"coverage threshold {self.coverage.threshold:.6g} "
+                      f"({'--threshold' if self.config.threshold else 'from the seeds'}); "
+                      f"corpus {len(self.corpus)}, {known} known failure(s)")
 
-    def run_slice(self, seconds: float) -> StopReason | None:
-        """Fuzz for about ``seconds``; returns why the campaign is over, or None if it is not."""
+    def run_slice(self, seconds: float,
+                  stop: Callable[[int], StopReason | None]) -> StopReason | None:
+        """Fuzz for about ``seconds``, asking ``stop(executions so far)`` before each batch;
+        returns why to stop, or None when the slice is simply over."""
         deadline = time.monotonic() + seconds
-        while (reason := self._stop_reason()) is None and time.monotonic() < deadline:
+        while (reason := stop(self.execs)) is None and time.monotonic() < deadline:
             size = self.config.batch_size
             if self.config.runs is not None:
                 size = min(size, self.config.runs - self.execs)
             self.step(size)
         return reason
 
-    def _stop_reason(self) -> StopReason | None:
-        if self.shared is not None and self.shared.should_stop():
-            return StopReason.STOPPED
-        if self.config.stop_on_failure and self.failures:
-            return StopReason.FAILURE
-        if self.config.runs is not None and self.execs >= self.config.runs:
-            return StopReason.RUNS
-        deadline = self._deadline()
-        if deadline is not None and time.monotonic() >= deadline:
-            return StopReason.MAX_TIME
-        return None
-
-    def _deadline(self) -> float | None:
-        """When --max-time is up: this run's own, or the whole run's for a worker."""
-        deadlines = []
-        if self.config.max_time is not None:
-            deadlines.append(self.started + self.config.max_time)
-        if self.shared is not None and self.shared.deadline is not None:
-            deadlines.append(self.shared.deadline)
-        return min(deadlines, default=None)
-
-    def _finish(self, reason: StopReason) -> FuzzResult:
-        snapshot = self._status()
-        self._write_run(reason)
-        self.reporter.finish(snapshot, reason.describe())
-        return FuzzResult(failures=self.failures, execs=self.execs, elapsed_s=self._elapsed(),
-                          corpus=len(self.corpus), coverage=len(self.coverage),
-                          threshold=self.coverage.threshold, stop_reason=reason,
-                          hits=dict(self.hits), out=self.out.path if self.out else None)
-
-    def _elapsed(self) -> float:
+    def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def _snapshot(self) -> Snapshot:
-        """Counters across every run in the output folder; the rate is this run's."""
-        elapsed = self._elapsed()
-        return Snapshot(elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
-                        execs=self.execs + int(summed(self.earlier, "execs")),
+    def progress(self) -> Snapshot:
+        """This engine's counters (a Campaign adds the run's failures and earlier runs)."""
+        elapsed = self.elapsed()
+        return Snapshot(elapsed_s=elapsed, execs=self.execs,
                         execs_per_s=self.execs / elapsed if elapsed > 0 else 0.0,
-                        corpus=len(self.corpus), coverage=len(self.coverage),
-                        failures=len(self.failures), saved_failures=len(self.known),
-                        run=len(self.earlier) + 1,
+                        corpus=len(self.corpus), coverage=len(self.coverage), failures=0,
                         corpus_mb=self.corpus.stored_bytes / 2**20,
                         kept_per_min=60 * self.kept / elapsed if elapsed > 0 else 0.0,
                         threshold=self.coverage.threshold)
-
-    def _status(self) -> Snapshot:
-        snapshot = self._snapshot()
-        self.reporter.status(snapshot)
-        if self.out is not None:
-            self.out.append_stats(snapshot.record())
-        return snapshot
-
-    def _write_run(self, reason: StopReason | None) -> None:
-        if self.out is None:
-            return
-        self.out.write_run(run_record(
-            target=self.target, config=self.config, device=str(self.executor.device),
-            threshold=self.coverage.threshold, started_at=self.started_at, reason=reason,
-            elapsed_s=self._elapsed(), execs=self.execs, failures=len(self.failures),
-            hits=self.hits, known=len(self.known), earlier=self.earlier,
-            snapshot=self._snapshot(), coverage_layers=self.executor.layers))
 
     # --- set-up ------------------------------------------------------------------
 
@@ -422,8 +305,10 @@ class Fuzzer:
         return self._prime_executions()
 
     def import_shared(self) -> None:
-        """Take in the corpus files other workers saved since the last look."""
-        found = self.corpus.new_in_folder(self.shared.corpus)  # type: ignore[union-attr]
+        """Take in the corpus files other workers saved into the folder since the last look."""
+        if self.folder is None:
+            return
+        found = self.corpus.new_in_folder(self.folder)
         if not found:
             return
         inputs = tuple(torch.cat(column) for column in zip(*(i for i, _ in found)))
@@ -462,21 +347,15 @@ class Fuzzer:
     # --- failures ------------------------------------------------------------------
 
     def _report(self, finding: Finding, mutants: Batch) -> None:
-        self.hits[finding.signature] += 1
-        if finding.signature in self.known:
+        self.sink.hit(finding.signature)
+        if self.sink.is_known(finding.signature):
             return
         failure = with_origin(self._failure(finding, mutants), self.target.model, self.domain.names,
                               self.target.path)
-        if self.out is not None:
-            self.out.save_failure(failure)
-        if self.config.minimize:
-            failure = self._minimized(failure)
-        self.known[finding.signature] = failure.path or Path()
-        self.failures.append(failure)
-        self.reporter.failure(failure, self._replay_command(failure))
+        self.sink.take(failure, self.minimized if self.config.minimize else None)
 
-    def _minimized(self, failure: Failure) -> Failure:
-        """The failure shrunk toward its seed, replacing its reproducer when smaller."""
+    def minimized(self, failure: Failure) -> Failure:
+        """The failure shrunk toward its seed, or itself when nothing smaller fails the same."""
         objective = next(o for o in self.objectives if o.name == failure.objective)
         still_fails = signature_check(failure, objective, self.executor)
         if not reproduces(failure, still_fails):
@@ -484,12 +363,8 @@ class Fuzzer:
                           "input alone: it depends on the batch, and replay may call it fixed",
                           stacklevel=2)
             return failure
-        smaller = minimize(failure, still_fails, self.domain, self._deadline())
-        if not is_smaller(smaller, failure):
-            return failure
-        if self.out is not None:
-            self.out.replace_failure(failure, smaller)
-        return smaller
+        smaller = minimize(failure, still_fails, self.domain, self.deadline)
+        return smaller if is_smaller(smaller, failure) else failure
 
     def _failure(self, finding: Finding, mutants: Batch) -> Failure:
         example = finding.example
@@ -509,72 +384,21 @@ class Fuzzer:
                            "distance": f"{input_distance(inputs, seed, self.config.norm):.6g}",
                            "norm": self.config.norm,
                            "found_after_execs": str(self.execs),
-                           "found_after_s": f"{self._elapsed():.3f}",
+                           "found_after_s": f"{self.elapsed():.3f}",
                            **objective.reproducer_metadata(),
                        })
-
-    def _replay_command(self, failure: Failure) -> str | None:
-        if self.target.path is None or failure.path is None:
-            return None
-        return replay_command(self.target.path, failure.path)
-
-
-def run_record(*, target: Target, config: FuzzConfig, device: str, threshold: float | None,
-               started_at: datetime, reason: StopReason | None, elapsed_s: float, execs: int,
-               failures: int, hits: Counter[str], known: int, earlier: list[dict[str, Any]],
-               snapshot: Snapshot, workers: int | None = None,
-               coverage_layers: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """run.json (DESIGN §4): what ran, and totals across every run of the folder."""
-    what_ran = {
-        "target_sha256": target.sha256,
-        "seeds_sha256": target.seeds_sha256,
-        "run_seed": config.seed,
-        "start_time": started_at.isoformat(),
-        "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
-        "stop_reason": reason.describe() if reason else "running",
-    }
-    this_run = {"nnfuzz": __version__, **what_ran, "execs": execs, "threshold": threshold,
-                "coverage_layers": list(coverage_layers),
-                "elapsed_s": round(elapsed_s, 3), "new_failures": failures, "hits": dict(hits)}
-    if workers is not None:
-        this_run["workers"] = workers
-    every_hit = Counter(hits)
-    for run in earlier:
-        every_hit.update(run.get("hits") or {})
-    return {
-        **versions(),
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
-        "options": asdict(config),
-        "target": str(target.path) if target.path else None,
-        "threshold": threshold,
-        "coverage_layers": list(coverage_layers),
-        **what_ran,
-        "totals": {**_without(snapshot.record(), "run"), "runs": len(earlier) + 1,
-                   "new_failures": failures, "known_failures": known, "hits": dict(every_hit)},
-        "runs": [*earlier, this_run],
-    }
-
-
-def summed(runs: list[dict[str, object]], key: str) -> float:
-    """The sum of a number over the runs of run.json's history."""
-    return float(sum(r.get(key) or 0 for r in runs if isinstance(r.get(key, 0), (int, float))))
-
-
-def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != key}
 
 
 def _bytes(megabytes: float | None) -> float | None:
     return megabytes * 2**20 if megabytes is not None else None
 
 
-def _starting_inputs(target: Target, corpus: Path | None,
-                     out: OutputFolder | None) -> tuple[Inputs, Names]:
-    """The seeds, or, when there are none, the inputs of the corpus folder (and their names)."""
+def _starting_inputs(target: Target, folders: list[Path | None]) -> tuple[Inputs, Names]:
+    """The seeds, or, when there are none, the inputs of the first folder with any (and
+    their names)."""
     if target.seeds is not None:
         return target.seeds, target.input_names
-    for folder in (corpus, out.corpus if out else None):
+    for folder in folders:
         if folder is not None and folder.is_dir():
             found = named_inputs_in_folder(folder)
             if found is not None:

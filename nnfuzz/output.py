@@ -11,12 +11,23 @@ import fcntl
 import json
 import os
 import warnings
+from collections import Counter
+from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
+
+from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.errors import OutputError, ReproducerError, UsageError
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.storage import TEMP_PREFIX, atomic_write, ensure_folder, write_failure
+from nnfuzz.version import __version__, versions
+
+if TYPE_CHECKING:
+    from nnfuzz.status import Snapshot
+    from nnfuzz.target import Target
 
 
 #: The file whose advisory lock says a run is using the folder; it holds that run's pid.
@@ -189,3 +200,49 @@ def known_failures(crashes: Path, *, quiet: bool = False) -> dict[str, Path]:
             if not quiet:
                 warnings.warn(f"skipped {error}", stacklevel=2)
     return known
+
+
+def run_record(*, target: "Target", config: FuzzConfig, device: str, threshold: float | None,
+               started_at: datetime, reason: StopReason | None, elapsed_s: float, execs: int,
+               failures: int, hits: Counter[str], known: int, earlier: list[dict[str, Any]],
+               snapshot: "Snapshot", workers: int | None = None,
+               coverage_layers: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """run.json (DESIGN §4): what ran, and totals across every run of the folder."""
+    what_ran = {
+        "target_sha256": target.sha256,
+        "seeds_sha256": target.seeds_sha256,
+        "run_seed": config.seed,
+        "start_time": started_at.isoformat(),
+        "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
+        "stop_reason": reason.describe() if reason else "running",
+    }
+    this_run = {"nnfuzz": __version__, **what_ran, "execs": execs, "threshold": threshold,
+                "coverage_layers": list(coverage_layers),
+                "elapsed_s": round(elapsed_s, 3), "new_failures": failures, "hits": dict(hits)}
+    if workers is not None:
+        this_run["workers"] = workers
+    every_hit = Counter(hits)
+    for run in earlier:
+        every_hit.update(run.get("hits") or {})
+    return {
+        **versions(),
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "options": asdict(config),
+        "target": str(target.path) if target.path else None,
+        "threshold": threshold,
+        "coverage_layers": list(coverage_layers),
+        **what_ran,
+        "totals": {**_without(snapshot.record(), "run"), "runs": len(earlier) + 1,
+                   "new_failures": failures, "known_failures": known, "hits": dict(every_hit)},
+        "runs": [*earlier, this_run],
+    }
+
+
+def summed(runs: list[dict[str, object]], key: str) -> float:
+    """The sum of a number over the runs of run.json's history."""
+    return float(sum(r.get(key) or 0 for r in runs if isinstance(r.get(key, 0), (int, float))))
+
+
+def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != key}

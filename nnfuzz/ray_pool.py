@@ -19,17 +19,18 @@ import socket
 import tempfile
 import time
 import warnings
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from nnfuzz.config import FuzzConfig
+from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.reproducer import failure_from_bytes
 from nnfuzz.status import Reporter
 from nnfuzz.storage import TEMP_PREFIX, atomic_write
 from nnfuzz.target import Target
-from nnfuzz.workers import MAX_RESTARTS, Campaign
+from nnfuzz.workers import MAX_RESTARTS, Pool
 
 #: Seconds an actor fuzzes between two exchanges with the driver.
 SLICE_SECONDS = 1.0
@@ -46,6 +47,25 @@ def import_ray() -> Any:
     return ray
 
 
+class _Collect:
+    """An actor's failure sink: failures (minimized here) wait for the driver's next call."""
+
+    def __init__(self) -> None:
+        self.known: set[str] = set()
+        self.hits: Counter[str] = Counter()
+        self.failures: list[bytes] = []
+
+    def is_known(self, signature: str) -> bool:
+        return signature in self.known
+
+    def hit(self, signature: str, count: int = 1) -> None:
+        self.hits[signature] += count
+
+    def take(self, failure: Any, shrink: Any = None) -> None:
+        self.known.add(failure.signature)
+        self.failures.append((shrink(failure) if shrink is not None else failure).to_bytes())
+
+
 class RayWorker:
     """One worker, run by Ray as an actor (on whichever node Ray places it)."""
 
@@ -53,48 +73,50 @@ class RayWorker:
                  corpus: dict[str, bytes], threads: int) -> None:
         import torch
 
-        from nnfuzz.loop import Fuzzer, Shared
+        from nnfuzz.loop import Fuzzer
         from nnfuzz.target import load_target
 
         torch.set_num_threads(threads)
         self.index = index
+        self.config = config
+        # The seconds left of the run, on this node's clock (another machine's is another).
+        self.deadline = time.monotonic() + config.max_time if config.max_time else None
         self.folder = Path(tempfile.mkdtemp(prefix=f"nnfuzz-ray-{index}-"))
         self.corpus = self.folder / "corpus"
         self.corpus.mkdir()
         self._write(corpus)
-        self.failures: list[bytes] = []
-        worker = self
-
-        class Collect(Reporter):
-            def failure(self, failure: Any, replay_command: str | None) -> None:
-                worker.failures.append(failure.to_bytes())
-
-            def warning(self, message: str) -> None:
-                """The driver says what is wrong with the target's domain, once."""
-
+        self.sink = _Collect()
         # Ray starts the actor in the target's folder (its working_dir).
         target = load_target(Path(os.getcwd()) / target_name, need_seeds=False)
-        self.fuzzer = Fuzzer(target, config, reporter=Collect(), shared=Shared(
-            corpus=self.corpus, crashes=self.folder / "crashes", should_stop=lambda: False))
+        self.fuzzer = Fuzzer(target, replace(config, max_time=None), self.sink,
+                             folder=self.corpus, deadline=self.deadline)
         self.sent = set(os.listdir(self.corpus))
 
     def threshold(self) -> float:
         return self.fuzzer.coverage.threshold
 
+    def _stop(self, execs: int) -> StopReason | None:
+        if self.config.stop_on_failure and self.sink.failures:
+            return StopReason.FAILURE
+        if self.config.runs is not None and execs >= self.config.runs:
+            return StopReason.RUNS
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return StopReason.MAX_TIME
+        return None
+
     def work(self, incoming: dict[str, bytes], known: list[str]) -> dict[str, Any]:
         """Take in the others' files and the failures already saved, fuzz a slice, report."""
         self._write(incoming)
         self.sent.update(incoming)
-        for signature in known:
-            self.fuzzer.known.setdefault(signature, Path())
+        self.sink.known.update(known)
         self.fuzzer.import_shared()
-        reason = self.fuzzer.run_slice(SLICE_SECONDS)
+        reason = self.fuzzer.run_slice(SLICE_SECONDS, self._stop)
         new = {name: (self.corpus / name).read_bytes() for name in os.listdir(self.corpus)
                if name not in self.sent and not name.startswith(TEMP_PREFIX)}
         self.sent.update(new)
-        failures, self.failures = self.failures, []
+        failures, self.sink.failures = self.sink.failures, []
         return {"files": new, "failures": failures, "done": reason is not None,
-                "snapshot": asdict(self.fuzzer._snapshot()), "hits": dict(self.fuzzer.hits)}
+                "snapshot": asdict(self.fuzzer.progress()), "hits": dict(self.sink.hits)}
 
     def _write(self, files: dict[str, bytes]) -> None:
         for name, data in files.items():
@@ -114,7 +136,7 @@ def _check_reachable(address: str) -> None:
                          "with 'ray start --head', or use --ray auto or --ray local.") from None
 
 
-class RayPool(Campaign):
+class RayPool(Pool):
     """The driver of a --ray run: actors fuzz, the driver keeps OUT/ and relays corpus files."""
 
     def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
@@ -154,9 +176,9 @@ class RayPool(Campaign):
     def _start(self, index: int, config: FuzzConfig) -> None:
         self.configs = getattr(self, "configs", {})
         self.configs[index] = config
-        if self.deadline is not None:
+        if self.campaign.deadline is not None:
             # An actor may be on another machine, with another clock: it gets the seconds left.
-            config = replace(config, max_time=max(0.1, self.deadline - time.monotonic()))
+            config = replace(config, max_time=max(0.1, self.campaign.deadline - time.monotonic()))
         actor = self.remote.remote(index, self.target.path.name, config,  # type: ignore[union-attr]
                                    self._corpus_files(), config.threads or 1)
         self.actors[index] = actor
@@ -164,12 +186,12 @@ class RayPool(Campaign):
         self._submit(index)
 
     def _corpus_files(self) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in sorted(self.out.corpus.iterdir())
+        return {p.name: p.read_bytes() for p in sorted(self.campaign.out.corpus.iterdir())
                 if p.is_file() and not p.name.startswith(TEMP_PREFIX)}
 
     def _submit(self, index: int) -> None:
         incoming, self.outbox[index] = self.outbox[index], {}
-        reference = self.actors[index].work.remote(incoming, list(self.known))
+        reference = self.actors[index].work.remote(incoming, list(self.campaign.known))
         self.pending[reference] = index
 
     def _request_stop(self) -> None:
@@ -193,8 +215,8 @@ class RayPool(Campaign):
 
     def _take(self, index: int, result: dict[str, Any]) -> None:
         for name, data in result["files"].items():
-            if not (self.out.corpus / name).exists():
-                atomic_write(self.out.corpus / name, data)
+            if not (self.campaign.out.corpus / name).exists():
+                atomic_write(self.campaign.out.corpus / name, data)
             for other in self.outbox:
                 if other != index:
                     self.outbox[other][name] = data

@@ -24,20 +24,18 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from nnfuzz.campaign import Campaign, Shrink
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
-from nnfuzz.loop import run_record, summed
 from nnfuzz.errors import NnfuzzError, UsageError
-from nnfuzz.output import OutputFolder
-from nnfuzz.reproducer import Failure, failure_from_bytes, replay_command
+from nnfuzz.output import known_failures
+from nnfuzz.reproducer import Failure, failure_from_bytes
 from nnfuzz.status import Reporter, Snapshot, announce_domain
 from nnfuzz.target import Target
-from nnfuzz.version import __version__
 
 #: A worker that dies is restarted; more deaths than this per worker end the run.
 MAX_RESTARTS = 5
@@ -92,23 +90,49 @@ def worker_devices(device: str | None, workers: int) -> list[str | None]:
 
 # --- the worker process -----------------------------------------------------------------
 
-class _QueueReporter(Reporter):
-    """A worker's events, sent to the parent."""
+class _ToParent:
+    """A worker's failure sink: new failures, minimized here, go to the parent, which saves
+    each signature once; hits are counted here and sent when the worker is done."""
 
-    def __init__(self, index: int, messages: Any) -> None:
-        self.index = index
-        self.messages = messages
+    def __init__(self, index: int, messages: Any, known: set[str]) -> None:
+        self.index, self.messages, self.known = index, messages, known
+        self.hits: Counter[str] = Counter()
+        self.sent = 0
 
-    def status(self, snapshot: Snapshot) -> None:
-        self.messages.put(("status", self.index, asdict(snapshot)))
+    def is_known(self, signature: str) -> bool:
+        return signature in self.known
 
-    def warning(self, message: str) -> None:
-        """The parent says what is wrong with the target's domain, once for all workers."""
+    def hit(self, signature: str, count: int = 1) -> None:
+        self.hits[signature] += count
 
-    def failure(self, failure: Failure, replay_command: str | None) -> None:
+    def take(self, failure: Failure, shrink: Shrink | None = None) -> None:
+        self.known.add(failure.signature)
+        failure = shrink(failure) if shrink is not None else failure
         # As reproducer bytes: a tensor sent through a queue is a shared-memory handle that
         # dies with its process, and this worker may be gone before the parent reads it.
         self.messages.put(("failure", self.index, failure.to_bytes()))
+        self.sent += 1
+
+
+def worker_stop(spec: WorkerSpec, parent_says_stop: Callable[[], bool],
+                found: Callable[[], bool]) -> Callable[[int], StopReason | None]:
+    """Why a worker stops, asked before each batch with its executions so far: the parent
+    says so, it found a failure (--stop-on-failure), its share of --runs is done, or the
+    whole run's deadline has come."""
+    config = spec.config
+
+    def reason(execs: int) -> StopReason | None:
+        if parent_says_stop():
+            return StopReason.STOPPED
+        if config.stop_on_failure and found():
+            return StopReason.FAILURE
+        if config.runs is not None and execs >= config.runs:
+            return StopReason.RUNS
+        if spec.deadline is not None and time.monotonic() >= spec.deadline:
+            return StopReason.MAX_TIME
+        return None
+
+    return reason
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -137,36 +161,41 @@ def _die_with_parent(parent_pid: int) -> None:
 def _worker_main(spec: WorkerSpec, messages: Any, stop: Any) -> None:
     """Run one worker until the parent says stop, its share of --runs is done, or time is up."""
     _die_with_parent(spec.parent_pid)
-    from nnfuzz.loop import Fuzzer, Shared
+    from nnfuzz.loop import Fuzzer
     from nnfuzz.target import load_target
 
     # Ctrl-C reaches every process of the terminal's group: the parent alone decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(spec.threads)
-
+    config = spec.config
     try:
         target = load_target(spec.target_path, need_seeds=False)
         if spec.device is not None:
             target.model.to(torch.device(spec.device))
-        shared = Shared(corpus=spec.out / "corpus", crashes=spec.out / "crashes",
-                        should_stop=stop.is_set, deadline=spec.deadline)
-        fuzzer = Fuzzer(target, spec.config, corpus=spec.corpus,
-                        reporter=_QueueReporter(spec.index, messages), shared=shared)
+        sink = _ToParent(spec.index, messages,
+                         set(known_failures(spec.out / "crashes", quiet=True)))
+        fuzzer = Fuzzer(target, config, sink, corpus=spec.corpus, folder=spec.out / "corpus",
+                        deadline=spec.deadline)
+        reason_to_stop = worker_stop(spec, stop.is_set, lambda: sink.sent > 0)
         messages.put(("ready", spec.index, fuzzer.coverage.threshold))
         try:
-            result = fuzzer.run()
+            while fuzzer.run_slice(config.status_interval, reason_to_stop) is None:
+                messages.put(("status", spec.index, asdict(fuzzer.progress())))
+                fuzzer.import_shared()
+            messages.put(("status", spec.index, asdict(fuzzer.progress())))
         finally:
             fuzzer.close()
-        messages.put(("done", spec.index, result.execs, result.hits))
+        messages.put(("done", spec.index, fuzzer.execs, dict(sink.hits)))
     except NnfuzzError as error:
         messages.put(("error", spec.index, str(error), error.context))
 
 
 # --- the parent ----------------------------------------------------------------------------
 
-class Campaign:
-    """What the parent of several workers keeps, however they run (processes, Ray actors):
-    the output folder, the failures (each signature saved once), one status line, run.json.
+class Pool:
+    """The parent of several workers, however they run (processes, Ray actors): it feeds
+    their news into the run's one :class:`Campaign` (which saves each failure once, says
+    one status line and writes run.json) and stops them.
 
     Subclasses start the workers in ``_start_all``, deliver their news between
     ``_wait`` calls through ``_status_of``, ``_failure`` and ``_finished``, and stop
@@ -180,25 +209,15 @@ class Campaign:
         if target.path is None:
             raise UsageError("workers need a target file (they each import it): "
                              "use nnfuzz run TARGET.py --workers N.")
-        config.check()
-        self.target, self.config, self.reporter = target, config, reporter
-        self.count, self.device = count, device
-        self.out = OutputFolder(out)
-        self.out.check_resumable(target.path.name, target.sha256, __version__)
-        self.earlier = self.out.earlier_runs()
-        self.known = self.out.known_failures()
-        self.failures: list[Failure] = []
-        self.hits: Counter[str] = Counter()
-        self.threshold: float | None = None
+        self.target, self.config, self.count, self.device = target, config, count, device
+        self.campaign = Campaign(target, config, out, reporter, workers=count)
+        self.campaign.device = device or "cpu"
         #: The latest snapshot of each worker, and executions of its earlier incarnations.
         self.snapshots: dict[int, dict[str, Any]] = {}
         self.execs_before: Counter[int] = Counter()
         self.finished: set[int] = set()
+        self.threshold: float | None = None
         self.error: NnfuzzError | None = None
-        self.started = time.monotonic()
-        self.started_at = datetime.now(timezone.utc)
-        #: --max-time bounds the whole run, the workers' start-up included.
-        self.deadline = self.started + config.max_time if config.max_time is not None else None
 
     def worker_configs(self) -> list[FuzzConfig]:
         """Worker i's options: its own random stream and its share of --runs. Its time is
@@ -217,25 +236,26 @@ class Campaign:
         return replace(config, seed=worker_seed(self.config.seed, index, restart), runs=runs)
 
     def run(self) -> FuzzResult:
-        """The whole campaign; the output folder is released when it ends, however."""
+        """The whole run; the output folder is released when it ends, however."""
         try:
-            return self._campaign()
+            return self._run()
         finally:
-            self.out.close()
+            self.campaign.close()
 
-    def _campaign(self) -> FuzzResult:
+    def _run(self) -> FuzzResult:
+        campaign = self.campaign
         if self.target.seeds is not None:
-            announce_domain(self.reporter, self.target.domain())
+            announce_domain(campaign.reporter, self.target.domain())
         self._start_all()
-        self.reporter.info(f"{self.count} workers sharing {self.out.corpus}; "
-                           f"{len(self.known)} known failure(s)")
-        self._write_run(None)
+        campaign.reporter.info(f"{self.count} workers sharing {campaign.out.corpus}; "  # type: ignore[union-attr]
+                               f"{len(campaign.known)} known failure(s)")
+        campaign.write_run(None, self._progress())
         reason = StopReason.ERROR
         last_status = time.monotonic()
         grace = STOP_GRACE
         try:
             while len(self.finished) < self.count and self.error is None:
-                if self.deadline is not None and time.monotonic() >= self.deadline:
+                if campaign.time_is_up():
                     grace = MAX_TIME_SLACK  # each worker stops at the deadline by itself
                     break
                 self._wait(timeout=0.2)
@@ -243,17 +263,16 @@ class Campaign:
                 # would draw a collapse of the coverage in nnfuzz report's plot.
                 if self.snapshots and time.monotonic() - last_status >= self.config.status_interval:
                     last_status = time.monotonic()
-                    self._status()
-                    self._write_run(None)
-            reason = self._stop_reason()
+                    campaign.status(self._progress())
+            reason = campaign.stop_reason(self._execs()) or StopReason.MAX_TIME
         except KeyboardInterrupt:
             reason = StopReason.INTERRUPTED
         finally:
             self._stop_all(grace)
         if self.error is not None:
-            self._finish(StopReason.ERROR)
+            campaign.finish(StopReason.ERROR, self._progress(), record=bool(self.snapshots))
             raise self.error
-        return self._finish(reason)
+        return campaign.finish(reason, self._progress(), record=bool(self.snapshots))
 
     def _start_all(self) -> None:
         raise NotImplementedError
@@ -265,6 +284,9 @@ class Campaign:
         """Ask every worker to stop, wait ``grace`` seconds, then end the ones left."""
         raise NotImplementedError
 
+    def _request_stop(self) -> None:
+        raise NotImplementedError
+
     # --- news from the workers ----------------------------------------------------------
 
     def _status_of(self, index: int, snapshot: dict[str, Any]) -> None:
@@ -273,77 +295,31 @@ class Campaign:
     def _finished(self, index: int, execs: int, hits: dict[str, int]) -> None:
         self.finished.add(index)
         self.snapshots[index] = {**self.snapshots.get(index, {}), "execs": execs}
-        self.hits.update(hits)
+        for signature, count in hits.items():
+            self.campaign.hit(signature, count)
 
     def _failure(self, failure: Failure) -> None:
         """Saved once per signature, whichever worker found it first."""
-        if failure.signature in self.known:
-            return
-        self.out.save_failure(failure)
-        self.known[failure.signature] = failure.path or Path()
-        self.failures.append(failure)
-        self.reporter.failure(failure, replay_command(self.target.path, failure.path))  # type: ignore[arg-type]
+        self.campaign.take(failure)
         if self.config.stop_on_failure:
             self._request_stop()
 
-    def _request_stop(self) -> None:
-        raise NotImplementedError
-
-    def _stop_reason(self) -> StopReason:
-        if self.config.stop_on_failure and self.failures:
-            return StopReason.FAILURE
-        if self.config.runs is not None and self._execs() >= self.config.runs:
-            return StopReason.RUNS
-        return StopReason.MAX_TIME
-
-    # --- the run's record -------------------------------------------------------------------
+    # --- this run's progress, summed over the workers ----------------------------------------
 
     def _execs(self) -> int:
         return sum(self.execs_before.values()) + sum(
             int(s.get("execs", 0)) for s in self.snapshots.values())
 
-    def _elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def _snapshot(self) -> Snapshot:
-        elapsed, execs = self._elapsed(), self._execs()
+    def _progress(self) -> Snapshot:
         latest = list(self.snapshots.values())
-        return Snapshot(elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
-                        execs=execs + int(summed(self.earlier, "execs")),
-                        execs_per_s=execs / elapsed if elapsed > 0 else 0.0,
-                        # Every worker holds the shared corpus (its own and the others');
-                        # each keeps new inputs of its own.
+        # Every worker holds the shared corpus (its own and the others'); each keeps new
+        # inputs of its own.
+        return Snapshot(elapsed_s=self.campaign.elapsed(), execs=self._execs(), execs_per_s=0.0,
                         corpus=int(_largest(latest, "corpus")),
-                        coverage=int(_largest(latest, "coverage")),
-                        failures=len(self.failures), saved_failures=len(self.known),
-                        run=len(self.earlier) + 1, corpus_mb=_largest(latest, "corpus_mb"),
+                        coverage=int(_largest(latest, "coverage")), failures=0,
+                        corpus_mb=_largest(latest, "corpus_mb"),
                         kept_per_min=sum(float(s.get("kept_per_min", 0)) for s in latest),
                         threshold=_largest(latest, "threshold") or (self.threshold or 0.0))
-
-    def _status(self) -> Snapshot:
-        snapshot = self._snapshot()
-        self.reporter.status(snapshot)
-        self.out.append_stats(snapshot.record())
-        return snapshot
-
-    def _write_run(self, reason: StopReason | None) -> None:
-        self.out.write_run(run_record(
-            target=self.target, config=self.config, device=self.device or "cpu",
-            threshold=self.threshold, started_at=self.started_at, reason=reason,
-            elapsed_s=self._elapsed(), execs=self._execs(), failures=len(self.failures),
-            hits=self.hits, known=len(self.known), earlier=self.earlier,
-            snapshot=self._snapshot(), workers=self.count))
-
-    def _finish(self, reason: StopReason) -> FuzzResult:
-        # A run that ended before any worker reported (--max-time shorter than their
-        # start-up) has no counters to add to stats.jsonl.
-        snapshot = self._status() if self.snapshots else self._snapshot()
-        self._write_run(reason)
-        self.reporter.finish(snapshot, reason.describe())
-        return FuzzResult(failures=self.failures, execs=self._execs(), elapsed_s=self._elapsed(),
-                          corpus=snapshot.corpus, coverage=snapshot.coverage,
-                          threshold=self.threshold or 0.0, stop_reason=reason,
-                          hits=dict(self.hits), out=self.out.path)
 
 
 def _largest(snapshots: list[dict[str, Any]], field: str) -> float:
@@ -357,7 +333,7 @@ class _Worker:
     restarts: int = 0
 
 
-class WorkerPool(Campaign):
+class WorkerPool(Pool):
     """--workers N as processes on this machine, talking to the parent through a queue."""
 
     def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
@@ -369,8 +345,9 @@ class WorkerPool(Campaign):
         threads = config.threads or max(1, (os.cpu_count() or 1) // count)
         self.workers = [
             _Worker(WorkerSpec(index, target.path.resolve(), worker_config,  # type: ignore[union-attr]
-                               self.out.path.resolve(), corpus.resolve() if corpus else None,
-                               gpu, threads, os.getpid(), self.deadline))
+                               self.campaign.out.path.resolve(),  # type: ignore[union-attr]
+                               corpus.resolve() if corpus else None,
+                               gpu, threads, os.getpid(), self.campaign.deadline))
             for index, (worker_config, gpu) in enumerate(zip(self.worker_configs(),
                                                              worker_devices(device, count)))]
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from nnfuzz.config import FuzzConfig
-from nnfuzz.loop import Fuzzer
+from nnfuzz.campaign import InProcess
 from nnfuzz.target import load_target
 
 from .support import assert_one_error_line, invoke
@@ -19,7 +19,7 @@ from .support import assert_one_error_line, invoke
 def test_a_second_run_on_a_folder_in_use_is_one_error_line_naming_the_first_runs_pid(
         tmp_path: Path, healthy_target: Path) -> None:
     out = tmp_path / "out"
-    first = Fuzzer(load_target(healthy_target), FuzzConfig(runs=100), out=out)
+    first = InProcess(load_target(healthy_target), FuzzConfig(runs=100), out=out)
     try:
         second = invoke("run", healthy_target, "--out", out, "--runs", 100)
         assert_one_error_line(second, str(out), "in use by another nnfuzz run",

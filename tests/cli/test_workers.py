@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,8 @@ def test_a_failure_two_workers_find_is_saved_once(tmp_path: Path, dead_relu_targ
         pool._failure(nnfuzz.Failure(inputs=(torch.full((16,), value),), seed=(torch.ones(16),),
                                      objective="nonfinite", detail="NaN", signature="nonfinite:head"))
     assert len(list((tmp_path / "out" / "crashes").iterdir())) == 1
-    assert len(pool.failures) == 1
+    assert len(pool.campaign.failures) == 1
+    pool.campaign.close()
 
 
 def test_a_restarted_worker_gets_the_runs_deadline_and_what_is_left_of_its_share_of_runs(
@@ -85,30 +87,35 @@ def test_a_restarted_worker_gets_the_runs_deadline_and_what_is_left_of_its_share
     try:
         # --max-time counts from the parent's start, the workers' start-up included: every
         # worker, restarted or not, stops at the same moment, not 15 s after its own start.
-        assert {worker.spec.deadline for worker in pool.workers} == {pool.started + 15}
+        assert {worker.spec.deadline for worker in pool.workers} == {pool.campaign.started + 15}
         assert all(config.max_time is None for config in pool.worker_configs())
         pool.snapshots[0] = {"execs": 300}
         config = pool.restarted_config(pool.worker_configs()[0], 0, restart=1)
         assert config.runs == 500 - 300 and config.max_time is None
         assert config.seed != pool.worker_configs()[0].seed
     finally:
-        pool.out.close()
+        pool.campaign.close()
 
 
 def test_a_worker_past_the_runs_deadline_stops_before_its_first_batch(
         healthy_target: Path, tmp_path: Path) -> None:
+    from nnfuzz.campaign import Campaign
     from nnfuzz.config import StopReason
-    from nnfuzz.loop import Fuzzer, Shared
+    from nnfuzz.loop import Fuzzer
+    from nnfuzz.workers import WorkerSpec, worker_stop
 
-    (tmp_path / "corpus").mkdir()
-    shared = Shared(corpus=tmp_path / "corpus", crashes=tmp_path / "crashes",
-                    should_stop=lambda: False, deadline=time.monotonic() - 1)
-    fuzzer = Fuzzer(load_target(healthy_target), FuzzConfig(runs=10_000), shared=shared)
+    target, config = load_target(healthy_target), FuzzConfig(runs=10_000)
+    spec = WorkerSpec(0, healthy_target, config, tmp_path, None, None, 1, os.getpid(),
+                      deadline=time.monotonic() - 1)
+    stop = worker_stop(spec, parent_says_stop=lambda: False, found=lambda: False)
+    fuzzer = Fuzzer(target, config, Campaign(target, config, None))
     try:
-        result = fuzzer.run()
+        assert (fuzzer.run_slice(5.0, stop), fuzzer.execs) == (StopReason.MAX_TIME, 0)
     finally:
         fuzzer.close()
-    assert (result.stop_reason, result.execs) == (StopReason.MAX_TIME, 0)
+    running = worker_stop(replace(spec, deadline=None), lambda: False, lambda: False)
+    assert running(0) is None and running(10_000) is StopReason.RUNS
+    assert worker_stop(spec, lambda: True, lambda: False)(0) is StopReason.STOPPED
 
 
 def test_workers_get_their_own_random_streams_and_shares_of_the_runs() -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnfuzz.config import FuzzConfig
-from nnfuzz.loop import Fuzzer
+from nnfuzz.campaign import InProcess
 from nnfuzz.status import RecordingReporter
 from nnfuzz.target import in_memory
 
@@ -30,12 +30,12 @@ class ZeroHead(nn.Module):
         return self.head(self.body(x))
 
 
-def fuzzer(tmp_path: Path, **options: object) -> tuple[Fuzzer, RecordingReporter]:
+def fuzzer(tmp_path: Path, **options: object) -> tuple[InProcess, RecordingReporter]:
     said = RecordingReporter()
     seeds = torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
     config = FuzzConfig(runs=2000, **options)  # type: ignore[arg-type]
-    return Fuzzer(in_memory(ZeroHead(), seeds, bounds=(0.0, 1.0)), config, out=tmp_path / "out",
-                  reporter=said), said
+    return InProcess(in_memory(ZeroHead(), seeds, bounds=(0.0, 1.0)), config, out=tmp_path / "out",
+                     reporter=said), said
 
 
 def test_a_constant_output_is_warned_about_and_coverage_moves_to_the_last_varying_layer(
@@ -46,7 +46,7 @@ def test_a_constant_output_is_warned_about_and_coverage_moves_to_the_last_varyin
     [warning] = [w for w in said.warnings if w.startswith("coverage:")]
     assert "the model's output hardly varies over the seeds" in warning
     assert any("coverage from layer 'body' instead" in info for info in said.infos), said.infos
-    assert run.executor.layers == ["body"]  # body.3's output, as the Sequential returns it
+    assert run.fuzzer.executor.layers == ["body"]  # body.3's output, as the Sequential returns it
     assert result.coverage > 16 * 4, "the corpus should grow on a layer that varies"
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["coverage_layers"] == ["body"]
@@ -58,4 +58,4 @@ def test_a_constant_layer_chosen_with_layer_is_warned_about_and_kept(tmp_path: P
     run.close()
     assert any("layer 'head' hardly varies" in w and "choose another --layer" in w
                for w in said.warnings), said.warnings
-    assert run.executor.layers == ["head"]
+    assert run.fuzzer.executor.layers == ["head"]

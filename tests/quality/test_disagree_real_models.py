@@ -9,7 +9,7 @@ from torch import nn
 
 import nnfuzz
 from nnfuzz.config import FuzzConfig
-from nnfuzz.loop import Fuzzer
+from nnfuzz.campaign import InProcess
 from nnfuzz.status import RecordingReporter
 from nnfuzz.target import in_memory
 
@@ -46,13 +46,13 @@ def test_seeds_that_already_disagree_are_dropped_with_a_warning_and_the_run_goes
     seeds[:3, 0] = 0.95  # three seeds the reference already disagrees on
     model = Classifier()
     said = RecordingReporter()
-    fuzzer = Fuzzer(in_memory(model, seeds, bounds=(0.0, 1.0),
-                              reference=lambda: FlipsBrightInputs(model)),
-                    FuzzConfig(runs=3000, stop_on_failure=True), reporter=said)
+    fuzzer = InProcess(in_memory(model, seeds, bounds=(0.0, 1.0),
+                                 reference=lambda: FlipsBrightInputs(model)),
+                       FuzzConfig(runs=3000, stop_on_failure=True), reporter=said)
     result = fuzzer.run()
     fuzzer.close()
     assert any("3 of 16 seeds already disagree with the reference" in w for w in said.warnings)
-    assert fuzzer.seed_count == 13
+    assert fuzzer.fuzzer.seed_count == 13
     assert result.failures and result.failures[0].objective == "disagree"
 
 

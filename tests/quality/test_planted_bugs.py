@@ -16,7 +16,7 @@ from torch import nn
 
 import nnfuzz
 from nnfuzz.config import FuzzConfig
-from nnfuzz.loop import Fuzzer
+from nnfuzz.campaign import InProcess
 from nnfuzz.target import in_memory
 
 #: Executions each side gets.
@@ -111,9 +111,10 @@ def test_finds_the_nan_of_an_all_padding_token_sequence_that_random_search_misse
 def test_the_radius_keeps_every_corpus_input_near_its_seed_and_out_of_reach_of_the_bug() -> None:
     seeds = 0.6 + 0.4 * torch.rand(16, 32, generator=torch.Generator().manual_seed(1))
     config = FuzzConfig(runs=3000, radius=0.05, seed=0)
-    fuzzer = Fuzzer(in_memory(DeadReluStd(), seeds, bounds=(0.0, 1.0)), config)
+    fuzzer = InProcess(in_memory(DeadReluStd(), seeds, bounds=(0.0, 1.0)), config)
     result = fuzzer.run()
     assert not result.failures, "the all-dead region is farther than 0.05 from every seed"
     assert result.corpus > len(seeds), "the corpus should still grow inside the radius"
-    (inputs,), (roots,) = fuzzer.corpus.elements(), fuzzer.corpus.element_roots()
+    corpus = fuzzer.fuzzer.corpus
+    (inputs,), (roots,) = corpus.elements(), corpus.element_roots()
     assert float((inputs - roots).abs().max()) <= 0.05 + 1e-6

@@ -1,0 +1,82 @@
+"""The Python API: ``nnfuzz.fuzz`` for a model in memory, ``nnfuzz.fuzz_target`` for a
+target file, each run by the driver its options choose (nnfuzz.campaign)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from nnfuzz.campaign import run_in_process
+from nnfuzz.config import FuzzConfig, FuzzResult
+from nnfuzz.errors import UsageError
+from nnfuzz.status import Reporter
+from nnfuzz.target import Target, in_memory
+
+
+def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None = None,
+         bounds: object = None, inputs: object = None, targets: torch.Tensor | None = None,
+         loss: Callable[..., torch.Tensor] | None = None, reference: Any = None,
+         objectives: Any = None, corpus: str | Path | None = None,
+         reporter: Reporter | None = None, workers: int = 1, ray: str | None = None,
+         **options: Any) -> FuzzResult:
+    """Fuzz ``model`` from ``seeds`` and return what was found.
+
+    The arguments mirror the target file (DESIGN §1): ``seeds`` (a tensor, a
+    tuple, or a dict by keyword), ``bounds``, ``inputs`` (the kinds of
+    ``INPUTS``), ``targets``, ``loss(output, target)``, and ``reference`` (a module or callable, or one
+    of "int8", "fp16", "bf16"). ``objectives`` lists objective names and/or
+    callables ``(inputs, output) -> BoolTensor (N,)``; default: every
+    objective available. ``options`` are the fields of :class:`FuzzConfig`
+    (``max_time``, ``runs``, ``seed``, ``radius``, ...). With neither
+    ``max_time`` nor ``runs`` the run goes on until interrupted. ``workers`` and
+    ``ray`` run it in several processes, as ``--workers`` and ``--ray`` do (they need a
+    target file: use :func:`fuzz_target` with ``load_target``).
+    """
+    unknown = set(options) - set(FuzzConfig.__dataclass_fields__)
+    if unknown:
+        raise UsageError(f"fuzz() got unknown option {sorted(unknown)[0]!r}: choose from "
+                         f"{', '.join(FuzzConfig.__dataclass_fields__)}.")
+    chosen = [objectives] if isinstance(objectives, str) or callable(objectives) else objectives
+    checks = [o for o in chosen or [] if callable(o)]
+    if isinstance(reference, str):
+        options["reference"] = reference
+    target = in_memory(model, seeds, bounds=bounds, inputs=inputs, targets=targets, loss=loss,
+                       reference=(lambda: reference) if reference is not None
+                       and not isinstance(reference, str) else None,
+                       objectives=checks)
+    names = [o if isinstance(o, str) else o.__name__ for o in chosen] if chosen else None
+    if isinstance(options.get("layers"), str):
+        options["layers"] = (options["layers"],)
+    config = FuzzConfig(objectives=tuple(names) if names else None,
+                        **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    return fuzz_target(target, config, out=out, corpus=corpus, reporter=reporter,
+                       workers=workers, ray=ray)
+
+
+def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = None,
+                corpus: str | Path | None = None, reporter: Reporter | None = None,
+                workers: int = 1, ray: str | None = None, device: str | None = None) -> FuzzResult:
+    """Fuzz a loaded target file: what ``nnfuzz run`` does. One process, ``workers``
+    processes on this machine, or ``workers`` Ray actors (``ray``: auto, an address, or
+    local); each driver feeds one Campaign, so the output folder is the same."""
+    out_path = Path(out) if out else None
+    corpus_path = Path(corpus) if corpus else None
+    if ray is not None:
+        from nnfuzz.ray_pool import RayPool
+
+        return RayPool(target, config, _needs_out(out_path), corpus_path, workers, ray,
+                       reporter or Reporter()).run()
+    if workers > 1:
+        from nnfuzz.workers import WorkerPool
+
+        return WorkerPool(target, config, _needs_out(out_path), corpus_path, workers, device,
+                          reporter or Reporter()).run()
+    return run_in_process(target, config, out=out_path, corpus=corpus_path, reporter=reporter)
+
+
+def _needs_out(out: Path | None) -> Path:
+    if out is None:
+        raise UsageError("workers share an output folder: give out=... (--out).")
+    return out

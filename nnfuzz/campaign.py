@@ -1,0 +1,206 @@
+"""One run's bookkeeping, whatever drives it: one process, worker processes, or Ray actors.
+
+The engine (:class:`nnfuzz.loop.Fuzzer`) fuzzes; a driver runs one or many
+engines; the :class:`Campaign` is what the run as a whole keeps, once: the
+output folder (resumed, locked), the failures already known, the intake of
+new ones (each signature saved once, minimized, reported), the counters
+across every run of the folder, the status cadence, why the run stops, and
+its result. ``run.json``'s format is in ``nnfuzz.output``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
+from nnfuzz.errors import NnfuzzError
+from nnfuzz.output import OutputFolder, run_record, summed
+from nnfuzz.reproducer import Failure, replay_command
+from nnfuzz.status import Reporter, Snapshot
+from nnfuzz.target import Target
+from nnfuzz.version import __version__
+
+
+#: Makes a failure smaller (toward its seed) while it fails the same way; the failure
+#: itself when it cannot.
+Shrink = Callable[[Failure], Failure]
+
+
+class Campaign:
+    """What one run keeps, for every driver; see the module's docstring."""
+
+    def __init__(self, target: Target, config: FuzzConfig, out: Path | None,
+                 reporter: Reporter | None = None, *, workers: int | None = None) -> None:
+        config.check()
+        self.target, self.config = target, config
+        self.reporter = reporter or Reporter()
+        self.workers = workers
+        self.out = OutputFolder(out) if out is not None else None
+        try:
+            if self.out is not None:
+                self.out.check_resumable(target.path.name if target.path else None,
+                                         target.sha256, __version__)
+        except BaseException:
+            self.close()
+            raise
+        #: What earlier runs in the output folder did: totals add up across runs.
+        self.earlier = self.out.earlier_runs() if self.out else []
+        #: Signature -> reproducer of every failure saved so far (earlier runs' included).
+        self.known: dict[str, Path] = self.out.known_failures() if self.out else {}
+        self.failures: list[Failure] = []
+        self.hits: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self.started_at = datetime.now(timezone.utc)
+        #: --max-time bounds the whole run, set-up (and workers' start-up) included.
+        self.deadline = self.started + config.max_time if config.max_time is not None else None
+        #: What the engines run on, for run.json; a driver sets them once set up.
+        self.device = "cpu"
+        self.coverage_layers: list[str] = []
+
+    def close(self) -> None:
+        """Let the next run have the output folder."""
+        if self.out is not None:
+            self.out.close()
+
+    # --- failures ----------------------------------------------------------------------
+
+    def is_known(self, signature: str) -> bool:
+        return signature in self.known
+
+    def hit(self, signature: str, count: int = 1) -> None:
+        self.hits[signature] += count
+
+    def take(self, failure: Failure, shrink: Shrink | None = None) -> None:
+        """A failure some engine found: saved once per signature (before it is minimized, so
+        a kill during minimization still leaves a reproducer), then replaced by the smaller
+        one, recorded and reported."""
+        if failure.signature in self.known:
+            return
+        if self.out is not None:
+            self.out.save_failure(failure)
+        if shrink is not None:
+            smaller = shrink(failure)
+            if smaller is not failure and self.out is not None:
+                self.out.replace_failure(failure, smaller)
+            failure = smaller
+        self.known[failure.signature] = failure.path or Path()
+        self.failures.append(failure)
+        command = (replay_command(self.target.path, failure.path)
+                   if self.target.path is not None and failure.path is not None else None)
+        self.reporter.failure(failure, command)
+
+    # --- time and stopping ----------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def time_is_up(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def stop_reason(self, execs: int) -> StopReason | None:
+        """Why the run is over after ``execs`` executions of this run, or None."""
+        if self.config.stop_on_failure and self.failures:
+            return StopReason.FAILURE
+        if self.config.runs is not None and execs >= self.config.runs:
+            return StopReason.RUNS
+        if self.time_is_up():
+            return StopReason.MAX_TIME
+        return None
+
+    # --- what the run says and writes ---------------------------------------------------------
+
+    def snapshot(self, progress: Snapshot) -> Snapshot:
+        """This run's progress (from its engines) with the folder's earlier runs added in."""
+        elapsed = self.elapsed()
+        return replace(progress,
+                       elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
+                       execs=progress.execs + int(summed(self.earlier, "execs")),
+                       execs_per_s=progress.execs / elapsed if elapsed > 0 else 0.0,
+                       failures=len(self.failures), saved_failures=len(self.known),
+                       run=len(self.earlier) + 1)
+
+    def status(self, progress: Snapshot) -> Snapshot:
+        """One status line, one stats.jsonl record, and run.json brought up to date (so that a
+        killed run's work still counts in the totals)."""
+        snapshot = self.snapshot(progress)
+        self.reporter.status(snapshot)
+        if self.out is not None:
+            self.out.append_stats(snapshot.record())
+        self.write_run(None, progress)
+        return snapshot
+
+    def write_run(self, reason: StopReason | None, progress: Snapshot) -> None:
+        if self.out is None:
+            return
+        self.out.write_run(run_record(
+            target=self.target, config=self.config, device=self.device,
+            threshold=progress.threshold or None, started_at=self.started_at, reason=reason,
+            elapsed_s=self.elapsed(), execs=progress.execs, failures=len(self.failures),
+            hits=self.hits, known=len(self.known), earlier=self.earlier,
+            snapshot=self.snapshot(progress), workers=self.workers,
+            coverage_layers=self.coverage_layers))
+
+    def finish(self, reason: StopReason, progress: Snapshot, *, record: bool = True) -> FuzzResult:
+        """The last status line and run.json; ``record=False`` when there is no progress to
+        add to stats.jsonl (workers that never reported)."""
+        snapshot = self.status(progress) if record else self.snapshot(progress)
+        self.write_run(reason, progress)
+        self.reporter.finish(snapshot, reason.describe())
+        return FuzzResult(failures=self.failures, execs=progress.execs, elapsed_s=self.elapsed(),
+                          corpus=progress.corpus, coverage=progress.coverage,
+                          threshold=progress.threshold, stop_reason=reason, hits=dict(self.hits),
+                          out=self.out.path if self.out else None)
+
+
+class InProcess:
+    """The single-process driver: one engine, here, feeding one Campaign; status between
+    its slices. ``fuzzer`` and ``campaign`` are there to be looked at (tests, notebooks)."""
+
+    def __init__(self, target: Target, config: FuzzConfig, *, out: Path | None = None,
+                 corpus: Path | None = None, reporter: Reporter | None = None) -> None:
+        from nnfuzz.loop import Fuzzer
+
+        self.campaign = Campaign(target, config, out, reporter)
+        try:
+            self.fuzzer = Fuzzer(target, config, self.campaign, corpus=corpus,
+                                 folder=self.campaign.out.corpus if self.campaign.out else None,
+                                 earlier=self.campaign.earlier, deadline=self.campaign.deadline)
+        except BaseException:
+            self.campaign.close()  # a run that could not start holds no folder
+            raise
+        self.campaign.device = str(self.fuzzer.executor.device)
+        self.campaign.coverage_layers = list(self.fuzzer.executor.layers)
+
+    def run(self) -> FuzzResult:
+        campaign, fuzzer = self.campaign, self.fuzzer
+        fuzzer.announce(campaign.reporter, len(campaign.known))
+        campaign.write_run(None, fuzzer.progress())
+        try:
+            while (reason := fuzzer.run_slice(campaign.config.status_interval,
+                                              campaign.stop_reason)) is None:
+                campaign.status(fuzzer.progress())
+        except KeyboardInterrupt:
+            reason = StopReason.INTERRUPTED
+        except NnfuzzError:
+            campaign.finish(StopReason.ERROR, fuzzer.progress())
+            raise
+        return campaign.finish(reason, fuzzer.progress())
+
+    def close(self) -> None:
+        self.fuzzer.close()
+        self.campaign.close()
+
+
+def run_in_process(target: Target, config: FuzzConfig, *, out: Path | None = None,
+                   corpus: Path | None = None, reporter: Reporter | None = None) -> FuzzResult:
+    """Fuzz in this process (what ``nnfuzz run`` does without --workers)."""
+    driver = InProcess(target, config, out=out, corpus=corpus, reporter=reporter)
+    try:
+        return driver.run()
+    finally:
+        driver.close()
