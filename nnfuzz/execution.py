@@ -22,7 +22,7 @@ from __future__ import annotations
 import traceback
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,13 +96,13 @@ class Execution:
         return torch.tensor([error is None for error in self.raised], device=self.coverage.device)
 
     def label_all(self, label: torch.Tensor | None) -> "Execution":
-        """Give every example the same label (a reproducer's): replay and shrinking
-        run copies of one input, which all carry that input's target."""
-        if label is not None:
-            device = self.coverage.device
-            self.targets = label.unsqueeze(0).expand(self.size, *label.shape).to(device)
-            self.has_target = torch.ones(self.size, dtype=torch.bool, device=device)
-        return self
+        """This execution with every example given the same label (a reproducer's): replay
+        and shrinking run copies of one input, which all carry that input's target."""
+        if label is None:
+            return self
+        device = self.coverage.device
+        return replace(self, targets=label.unsqueeze(0).expand(self.size, *label.shape).to(device),
+                       has_target=torch.ones(self.size, dtype=torch.bool, device=device))
 
     def first_nonfinite_module(self, example: int) -> str | None:
         """The first module, in forward order, whose output was NaN or Inf."""
@@ -262,15 +262,23 @@ class Executor:
 
     # --- running -----------------------------------------------------------------
 
-    def run(self, inputs: Inputs) -> Execution:
-        """Run a batch; if it raises, run its examples one by one to find which."""
+    def run(self, inputs: Inputs, targets: torch.Tensor | None = None,
+            has_target: torch.Tensor | None = None) -> Execution:
+        """Run a batch; if it raises, run its examples one by one to find which. ``targets``:
+        each example's label (its seed's), known where ``has_target``."""
         try:
             judged, output = self._forward_batch(inputs)
         except NnfuzzError:
             raise
         except Exception:  # noqa: BLE001 - the model's failure is a finding, not ours
-            return self._run_one_by_one(inputs)
-        return self._collect(inputs, judged)  # nnfuzz's own errors here are not the model's
+            execution = self._run_one_by_one(inputs)
+        else:
+            execution = self._collect(inputs, judged)  # nnfuzz's own errors are not the model's
+        if targets is None:
+            return execution
+        return replace(execution, targets=targets.to(self.device),
+                       has_target=(has_target if has_target is not None
+                                   else torch.ones(len(targets), dtype=torch.bool)).to(self.device))
 
     def plain(self, inputs: Inputs) -> Any:
         """The model's output with no instrumentation at all: what the user's own call gives."""

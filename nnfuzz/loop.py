@@ -26,6 +26,7 @@ from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degene
 from nnfuzz.domain import Inputs, Names
 from nnfuzz.errors import TargetError
 from nnfuzz.execution import Execution, Executor
+from nnfuzz.guidance import Guidance, guiding
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
 from nnfuzz.reproducer import Failure
@@ -89,9 +90,7 @@ class Fuzzer:
         self.domain = target.domain(seeds, names)
         self.context = context_for(target, config.reference, config.atol, config.rtol, self.domain)
         self.objectives = build_objectives(config.objectives, self.context)
-        guidance = config.objective_guidance
-        self.guides = [o for o in self.objectives
-                       if (o.guides_by_default if guidance is None else guidance)]
+        self.guides = guiding(self.objectives, config.objective_guidance)
         #: The columns records track: module statistics, then the guides' pressure.
         self.layout = SignalLayout(len(self.executor.module_names),
                                    sum(o.pressure_columns for o in self.guides))
@@ -110,10 +109,16 @@ class Fuzzer:
             self.corpus.load_folder(corpus, strict=True)
         if folder is not None:
             self.corpus.load_folder(folder, strict=False)
-        gradient = self._gradient if config.feedback and config.guided else None
+        guidance = (Guidance(self.executor, self.guides, self.layout,
+                             lambda: self.coverage.records.targets())
+                    if config.feedback and config.guided else None)
         self.mutator = Mutator(self.domain, MutationConfig(config.radius, config.norm, config.edges),
-                               gradient)
+                               guidance)
         self.coverage = self._prime_coverage()
+        # Coverage-guided search, or random mutation (feedback=False: every mutant from a
+        # seed, nothing kept), chosen once here rather than at every step.
+        self._sample = self.corpus.sample if config.feedback else self.corpus.sample_seeds
+        self._grow = self._keep_new_coverage if config.feedback else _keep_nothing
         self.execs = 0
         #: Inputs this run added to the corpus (some may have been evicted since).
         self.kept = 0
@@ -127,35 +132,37 @@ class Fuzzer:
 
     def step(self, size: int) -> None:
         """Sample, mutate, execute, judge, cover, grow, report."""
-        parents = (self.corpus.sample(size, self.rng) if self.config.feedback
-                   else self.corpus.sample_seeds(size, self.rng))
+        parents = self._sample(size, self.rng)
         anchors = self.corpus.root_inputs(parents.root)
         mutants = Batch(self.mutator.mutate(parents.inputs, anchors, self.rng),
                         parents.root, parents.depth + 1)
         execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size
         verdicts = judge(self.objectives, execution, self.guides)
-        if self.config.feedback:
-            passed = execution.ran & ~verdicts.failing(mutants.size, execution.ran.device)
-            keep = self.coverage.update(execution.coverage, self._signals(execution, verdicts),
-                                        passed, parents.vectors)
-            mutants.vectors = execution.coverage
-            kept = keep.nonzero().flatten()
-            self.kept += self.corpus.add(mutants.select(kept))
-            self.corpus.credit(parents.index[kept.to(parents.index.device)])
-            self.corpus.evict(self.config.max_corpus, _bytes(self.config.max_corpus_mb))
+        self._grow(parents, replace(mutants, vectors=execution.coverage), execution, verdicts)
         for finding in verdicts.findings:
             self._report(finding, mutants)
 
+    def _keep_new_coverage(self, parents: Batch, mutants: Batch, execution: Execution,
+                           verdicts: Verdicts) -> None:
+        """Mutants that passed and are novel or set a record join the corpus; their parents
+        get the credit; past a cap, the corpus evicts."""
+        passed = execution.ran & ~verdicts.failing(mutants.size, execution.ran.device)
+        keep = self.coverage.update(execution.coverage, self._signals(execution, verdicts),
+                                    passed, parents.vectors)
+        kept = keep.nonzero().flatten()
+        self.kept += self.corpus.add(mutants.select(kept))
+        self.corpus.credit(parents.index[kept.to(parents.index.device)])
+        self.corpus.evict(self.config.max_corpus, _bytes(self.config.max_corpus_mb))
+
     def _execute(self, inputs: Inputs, roots: torch.Tensor) -> Execution:
         """Run the model; each example carries its seed's label when the target has targets()."""
-        execution = self.executor.run(inputs)
         labels = self.labels
-        if labels is not None:
-            roots = roots.to(labels.device)
-            execution.targets = labels[roots.clamp(max=self.seed_count - 1)].to(self.executor.device)
-            execution.has_target = (roots < self.seed_count).to(self.executor.device)
-        return execution
+        if labels is None:
+            return self.executor.run(inputs)
+        roots = roots.to(labels.device)
+        return self.executor.run(inputs, targets=labels[roots.clamp(max=self.seed_count - 1)],
+                                 has_target=roots < self.seed_count)
 
     def _signals(self, execution: Execution, verdicts: Verdicts) -> torch.Tensor:
         """What records track (self.layout): every module statistic, then the guides' pressure."""
@@ -321,29 +328,6 @@ class Fuzzer:
             self._signals(e, judge(self.objectives, e, self.guides)) for e in executions]))
         self.corpus.add_imported(found, vectors)
 
-    # --- guidance ------------------------------------------------------------------
-
-    def _gradient(self, inputs: Inputs, rng: torch.Generator) -> tuple[torch.Tensor | None, ...] | None:
-        """Direction that drives an objective's steering quantity down (half the time,
-        when a guiding objective has one) or one activation statistic to an extreme."""
-        steering = [s for s in (o.steer() for o in self.guides) if s is not None]
-        if steering and bool(torch.rand(1, generator=rng, device=rng.device).item() < 0.5):
-            pick = int(torch.randint(len(steering), (1,), generator=rng, device=rng.device).item())
-            grads = self.executor.gradient(inputs, steering[pick])
-            return None if grads is None else tuple(-g if g is not None else g for g in grads)
-        candidates = self.coverage.records.targets()
-        candidates = candidates[candidates < self.layout.statistics]
-        if not len(candidates):
-            return None
-        pick = int(candidates[torch.randint(len(candidates), (1,), generator=rng,
-                                            device=rng.device).item()])
-        module, stat = self.layout.statistic(pick)  # type: ignore[misc]
-        lower = bool(torch.rand(1, generator=rng, device=rng.device).item() < 0.5)
-        grads = self.executor.stat_gradient(inputs, module, stat)
-        if grads is None:
-            return None
-        return tuple(-g if lower and g is not None else g for g in grads)
-
     # --- failures ------------------------------------------------------------------
 
     def _report(self, finding: Finding, mutants: Batch) -> None:
@@ -387,6 +371,11 @@ class Fuzzer:
                            "found_after_s": f"{self.elapsed():.3f}",
                            **objective.reproducer_metadata(),
                        })
+
+
+def _keep_nothing(parents: Batch, mutants: Batch, execution: Execution,
+                  verdicts: Verdicts) -> None:
+    """Random mutation keeps no corpus: every mutant comes from a seed."""
 
 
 def _bytes(megabytes: float | None) -> float | None:

@@ -41,8 +41,8 @@ def signature_check(failure: Failure, objective: "Objective", executor: "Executo
     candidate with the failure's signature (each candidate carries its label)."""
 
     def still_fails(batch: Inputs) -> torch.Tensor:
-        execution = executor.run(tuple(t.to(executor.device) for t in batch))
-        execution.label_all(failure.target)
+        execution = executor.run(tuple(t.to(executor.device) for t in batch)).label_all(
+            failure.target)
         mask = torch.zeros(execution.size, dtype=torch.bool)
         for finding in objective.judge(execution):
             if finding.signature == failure.signature:
