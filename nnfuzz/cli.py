@@ -360,12 +360,13 @@ def corpus() -> None:
 @handles_errors
 def corpus_merge(target: Path, destination: Path, sources: tuple[Path, ...]) -> int:
     """Fold the corpora SOURCES (other runs, other machines) into DESTINATION, once each."""
-    from nnfuzz.corpus import merge_folders
+    from nnfuzz.corpus import merge_folders, starting_inputs
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
-    added, skipped = merge_folders(_corpus_domain(loaded, [destination, *sources]), destination,
-                                   list(sources))
+    domain = loaded.domain(*starting_inputs(loaded.seeds, loaded.input_names,
+                                            [destination, *sources]))
+    added, skipped = merge_folders(domain, destination, list(sources))
     if skipped:
         click.echo(f"WARNING: skipped {len(skipped)} file(s) that are not inputs of "
                    f"{target.name}: {', '.join(skipped[:5])}", err=True)
@@ -386,63 +387,20 @@ def corpus_merge(target: Path, destination: Path, sources: tuple[Path, ...]) -> 
 def corpus_minimize(target: Path, folder: Path, threshold: float | None,
                     layers: tuple[str, ...], dry_run: bool) -> int:
     """Keep the fewest inputs of FOLDER that reach the same coverage (libFuzzer -merge=1)."""
-    from nnfuzz.distill import distill_folder
-    from nnfuzz.errors import CorpusError
-    from nnfuzz.execution import Executor
+    from nnfuzz.distill import minimize_folder
     from nnfuzz.target import load_target
 
-    if not folder.is_dir():
-        raise CorpusError(f"{folder}: no such folder: give a corpus folder (OUT/corpus).")
-    loaded = load_target(target, need_seeds=False)
-    run_threshold, run_layers = _run_settings(folder)
-    domain = _corpus_domain(loaded, [folder])
-    executor = Executor(loaded.model.eval(), layers=list(layers or run_layers), source=loaded.path,
-                        names=domain.names)
-    try:
-        result = distill_folder(folder, domain, executor, loaded.seeds, threshold or run_threshold)
-    finally:
-        executor.close()
+    result = minimize_folder(load_target(target, need_seeds=False), folder, threshold, layers,
+                             dry_run)
     if result.skipped:
         click.echo(f"WARNING: left alone {len(result.skipped)} file(s) that are not inputs of "
                    f"{target.name}: {', '.join(result.skipped[:5])}", err=True)
-    if not dry_run:
-        for path in result.removed:
-            path.unlink(missing_ok=True)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"kept {len(result.kept)} of {len(result.kept) + len(result.removed)} input(s) "
                f"in {folder}: the same {result.cells} cell(s) beyond the seeds at threshold "
                f"{result.threshold:.6g} and {result.records} record(s); {verb} "
                f"{len(result.removed)}")
     return 0
-
-
-def _corpus_domain(loaded: Any, folders: list[Path]) -> Any:
-    """The target's input structure: from its seeds, else from the first folder with inputs."""
-    from nnfuzz.corpus import named_inputs_in_folder
-    from nnfuzz.errors import TargetError
-
-    found = (loaded.seeds, loaded.input_names) if loaded.seeds is not None else None
-    for folder in folders:
-        if found is None and folder.is_dir():
-            found = named_inputs_in_folder(folder)
-    if found is None:
-        raise TargetError(f"{loaded.origin}: no seeds() and no inputs to learn the input shapes "
-                          "from: define seeds() in the target.")
-    return loaded.domain(*found)
-
-
-def _run_settings(folder: Path) -> tuple[float | None, tuple[str, ...]]:
-    """The threshold and --layer of the run whose output folder holds ``folder``."""
-    import json
-
-    try:
-        record = json.loads((folder.parent / "run.json").read_text())
-        threshold = record.get("threshold")
-        layers = record.get("coverage_layers") or (record.get("options") or {}).get("layers") or ()
-        return (float(threshold) if isinstance(threshold, (int, float)) else None,
-                tuple(str(layer) for layer in layers))
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None, ()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from nnfuzz.domain import Domain, Inputs, Names
-from nnfuzz.errors import CorpusError
+from nnfuzz.errors import CorpusError, TargetError
 from nnfuzz.storage import (TEMP_PREFIX, atomic_write, content_hash, ensure_folder, input_tensors,
                             names_in, names_metadata, read_input_file, tensor_file_bytes)
 
@@ -415,6 +415,21 @@ def inputs_in_folder(folder: Path) -> Inputs | None:
     """The readable inputs of a folder stacked into a batch, or None if it has none."""
     found = named_inputs_in_folder(folder)
     return found[0] if found is not None else None
+
+
+def starting_inputs(seeds: Inputs | None, names: Names,
+                    folders: list[Path | None]) -> tuple[Inputs, Names]:
+    """The seeds, or, when there are none, the inputs of the first folder with any (and
+    their names): what a run starts from and what a folder's inputs must look like."""
+    if seeds is not None:
+        return seeds, names
+    for folder in folders:
+        if folder is not None and folder.is_dir():
+            found = named_inputs_in_folder(folder)
+            if found is not None:
+                return found
+    raise TargetError("no seeds: define seeds() in the target, or give --corpus DIR "
+                      "with at least one input.")
 
 
 def named_inputs_in_folder(folder: Path) -> tuple[Inputs, Names] | None:

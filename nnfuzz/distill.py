@@ -22,18 +22,25 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 import torch
 
-from nnfuzz.corpus import scan_folder
+from nnfuzz.corpus import scan_folder, starting_inputs
 from nnfuzz.coverage import derive_threshold
 from nnfuzz.domain import Domain, Inputs
+from nnfuzz.errors import CorpusError
 from nnfuzz.execution import Execution, Executor
+from nnfuzz.output import coverage_settings
 
 #: Inputs per forward pass while measuring the corpus.
 BATCH = 256
+
+
+if TYPE_CHECKING:
+    from nnfuzz.target import Target
 
 
 @dataclass
@@ -49,6 +56,27 @@ class Distilled:
     #: from every seed, and record extremes the seeds do not reach.
     cells: int = 0
     records: int = 0
+
+
+def minimize_folder(target: "Target", folder: Path, threshold: float | None = None,
+                    layers: tuple[str, ...] = (), dry_run: bool = False) -> Distilled:
+    """``nnfuzz corpus minimize``: distill ``folder`` with the run's threshold and layers
+    (from run.json beside it, unless given) and remove what is not kept (unless
+    ``dry_run``)."""
+    if not folder.is_dir():
+        raise CorpusError(f"{folder}: no such folder: give a corpus folder (OUT/corpus).")
+    run_threshold, run_layers = coverage_settings(folder)
+    domain = target.domain(*starting_inputs(target.seeds, target.input_names, [folder]))
+    executor = Executor(target.model.eval(), layers=list(layers or run_layers), source=target.path,
+                        names=domain.names)
+    try:
+        result = distill_folder(folder, domain, executor, target.seeds, threshold or run_threshold)
+    finally:
+        executor.close()
+    if not dry_run:
+        for path in result.removed:
+            path.unlink(missing_ok=True)
+    return result
 
 
 def distill_folder(folder: Path, domain: Domain, executor: Executor, seeds: Inputs | None,

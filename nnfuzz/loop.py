@@ -20,7 +20,7 @@ import torch
 
 from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig, StopReason
-from nnfuzz.corpus import Batch, Corpus, named_inputs_in_folder
+from nnfuzz.corpus import Batch, Corpus, starting_inputs
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
 from nnfuzz.domain import Inputs, Names
@@ -77,7 +77,7 @@ class Fuzzer:
 
     def _set_up(self, target: Target, config: FuzzConfig, corpus: Path | None,
                 folder: Path | None) -> None:
-        seeds, names = _starting_inputs(target, [corpus, folder])
+        seeds, names = starting_inputs(target.seeds, target.input_names, [corpus, folder])
         if target.input_names is None and names is not None:
             target = replace(target, input_names=names)  # a corpus of named inputs, no seeds()
         self.target = target
@@ -380,17 +380,3 @@ def _keep_nothing(parents: Batch, mutants: Batch, execution: Execution,
 
 def _bytes(megabytes: float | None) -> float | None:
     return megabytes * 2**20 if megabytes is not None else None
-
-
-def _starting_inputs(target: Target, folders: list[Path | None]) -> tuple[Inputs, Names]:
-    """The seeds, or, when there are none, the inputs of the first folder with any (and
-    their names)."""
-    if target.seeds is not None:
-        return target.seeds, target.input_names
-    for folder in folders:
-        if folder is not None and folder.is_dir():
-            found = named_inputs_in_folder(folder)
-            if found is not None:
-                return found
-    raise TargetError("no seeds: define seeds() in the target, or give --corpus DIR "
-                      "with at least one input.")

@@ -108,7 +108,7 @@ class OutputFolder:
         if not self.run_json.exists():
             return None
         try:
-            return json.loads(self.run_json.read_text())
+            return read_run_json(self.run_json)
         except (ValueError, OSError):
             warnings.warn(f"{self.run_json} is unreadable; it will be rewritten", stacklevel=2)
             return None
@@ -170,6 +170,28 @@ class OutputFolder:
             raise OutputError(write_failure(self.stats_jsonl, error)) from None
 
 
+def read_run_json(path: Path) -> dict[str, Any]:
+    """run.json as written by run_record; ValueError or OSError when it cannot be read.
+    Every reader of run.json (resume, report, corpus minimize) goes through here."""
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return record
+
+
+def coverage_settings(folder: Path) -> tuple[float | None, tuple[str, ...]]:
+    """The coverage threshold and layers of the run whose output folder holds ``folder``
+    (OUT/corpus): (None, ()) when there is no readable run.json beside it."""
+    try:
+        record = read_run_json(folder.parent / "run.json")
+    except (OSError, ValueError):
+        return None, ()
+    threshold = record.get("threshold")
+    layers = record.get("coverage_layers") or (record.get("options") or {}).get("layers") or ()
+    return (float(threshold) if isinstance(threshold, (int, float)) else None,
+            tuple(str(layer) for layer in layers) if isinstance(layers, (list, tuple)) else ())
+
+
 def save_minimized(smaller: Failure, original: Path, output: Path | None) -> Path:
     """Save a minimized reproducer over ``original``, or at ``output``.
 
@@ -190,15 +212,26 @@ def save_minimized(smaller: Failure, original: Path, output: Path | None) -> Pat
     return smaller.save(output)
 
 
+def reproducers_in(crashes: Path) -> list[tuple[Path, Failure | None, str]]:
+    """Every reproducer file of ``crashes`` in name order, loaded, or None and why not.
+    Every reader of crashes/ (resume, workers, report) goes through here."""
+    found: list[tuple[Path, Failure | None, str]] = []
+    for path in sorted(crashes.glob("*.safetensors")) if crashes.is_dir() else []:
+        try:
+            found.append((path, load_failure(path), ""))
+        except ReproducerError as error:
+            found.append((path, None, str(error)))
+    return found
+
+
 def known_failures(crashes: Path, *, quiet: bool = False) -> dict[str, Path]:
     """Signature -> reproducer path of every reproducer in ``crashes``; others are skipped."""
     known: dict[str, Path] = {}
-    for path in sorted(crashes.glob("*.safetensors")) if crashes.is_dir() else []:
-        try:
-            known.setdefault(load_failure(path).signature, path)
-        except ReproducerError as error:
-            if not quiet:
-                warnings.warn(f"skipped {error}", stacklevel=2)
+    for path, failure, error in reproducers_in(crashes):
+        if failure is not None:
+            known.setdefault(failure.signature, path)
+        elif not quiet:
+            warnings.warn(f"skipped {error}", stacklevel=2)
     return known
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nnfuzz.errors import OutputError, ReproducerError, UsageError
-from nnfuzz.reproducer import Failure, load_failure, replay_command
+from nnfuzz.errors import OutputError, UsageError
+from nnfuzz.output import read_run_json, reproducers_in
+from nnfuzz.reproducer import Failure, replay_command
 from nnfuzz.storage import atomic_write
 
 #: What to install for plots.
@@ -55,9 +56,7 @@ def read_folder(folder: Path) -> FolderReport:
         raise UsageError(f"{folder} is not an nnfuzz output folder (no run.json): give the "
                          "--out folder of a run.")
     try:
-        run = json.loads(run_json.read_text())
-        if not isinstance(run, dict):
-            raise ValueError("not a JSON object")
+        run = read_run_json(run_json)
     except (OSError, ValueError) as error:
         raise OutputError(f"{run_json} is unreadable ({error}): run nnfuzz again with this "
                           "--out to rewrite it.") from None
@@ -80,13 +79,8 @@ def _read_stats(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_failures(crashes: Path) -> list[SavedFailure]:
-    saved = []
-    for path in sorted(crashes.glob("*.safetensors")) if crashes.is_dir() else []:
-        try:
-            saved.append(SavedFailure(path, load_failure(path)))
-        except ReproducerError as error:
-            saved.append(SavedFailure(path, None, str(error)))
-    return saved
+    return [SavedFailure(path, failure, error) if failure is None else SavedFailure(path, failure)
+            for path, failure, error in reproducers_in(crashes)]
 
 
 def _replay(report: FolderReport, path: Path) -> str:
