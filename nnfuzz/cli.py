@@ -19,7 +19,9 @@ import click
 
 from nnfuzz.entry import EXIT_INTERRUPTED, handle_interrupts
 from nnfuzz.errors import NnfuzzError, UsageError
+from nnfuzz.config import NORMS
 from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
+from nnfuzz.references import REFERENCE_KINDS
 
 #: Exit code when stdout's reader went away (128 + SIGPIPE), as shells report it.
 EXIT_BROKEN_PIPE = 141
@@ -119,7 +121,7 @@ def main() -> None:
 @click.option("--objective", "objectives", multiple=True,
               help="Objective to check (repeatable): nonfinite, exception, loss, disagree, "
                    "or a name from the target's objectives(). Default: all available.")
-@click.option("--reference", type=click.Choice(["int8", "fp16", "bf16"]),
+@click.option("--reference", type=click.Choice(REFERENCE_KINDS),
               help="Copy of the model that disagree compares against (when no reference()).")
 @click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True,
               help="disagree: absolute tolerance for outputs that are not class scores.")
@@ -134,7 +136,7 @@ def main() -> None:
                    "cores shared out).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: where the model is).")
 @click.option("--radius", type=float, help="Bound on each mutant's distance from its seed.")
-@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
+@click.option("--norm", type=click.Choice(NORMS), default="linf", show_default=True)
 @click.option("--layer", "layers", multiple=True,
               help="Module whose activations form the coverage vector (repeatable).")
 @click.option("--threshold", type=float, help="Nearest-neighbour distance that counts as new.")

@@ -8,8 +8,12 @@ from pathlib import Path
 
 from nnfuzz.errors import UsageError
 from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
+from nnfuzz.references import REFERENCE_KINDS
 from nnfuzz.reproducer import Failure
 
+
+#: The norms a --radius is measured in (nnfuzz.mutation.input_distance).
+NORMS = ("linf", "l2")
 
 class StopReason(enum.Enum):
     """Why a run ended; recorded in run.json."""
@@ -27,9 +31,19 @@ class StopReason(enum.Enum):
 
 @dataclass(frozen=True)
 class FuzzConfig:
-    """The options of one run; the CLI's flags map one to one onto these."""
+    """The options of one run (the engine's and the Campaign's).
 
+    Most ``nnfuzz run`` flags set the field of the same name (--objective sets
+    ``objectives``, --layer ``layers``, --no-minimize ``minimize``). Some fields
+    have no flag: ``feedback``, ``guided``, ``edges`` and ``objective_guidance``
+    exist for benchmarks and experiments, ``status_interval`` for tests. Some flags
+    are no field: --out, --corpus, --device, --workers, --ray and --json/--junit
+    choose where and how the run happens (nnfuzz.api.fuzz_target), not what it does.
+    """
+
+    #: Objectives by name; None: every one the target makes available.
     objectives: tuple[str, ...] | None = None
+    #: Seconds the whole run may take, set-up (and workers' start-up) included.
     max_time: float | None = None
     #: Stop after this many executions (mutants run through the model).
     runs: int | None = None
@@ -77,16 +91,17 @@ class FuzzConfig:
     threads: int | None = None
 
     def check(self) -> None:
-        if self.norm not in ("linf", "l2"):
-            raise UsageError(f"--norm {self.norm!r} is unknown: choose linf or l2.")
+        if self.norm not in NORMS:
+            raise UsageError(f"--norm {self.norm!r} is unknown: choose {' or '.join(NORMS)}.")
         for name in ("max_time", "radius", "threshold"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"--{name.replace('_', '-')}={value!r} must be positive.")
         if self.runs is not None and self.runs < 0:
             raise UsageError(f"--runs={self.runs!r} must not be negative.")
-        if self.reference is not None and self.reference not in ("int8", "fp16", "bf16"):
-            raise UsageError(f"--reference {self.reference!r} is unknown: choose int8, fp16 or bf16.")
+        if self.reference is not None and self.reference not in REFERENCE_KINDS:
+            raise UsageError(f"--reference {self.reference!r} is unknown: choose "
+                             f"{', '.join(REFERENCE_KINDS)}.")
         for name in ("atol", "rtol"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name}={getattr(self, name)!r} must not be negative.")
