@@ -202,9 +202,7 @@ class Corpus:
         root_inputs = tuple(t[0] for t in self.root_inputs(torch.tensor([root])))
         metadata = {"root": content_hash(root_inputs),
                     "mutations": str(int(batch.depth[example]))}
-        path = self.folder / f"{content_hash(inputs)}.safetensors"  # type: ignore[operator]
-        if not path.exists():
-            atomic_write(path, input_file_bytes(inputs, self.domain.names, metadata))
+        write_input(self.folder, inputs, self.domain.names, metadata)  # type: ignore[arg-type]
 
     # --- bounding it --------------------------------------------------------------------
 
@@ -371,6 +369,22 @@ def _clamped(inputs: Inputs, domain: Domain) -> Inputs:
     return tuple(f.clamp(t) for t, f in zip(inputs, domain.fields))
 
 
+def write_input(folder: Path, inputs: Inputs, names: Names, metadata: dict[str, str]) -> bool:
+    """Save one input into a corpus folder under its content hash; False when it was there."""
+    return save_input_file(folder, f"{content_hash(inputs)}.safetensors",
+                           lambda: input_file_bytes(inputs, names, metadata))
+
+
+def save_input_file(folder: Path, name: str, data: bytes | Callable[[], bytes]) -> bool:
+    """The one writer of corpus files (runs, merges, Ray's relays): atomic, and once per
+    name (names are content hashes, so a file already there holds the same input)."""
+    path = folder / name
+    if path.exists():
+        return False
+    atomic_write(path, data() if callable(data) else data)
+    return True
+
+
 def input_file_bytes(inputs: Inputs, names: Names, metadata: dict[str, str]) -> bytes:
     """A corpus file: one input (no batch dimension), named like the seeds, and its metadata."""
     return tensor_file_bytes(input_tensors(inputs, names, "input"),
@@ -474,10 +488,7 @@ def merge_folders(domain: Domain, destination: Path, sources: list[Path]) -> tup
                 skipped.append(str(path))
                 continue
             fitting += 1
-            name = destination / f"{content_hash(inputs)}.safetensors"
-            if not name.exists():
-                atomic_write(name, input_file_bytes(inputs, domain.names, metadata))
-                added += 1
+            added += write_input(destination, inputs, domain.names, metadata)
     if not fitting:
         found = (f"none of the {len(skipped)} file(s) in them fits the target's inputs "
                  f"({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''})"

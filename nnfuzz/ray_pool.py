@@ -28,7 +28,8 @@ from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.reproducer import failure_from_bytes
 from nnfuzz.status import Reporter
-from nnfuzz.storage import TEMP_PREFIX, atomic_write
+from nnfuzz.corpus import save_input_file
+from nnfuzz.storage import TEMP_PREFIX
 from nnfuzz.target import Target
 from nnfuzz.workers import MAX_RESTARTS, Pool
 
@@ -120,8 +121,7 @@ class RayWorker:
 
     def _write(self, files: dict[str, bytes]) -> None:
         for name, data in files.items():
-            if not (self.corpus / name).exists():
-                atomic_write(self.corpus / name, data)
+            save_input_file(self.corpus, name, data)
 
 
 def _check_reachable(address: str) -> None:
@@ -215,8 +215,7 @@ class RayPool(Pool):
 
     def _take(self, index: int, result: dict[str, Any]) -> None:
         for name, data in result["files"].items():
-            if not (self.campaign.out.corpus / name).exists():
-                atomic_write(self.campaign.out.corpus / name, data)
+            save_input_file(self.campaign.out.corpus, name, data)  # type: ignore[union-attr]
             for other in self.outbox:
                 if other != index:
                     self.outbox[other][name] = data
