@@ -209,7 +209,7 @@ def _mask_relation(position: int, fields: list[Field], seeds: Inputs,
             if torch.equal(derive_mask(tokens, pad, marks, mask.dtype), mask):
                 relation = "!=" if marks == "tokens" else "=="
                 how = (f"inferred: it equals {field.label} {relation} {pad} on every seed"
-                       if pad is not None else f"inferred from its name; it is all on in every seed")
+                       if pad is not None else "inferred from its name; it is all on in every seed")
                 return other, _with_pad(field, tokens, pad, source), replace(fields[position], kind=MASK, follows=other,
                                                     marks=marks, low=0.0, high=1.0, bounds_from=how)
     return None

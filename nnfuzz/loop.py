@@ -23,7 +23,7 @@ from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.corpus import Batch, Corpus, starting_inputs
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
-from nnfuzz.domain import Inputs, Names
+from nnfuzz.domain import Inputs
 from nnfuzz.errors import TargetError
 from nnfuzz.execution import Execution, Executor
 from nnfuzz.guidance import Guidance, guiding

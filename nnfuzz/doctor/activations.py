@@ -16,7 +16,7 @@ import torch
 
 from nnfuzz.doctor.result import CheckResult, Status, graded
 from nnfuzz.doctor.subject import Subject
-from nnfuzz.execution import output_tensors
+from nnfuzz.reading import output_tensors
 
 #: Share of a layer's units dead (or saturated) that warns and that fails: a
 #: freshly initialised ReLU layer has a few percent dead on typical data.

@@ -19,7 +19,8 @@ import torch.utils._pytree as pytree
 
 from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
-from nnfuzz.execution import model_device, primary_output
+from nnfuzz.execution import model_device
+from nnfuzz.reading import primary_output
 from nnfuzz.target import Target
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {

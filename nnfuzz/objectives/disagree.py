@@ -19,7 +19,8 @@ import torch
 
 from nnfuzz.domain import Inputs, call
 from nnfuzz.errors import TargetError, UsageError, first_line
-from nnfuzz.execution import Execution, primary_output
+from nnfuzz.execution import Execution
+from nnfuzz.reading import primary_output
 from nnfuzz.objectives.base import (DEFAULT_ATOL, DEFAULT_RTOL, Finding, Judgement, Objective,
                                     ObjectiveContext)
 from nnfuzz.references import Reference, model_label, reference_for

@@ -19,7 +19,8 @@ import torch.utils._pytree as pytree
 
 from nnfuzz.domain import call
 from nnfuzz.errors import TargetError, first_line, user_traceback
-from nnfuzz.execution import Execution, primary_output
+from nnfuzz.execution import Execution
+from nnfuzz.reading import primary_output
 from nnfuzz.objectives.base import Finding, Judgement, Objective, ObjectiveContext
 
 Rows = torch.Tensor

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nnfuzz.execution import Executor, same_outputs
+from nnfuzz.execution import Executor
+from nnfuzz.reading import same_outputs
 from nnfuzz.objectives import Nonfinite
 
 VOCAB, WIDTH, LENGTH = 30, 16, 8
