@@ -362,7 +362,7 @@ def corpus() -> None:
 @handles_errors
 def corpus_merge(target: Path, destination: Path, sources: tuple[Path, ...]) -> int:
     """Fold the corpora SOURCES (other runs, other machines) into DESTINATION, once each."""
-    from nnfuzz.corpus import merge_folders, starting_inputs
+    from nnfuzz.corpus_files import merge_folders, starting_inputs
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)

@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 import torch
 
-from nnfuzz.corpus import scan_folder, starting_inputs
+from nnfuzz.corpus_files import scan_folder, starting_inputs
 from nnfuzz.coverage import derive_threshold
 from nnfuzz.domain import Domain, Inputs
 from nnfuzz.errors import CorpusError

@@ -20,7 +20,8 @@ import torch
 
 from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig, StopReason
-from nnfuzz.corpus import Batch, Corpus, starting_inputs
+from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.corpus_files import starting_inputs
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
 from nnfuzz.domain import Inputs

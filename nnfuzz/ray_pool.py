@@ -28,7 +28,7 @@ from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.reproducer import failure_from_bytes
 from nnfuzz.status import Reporter
-from nnfuzz.corpus import save_input_file
+from nnfuzz.corpus_files import save_input_file
 from nnfuzz.storage import TEMP_PREFIX
 from nnfuzz.target import Target
 from nnfuzz.workers import MAX_RESTARTS, Pool

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnfuzz.corpus import inputs_in_folder
+from nnfuzz.corpus_files import inputs_in_folder
 from nnfuzz.execution import Executor
 from nnfuzz.target import load_target
 

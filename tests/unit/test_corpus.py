@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnfuzz import CorpusError
-from nnfuzz.corpus import Batch, Corpus, inputs_in_folder
+from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.corpus_files import inputs_in_folder
 from nnfuzz.inference import infer_domain
 from nnfuzz.storage import content_hash, tensor_file_bytes
 
