@@ -16,7 +16,7 @@ import nnfuzz
 from nnfuzz.config import FuzzConfig
 from nnfuzz.status import Reporter
 from nnfuzz.target import load_target
-from nnfuzz.workers import WorkerPool, split_runs, worker_seed
+from nnfuzz.workers import WorkerPool
 
 from tests.targets import DEAD_RELU, write_target
 
@@ -102,7 +102,7 @@ def test_a_worker_past_the_runs_deadline_stops_before_its_first_batch(
     from nnfuzz.campaign import Campaign
     from nnfuzz.config import StopReason
     from nnfuzz.loop import Fuzzer
-    from nnfuzz.workers import WorkerSpec, worker_stop
+    from nnfuzz.worker_process import WorkerSpec, worker_stop
 
     target, config = load_target(healthy_target), FuzzConfig(runs=10_000)
     spec = WorkerSpec(0, healthy_target, config, tmp_path, None, None, 1, os.getpid(),
@@ -116,13 +116,6 @@ def test_a_worker_past_the_runs_deadline_stops_before_its_first_batch(
     running = worker_stop(replace(spec, deadline=None), lambda: False, lambda: False)
     assert running(0) is None and running(10_000) is StopReason.RUNS
     assert worker_stop(spec, lambda: True, lambda: False)(0) is StopReason.STOPPED
-
-
-def test_workers_get_their_own_random_streams_and_shares_of_the_runs() -> None:
-    seeds = {worker_seed(0, index, restart) for index in range(4) for restart in range(3)}
-    assert len(seeds) == 12 and worker_seed(0, 1, 0) == worker_seed(0, 1, 0)
-    assert worker_seed(0, 1, 0) != worker_seed(1, 1, 0)
-    assert split_runs(10, 3) == [4, 3, 3] and split_runs(None, 2) == [None, None]
 
 
 @pytest.mark.slow

@@ -1,0 +1,80 @@
+"""The engine on a tiny model: one step, and the Campaign it feeds."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nnfuzz.campaign import Campaign
+from nnfuzz.config import FuzzConfig, StopReason
+from nnfuzz.loop import Fuzzer
+from nnfuzz.reproducer import Failure
+from nnfuzz.target import in_memory
+
+
+def tiny(nan_below: float | None = None):  # type: ignore[no-untyped-def]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.net(x)
+            if nan_below is not None:
+                out = torch.where((x < nan_below).all(1, keepdim=True), out * float("nan"), out)
+            return out
+
+    seeds = 0.5 + 0.5 * torch.rand(16, 4, generator=torch.Generator().manual_seed(0))
+    return in_memory(Model(), seeds, bounds=(0.0, 1.0))
+
+
+def test_one_step_runs_a_batch_of_mutants_and_only_adds_to_the_corpus() -> None:
+    target, config = tiny(), FuzzConfig(batch_size=50)
+    fuzzer = Fuzzer(target, config, Campaign(target, config, None))
+    try:
+        before = len(fuzzer.corpus)
+        fuzzer.step(50)
+        assert fuzzer.execs == 50
+        assert before <= len(fuzzer.corpus) <= before + 50
+        assert fuzzer.progress().execs == 50
+    finally:
+        fuzzer.close()
+
+
+def test_random_mutation_keeps_no_corpus() -> None:
+    target, config = tiny(), FuzzConfig(batch_size=50, feedback=False)
+    fuzzer = Fuzzer(target, config, Campaign(target, config, None))
+    try:
+        before = len(fuzzer.corpus)
+        for _ in range(5):
+            fuzzer.step(50)
+        assert len(fuzzer.corpus) == before and fuzzer.execs == 250
+    finally:
+        fuzzer.close()
+
+
+def test_a_failure_found_in_a_step_reaches_the_campaign_once_and_stops_it() -> None:
+    target = tiny(nan_below=0.05)
+    config = FuzzConfig(stop_on_failure=True, minimize=False)
+    campaign = Campaign(target, config, None)
+    fuzzer = Fuzzer(target, config, campaign)
+    try:
+        reason = fuzzer.run_slice(60.0, campaign.stop_reason)
+    finally:
+        fuzzer.close()
+    assert reason is StopReason.FAILURE
+    [failure] = campaign.failures
+    assert failure.objective == "nonfinite" and campaign.hits[failure.signature] >= 1
+
+
+def test_the_campaign_takes_each_signature_once() -> None:
+    target, config = tiny(), FuzzConfig()
+    campaign = Campaign(target, config, None)
+    for value in (0.1, 0.2):
+        campaign.take(Failure(inputs=(torch.full((4,), value),), seed=(torch.ones(4),),
+                              objective="nonfinite", detail="NaN", signature="nonfinite:head"))
+    assert len(campaign.failures) == 1 and campaign.is_known("nonfinite:head")
