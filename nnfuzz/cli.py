@@ -167,7 +167,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
     from nnfuzz.api import fuzz_target
-    from nnfuzz.results import run_junit, run_record, write_json, write_junit
+    from nnfuzz.ci import run_junit, run_summary, write_json, write_junit
     from nnfuzz.status import TerminalReporter
     from nnfuzz.target import load_target
 
@@ -183,7 +183,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
     result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter,
                          workers=workers, ray=ray_address, device=device)
     if json_path is not None:
-        write_json(json_path, run_record(result))
+        write_json(json_path, run_summary(result))
     if junit_path is not None:
         write_junit(junit_path, run_junit(result))
     if result.interrupted:
@@ -224,7 +224,7 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
     """
     from nnfuzz.replay import Verdict, exit_code, replay as replay_all
     from nnfuzz.reproducer import reproducer_paths
-    from nnfuzz.results import replay_junit, replay_record, write_json, write_junit
+    from nnfuzz.ci import replay_junit, replay_summary, write_json, write_junit
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
@@ -234,7 +234,7 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
                          "give .safetensors files from OUT/crashes/.")
     outcomes = replay_all(loaded, files, repeat)
     if json_path is not None:
-        write_json(json_path, replay_record(outcomes))
+        write_json(json_path, replay_summary(outcomes))
     if junit_path is not None:
         write_junit(junit_path, replay_junit(outcomes))
     for outcome in outcomes:
@@ -278,7 +278,7 @@ def minimize(target: Path, reproducer: Path, output: Path | None) -> int:
 def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) -> int:
     """Summarize the runs in the output folder OUT: totals, failures, a plot."""
     from nnfuzz.report import PLOT_EXTRA, plot, read_folder, record, summary
-    from nnfuzz.results import write_json
+    from nnfuzz.ci import write_json
 
     folder = read_folder(out)
     for line in summary(folder):
@@ -326,7 +326,7 @@ def doctor(target: Path, out: Path, checks: tuple[str, ...], optimizer: str, lr:
     from nnfuzz.doctor import DoctorConfig, diagnose, write_record
     from nnfuzz.doctor.report import COLOURS, heading, summary, table, write_html, write_plots
     from nnfuzz.report import pyplot
-    from nnfuzz.results import write_json
+    from nnfuzz.ci import write_json
     from nnfuzz.target import load_target
 
     if html_path is not None or png_dir is not None:

@@ -20,7 +20,7 @@ from nnfuzz.replay import ReplayOutcome, Verdict
 from nnfuzz.storage import atomic_write
 
 
-def replay_record(outcomes: list[ReplayOutcome]) -> dict[str, Any]:
+def replay_summary(outcomes: list[ReplayOutcome]) -> dict[str, Any]:
     """The outcomes as JSON-ready data, with a count per verdict."""
     return {
         "counts": {verdict.value: sum(o.verdict is verdict for o in outcomes) for verdict in Verdict},
@@ -48,7 +48,7 @@ def replay_junit(outcomes: list[ReplayOutcome]) -> bytes:
     return _counted(suite)
 
 
-def run_record(result: FuzzResult) -> dict[str, Any]:
+def run_summary(result: FuzzResult) -> dict[str, Any]:
     """A run's outcome as JSON-ready data: why it stopped, its counters, its new failures."""
     return {
         "stop_reason": result.stop_reason.describe(),

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nnfuzz.config import FuzzResult, StopReason
 from nnfuzz.replay import ReplayOutcome, Verdict
 from nnfuzz.reproducer import Failure
-from nnfuzz.results import replay_junit, replay_record, run_junit
+from nnfuzz.ci import replay_junit, replay_summary, run_junit
 
 
 def _failure(index: int) -> Failure:
@@ -53,7 +53,7 @@ def test_replay_junit_and_json_counts_agree_with_their_elements(verdicts: list[V
     assert _agrees(suite)
     assert int(suite.get("failures")) == sum(v in {Verdict.STILL_FAILS, Verdict.FLAKY}
                                              for v in verdicts)
-    record = replay_record(outcomes)
+    record = replay_summary(outcomes)
     assert sum(record["counts"].values()) == len(record["reproducers"])
     for verdict, count in record["counts"].items():
         assert count == sum(r["verdict"] == verdict for r in record["reproducers"])
