@@ -250,3 +250,16 @@ def test_a_worker_stuck_past_the_deadline_is_terminated_and_the_run_ends_at_max_
     assert run.stderr.count("did not stop within 5 s; terminated") == 2, run.stderr
     assert json.loads((out / "run.json").read_text())["stop_reason"] == "reached --max-time"
     assert_gone(workers, "a stuck worker outlived the run")
+
+
+@pytest.mark.slow
+def test_the_library_runs_workers_too_and_refuses_them_for_a_model_in_memory(
+        tmp_path: Path, dead_relu_target: Path) -> None:
+    out = tmp_path / "out"
+    result = nnfuzz.fuzz_target(load_target(dead_relu_target), FuzzConfig(runs=4000), out=out,
+                                workers=2)
+    assert result.execs == 4000 and len(result.failures) == 1
+    assert json.loads((out / "run.json").read_text())["runs"][0]["workers"] == 2
+    target = load_target(dead_relu_target)
+    with pytest.raises(nnfuzz.UsageError, match="target file"):
+        nnfuzz.fuzz(target.model, target.seeds, out=tmp_path / "memory", runs=100, workers=2)
