@@ -135,8 +135,7 @@ class Fuzzer:
         """Sample, mutate, execute, judge, cover, grow, report."""
         parents = self._sample(size, self.rng)
         anchors = self.corpus.root_inputs(parents.root)
-        mutants = Batch(self.mutator.mutate(parents.inputs, anchors, self.rng),
-                        parents.root, parents.depth + 1)
+        mutants = self.mutator.children(parents, anchors, self.rng)
         execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size
         verdicts = judge(self.objectives, execution, self.guides)

@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from nnfuzz.corpus import Batch
 from nnfuzz.domain import CONTINUOUS, FLAGS, IMAGE, TOKENS, Domain, Field, Inputs
 
 #: Noise scales, as fractions of the bounds' width: small steps refine, large
@@ -82,6 +83,10 @@ class Mutator:
         if not self.config.edges:
             skip.add("edge")
         return tuple(name for name in OPERATORS[field.kind] if name not in skip)
+
+    def children(self, parents: Batch, anchors: Inputs, rng: torch.Generator) -> Batch:
+        """A child of each parent: one mutation more, the same root."""
+        return Batch(self.mutate(parents.inputs, anchors, rng), parents.root, parents.depth + 1)
 
     def mutate(self, inputs: Inputs, anchors: Inputs, rng: torch.Generator) -> Inputs:
         """One mutant per example; ``anchors`` are the seeds the examples descend from."""
