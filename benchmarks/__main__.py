@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,memory,scaling,workers-finding]``.
+"""``python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,memory,scaling,workers-finding,runtimes]``.
 
 Runs the measurement harness's sections in this order, each writing
 benchmarks/results/<section>[-quick].md and its plot, then rebuilds
@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from benchmarks import (finding_section, index, memory, minimization, real_architectures, report,
-                        scaling, throughput, workers_finding)
+                        runtimes, scaling, throughput, workers_finding)
 
 SECTIONS: dict[str, Callable[[bool], object]] = {
     "finding": finding_section.run,
@@ -29,6 +29,7 @@ SECTIONS: dict[str, Callable[[bool], object]] = {
     "memory": memory.run,
     "scaling": scaling.run,
     "workers-finding": workers_finding.run,
+    "runtimes": runtimes.run,
 }
 
 

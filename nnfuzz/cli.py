@@ -22,6 +22,7 @@ from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.config import NORMS
 from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
 from nnfuzz.references import REFERENCE_KINDS
+from nnfuzz.runtimes import COMPILE_MODES, RUNTIME_ATOL, RUNTIME_RTOL
 
 #: Exit code when stdout's reader went away (128 + SIGPIPE), as shells report it.
 EXIT_BROKEN_PIPE = 141
@@ -122,11 +123,17 @@ def main() -> None:
               help="Objective to check (repeatable): nonfinite, exception, loss, disagree, "
                    "or a name from the target's objectives(). Default: all available.")
 @click.option("--reference", type=click.Choice(REFERENCE_KINDS),
-              help="Copy of the model that disagree compares against (when no reference()).")
-@click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True,
-              help="disagree: absolute tolerance for outputs that are not class scores.")
-@click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True,
-              help="disagree: relative tolerance for outputs that are not class scores.")
+              help="What disagree compares the model against (when no reference()): a "
+                   "reduced-precision copy, or a runtime (torch.compile, torch.export, ONNX "
+                   "Runtime).")
+@click.option("--compile-mode", type=click.Choice(COMPILE_MODES),
+              help="torch.compile's mode for --reference compile [default: its default].")
+@click.option("--atol", type=float,
+              help=f"disagree: absolute tolerance for outputs that are not class scores "
+                   f"[default: {DEFAULT_ATOL:g}; {RUNTIME_ATOL:g} for runtimes].")
+@click.option("--rtol", type=float,
+              help=f"disagree: relative tolerance for outputs that are not class scores "
+                   f"[default: {DEFAULT_RTOL:g}; {RUNTIME_RTOL:g} for runtimes].")
 @click.option("--max-time", type=float, help="Stop after this many seconds.")
 @click.option("--runs", type=int, help="Stop after this many executions.")
 @click.option("--batch-size", type=int, default=100, show_default=True)
@@ -158,7 +165,8 @@ def main() -> None:
               help="Also write JUnit XML (a failing test case per new failure) to this file.")
 @handles_errors
 def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...],
-        reference: str | None, atol: float, rtol: float, max_time: float | None,
+        reference: str | None, compile_mode: str | None, atol: float | None,
+        rtol: float | None, max_time: float | None,
         runs: int | None, batch_size: int, seed: int, threads: int | None, device: str | None,
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
         max_corpus: int, max_corpus_mb: float, stop_on_failure: bool, minimize: bool,
@@ -177,7 +185,8 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
     reporter = TerminalReporter(total_runs=runs, max_time=max_time)
     config = FuzzConfig(objectives=objectives or None, max_time=max_time, runs=runs,
                         batch_size=batch_size, seed=seed, radius=radius, norm=norm, layers=layers,
-                        threshold=threshold, reference=reference, atol=atol, rtol=rtol,
+                        threshold=threshold, reference=reference, compile_mode=compile_mode,
+                        atol=atol, rtol=rtol,
                         stop_on_failure=stop_on_failure, minimize=minimize, threads=threads,
                         max_corpus=max_corpus, max_corpus_mb=max_corpus_mb)
     result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnfuzz.errors import UsageError
-from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
 from nnfuzz.references import REFERENCE_KINDS
+from nnfuzz.runtimes import COMPILE_MODES
 from nnfuzz.reproducer import Failure
 
 
@@ -58,9 +58,12 @@ class FuzzConfig:
     #: The copy ``disagree`` compares against when the target has no reference():
     #: "int8", "fp16" or "bf16".
     reference: str | None = None
-    #: Tolerances of ``disagree`` for outputs that are not class scores.
-    atol: float = DEFAULT_ATOL
-    rtol: float = DEFAULT_RTOL
+    #: Tolerances of ``disagree`` for outputs that are not class scores; None: the
+    #: reference's own (DEFAULT_ATOL/RTOL for copies, tighter for runtimes).
+    atol: float | None = None
+    rtol: float | None = None
+    #: torch.compile's mode for --reference compile (None: its default).
+    compile_mode: str | None = None
     #: Use coverage feedback (corpus growth, records, gradient guidance). False
     #: turns the loop into random search around the seeds: the baseline.
     feedback: bool = True
@@ -103,12 +106,15 @@ class FuzzConfig:
             raise UsageError(f"--reference {self.reference!r} is unknown: choose "
                              f"{', '.join(REFERENCE_KINDS)}.")
         for name in ("atol", "rtol"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise UsageError(f"--{name}={getattr(self, name)!r} must not be negative.")
         for name in ("max_corpus", "max_corpus_mb"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"--{name.replace('_', '-')}={value!r} must be positive.")
+        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
+            raise UsageError(f"--compile-mode {self.compile_mode!r} is unknown: choose "
+                             f"{', '.join(COMPILE_MODES)}.")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads={self.threads!r} must be at least 1.")
         if self.batch_size < 1:

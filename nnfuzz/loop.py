@@ -89,7 +89,8 @@ class Fuzzer:
         self.rng.manual_seed(config.seed)
         seeds = tuple(t.to(self.executor.device) for t in seeds)
         self.domain = target.domain(seeds, names)
-        self.context = context_for(target, config.reference, config.atol, config.rtol, self.domain)
+        self.context = context_for(target, config.reference, config.atol, config.rtol, self.domain,
+                                   config.compile_mode)
         self.objectives = build_objectives(config.objectives, self.context)
         self.guides = guiding(self.objectives, config.objective_guidance)
         #: The columns records track: module statistics, then the guides' pressure.

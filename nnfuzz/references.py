@@ -18,9 +18,11 @@ from torch import nn
 
 from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.errors import TargetError, UsageError, first_line
+from nnfuzz.runtimes import RUNTIME_KINDS, build_runtime, runtime_version
 
-#: The copies ``--reference`` builds.
-REFERENCE_KINDS = ("int8", "fp16", "bf16")
+#: The copies ``--reference`` builds: reduced-precision ones, then deployment runtimes.
+COPY_KINDS = ("int8", "fp16", "bf16")
+REFERENCE_KINDS = COPY_KINDS + RUNTIME_KINDS
 #: Layers dynamic int8 quantization replaces.
 QUANTIZABLE = (nn.Linear, nn.LSTM, nn.GRU)
 CAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -34,6 +36,12 @@ class Reference:
     run: Callable[[Inputs], Any]
     #: What rebuilds it at replay: one of REFERENCE_KINDS, or "reference()".
     kind: str
+    #: The runtime's version, for a reproducer (runtimes only).
+    version: str = ""
+
+    @property
+    def is_runtime(self) -> bool:
+        return self.kind in RUNTIME_KINDS
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -71,7 +79,7 @@ def build_reference(model: nn.Module, kind: str, names: Names = None) -> Referen
         quantized = quantize_int8(model)
         return Reference("int8", lambda inputs: call(quantized, inputs, names), kind)
     if kind not in CAST_DTYPES:
-        raise UsageError(f"--reference {kind!r} is unknown: choose int8, fp16 or bf16.")
+        raise UsageError(f"--reference {kind!r} is unknown: choose {', '.join(REFERENCE_KINDS)}.")
     dtype = CAST_DTYPES[kind]
     cast = copy.deepcopy(model).to(dtype).eval()
 
@@ -99,15 +107,24 @@ def user_reference(factory: Callable[[], Any], origin: str, names: Names = None)
 
 
 def reference_for(kind: str | None, model: nn.Module, factory: Callable[[], Any] | None,
-                  origin: str, names: Names = None) -> Reference | None:
-    """The reference of ``kind``: "reference()" (the target's), int8, fp16, bf16, or none."""
+                  origin: str, names: Names = None, example: Inputs | None = None,
+                  compile_mode: str | None = None) -> Reference | None:
+    """The reference of ``kind``: "reference()" (the target's), a copy (int8, fp16, bf16),
+    a runtime (compile, export, onnx: traced on ``example``, a few seeds), or none."""
     if not kind:
         return None
     if kind == "reference()":
         if factory is None:
             raise UsageError(f"{origin} defines no reference(): define it, or use "
-                             "--reference int8, fp16 or bf16.")
+                             f"--reference {', '.join(REFERENCE_KINDS)}.")
         return user_reference(factory, origin, names)
+    if kind in RUNTIME_KINDS:
+        if example is None:
+            raise UsageError(f"--reference {kind} traces the model on its seeds: define "
+                             f"seeds() in {origin}.")
+        label = f"{kind} ({compile_mode})" if kind == "compile" and compile_mode else kind
+        return Reference(label, build_runtime(kind, model, example, names, compile_mode), kind,
+                         runtime_version(kind))
     return build_reference(model, kind, names)
 
 

@@ -39,16 +39,24 @@ BUILT_IN = ("nonfinite", "exception", "loss", "disagree")
 #: Why a built-in objective is missing, when it is asked for by name.
 NEEDS = {
     "loss": "define loss(output, target) in the target",
-    "disagree": "define reference() in the target, or give --reference int8, fp16 or bf16",
+    "disagree": "define reference() in the target, or give --reference (int8, fp16, bf16, "
+                "compile, export, onnx)",
 }
 
 
-def context_for(target: "Target", reference: str | None = None, atol: float = DEFAULT_ATOL,
-                rtol: float = DEFAULT_RTOL, domain: "Domain | None" = None) -> ObjectiveContext:
+#: Seeds a runtime reference is traced on.
+EXAMPLE_SEEDS = 4
+
+
+def context_for(target: "Target", reference: str | None = None, atol: float | None = None,
+                rtol: float | None = None, domain: "Domain | None" = None,
+                compile_mode: str | None = None) -> ObjectiveContext:
     """What the objectives check against: reference() when the target defines one
-    (DESIGN §2), else the ``reference`` kind's copy (--reference); the target's loss
-    and its own objectives; the domain's padding mask, where it has one."""
+    (DESIGN §2), else the ``reference`` kind's copy or runtime (--reference); the
+    target's loss and its own objectives; the domain's padding mask, where it has one.
+    ``atol``/``rtol`` None: the reference's own defaults (tighter for runtimes)."""
     from nnfuzz.references import reference_for
+    from nnfuzz.runtimes import RUNTIME_ATOL, RUNTIME_KINDS, RUNTIME_RTOL
 
     kind = reference
     if target.reference is not None:
@@ -57,10 +65,16 @@ def context_for(target: "Target", reference: str | None = None, atol: float = DE
                           "defines reference(), which disagree uses", stacklevel=2)
         kind = "reference()"
     names = target.input_names
+    runtime = kind in RUNTIME_KINDS
+    example = (tuple(t[:EXAMPLE_SEEDS] for t in target.seeds) if target.seeds is not None
+               else None)
     return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
                             reference=reference_for(kind, target.model, target.reference,
-                                                    target.origin, names),
-                            reference_factory=target.reference, atol=atol, rtol=rtol,
+                                                    target.origin, names, example, compile_mode),
+                            reference_factory=target.reference,
+                            atol=atol if atol is not None else RUNTIME_ATOL if runtime else DEFAULT_ATOL,
+                            rtol=rtol if rtol is not None else RUNTIME_RTOL if runtime else DEFAULT_RTOL,
+                            example_inputs=example, compile_mode=compile_mode,
                             user=tuple(target.objectives), names=names,
                             real_positions=domain.real_positions if domain else None)
 

@@ -96,6 +96,10 @@ class ObjectiveContext:
     #: Tolerances of ``disagree`` for outputs that are not class scores.
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
+    #: A few real inputs (the seeds) a runtime reference traces the model on, and
+    #: torch.compile's mode (--compile-mode).
+    example_inputs: Inputs | None = None
+    compile_mode: str | None = None
     #: The target's ``objectives()``.
     user: tuple[Callable[..., torch.Tensor], ...] = field(default_factory=tuple)
     #: The inputs' keyword names, for a model called with named inputs.

@@ -37,7 +37,7 @@ class Disagree(Objective):
     #: The margin of the model's top two classes, and minus the gap to the reference.
     pressure_columns = 2
     #: What a reproducer records to rebuild it (reproducer_metadata, from_metadata).
-    metadata_keys = ("reference", "atol", "rtol")
+    metadata_keys = ("reference", "atol", "rtol", "compile_mode")
 
     def __init__(self, context: ObjectiveContext) -> None:
         self.reference: Reference = context.reference  # type: ignore[assignment]
@@ -52,9 +52,11 @@ class Disagree(Objective):
     def from_metadata(cls, context: ObjectiveContext, metadata: dict[str, str]) -> "Disagree":
         """The objective a reproducer was found with: its reference kind and tolerances."""
         kind = metadata.get("reference", "") or "reference()"
+        compile_mode = metadata.get("compile_mode") or None
         try:
             reference = reference_for(kind, context.model, context.reference_factory,
-                                      context.origin, context.names)
+                                      context.origin, context.names, context.example_inputs,
+                                      compile_mode)
         except UsageError as error:
             raise UsageError(f"a disagreement with {kind}: {error}") from None
         return cls(replace(context, reference=reference,
@@ -62,13 +64,22 @@ class Disagree(Objective):
                            rtol=float(metadata.get("rtol", DEFAULT_RTOL))))
 
     def reproducer_metadata(self) -> dict[str, str]:
-        return {"reference": self.reference.kind, "atol": f"{self.atol!r}",
-                "rtol": f"{self.rtol!r}"}
+        recorded = {"reference": self.reference.kind, "atol": f"{self.atol!r}",
+                    "rtol": f"{self.rtol!r}"}
+        if self.reference.is_runtime:
+            recorded["reference_version"] = self.reference.version
+            if self.reference.kind == "compile" and "(" in self.reference.label:
+                recorded["compile_mode"] = self.reference.label.split("(")[1].rstrip(")")
+        return recorded
 
     def evaluate(self, execution: Execution) -> Judgement:
         if execution.primary is None:
             return Judgement([], None)
-        ours, theirs = execution.primary, self._reference_output(execution)
+        try:
+            theirs = self._reference_output(execution)
+        except _RuntimeRaised:
+            return Judgement(self._raised_alone(execution), None)
+        ours = execution.primary
         ran = execution.ran & torch.isfinite(ours.reshape(ours.shape[0], -1)).all(1)
         findings = [confirmed for candidate in self._compare(ours, theirs, ran, execution.inputs)
                     if (confirmed := self._alone(execution, candidate)) is not None]
@@ -80,6 +91,8 @@ class Disagree(Objective):
             with torch.no_grad():
                 output = primary_output(self.reference.run(execution.inputs))
         except Exception as error:  # noqa: BLE001 - the reference's failure is the target's bug
+            if self.reference.is_runtime:  # a runtime's failure is the finding
+                raise _RuntimeRaised from error
             raise TargetError(f"{self.origin}: the {self.reference.label} reference raised "
                               f"{type(error).__name__}: {first_line(error)}") from None
         model = execution.primary
@@ -89,6 +102,23 @@ class Disagree(Objective):
                               f"{shape}, the model {tuple(model.shape) if model is not None else None}:"
                               " a reference must compute the same function.")
         return output.float().to(model.device)
+
+    def _raised_alone(self, execution: Execution) -> list[Finding]:
+        """The examples the runtime raises on, each in a batch of its own (what replay runs),
+        where the eager model ran."""
+        findings = []
+        for example in execution.ran.nonzero().flatten().tolist():
+            inputs = tuple(t[example:example + 1] for t in execution.inputs)
+            try:
+                with torch.no_grad():
+                    self.reference.run(inputs)
+            except Exception as error:  # noqa: BLE001 - the runtime's failure is the finding
+                kind = type(error).__name__
+                findings.append(self.finding(
+                    example, f"the {self.reference.label} runtime raised {kind}: "
+                             f"{first_line(error)[:200]} on an input the eager model accepts",
+                    f"raised:{kind}"))
+        return findings
 
     def _compare(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
                  inputs: Inputs) -> list[Finding]:
@@ -115,7 +145,10 @@ class Disagree(Objective):
         inputs = tuple(t[candidate.example:candidate.example + 1] for t in execution.inputs)
         with torch.no_grad():
             ours = primary_output(call(self.model, inputs, self.names))
-            theirs = primary_output(self.reference.run(inputs))
+            try:
+                theirs = primary_output(self.reference.run(inputs))
+            except Exception:  # noqa: BLE001 - raising alone is a finding of its own
+                return None
         if ours is None or theirs is None:
             return None
         ours = ours.float()
@@ -183,3 +216,7 @@ def top_two_margin(output: torch.Tensor) -> torch.Tensor:
 def _is_classes(output: torch.Tensor) -> bool:
     """Class scores: a last dimension of more than one (DESIGN §2)."""
     return output.dim() >= 2 and output.shape[-1] > 1
+
+
+class _RuntimeRaised(Exception):
+    """A runtime reference raised on a batch: its examples are looked at one by one."""
