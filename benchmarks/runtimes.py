@@ -49,12 +49,15 @@ def measure(model: Any, seeds: Any, bounds: Any, kind: str | None,
         start = time.perf_counter()
         try:
             context_for(in_memory(model, seeds, bounds=bounds), kind)
-        except nnfuzz.UsageError as error:
+        except nnfuzz.NnfuzzError as error:
             return ["", "", "not convertible", str(error)[:160]]
         conversion = time.perf_counter() - start
     options: dict[str, Any] = {"reference": kind, "objectives": ["disagree"]} if kind else {}
-    result = nnfuzz.fuzz(model, seeds, bounds=bounds, max_time=seconds + conversion, seed=0,
-                         **options)
+    try:
+        result = nnfuzz.fuzz(model, seeds, bounds=bounds, max_time=seconds + conversion, seed=0,
+                             **options)
+    except nnfuzz.NnfuzzError as error:  # e.g. every seed already disagrees
+        return [f"{conversion:.1f}", "", "refused", str(error)[:160]]
     fuzzing = max(result.elapsed_s - conversion, 1e-9)
     first = result.failures[0].detail[:120] if result.failures else ""
     return [f"{conversion:.1f}" if kind else "", f"{result.execs / fuzzing:,.0f}",

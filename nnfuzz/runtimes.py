@@ -73,7 +73,12 @@ def _compiled(model: nn.Module, names: Names, mode: str) -> Callable[[Inputs], A
 
 
 def _exported(model: nn.Module, example: Inputs, names: Names) -> Callable[[Inputs], Any]:
-    program = _export(model, example, names, "torch.export")
+    try:
+        program = _export(model, example, names, dynamic=True)
+    except _BatchSpecialized:
+        return _one_at_a_time(_exported(model, _first(example), names))
+    except Exception as error:  # noqa: BLE001 - the exporter's own message names the op
+        raise UsageError(_conversion_error("torch.export", error)) from None
     module = program.module()
 
     def run(inputs: Inputs) -> Any:
@@ -92,7 +97,8 @@ def _onnx(model: nn.Module, example: Inputs, names: Names) -> Callable[[Inputs],
     try:
         with _quiet():
             program = torch.onnx.export(model, args, kwargs=kwargs or None, dynamo=True,
-                                        dynamic_shapes=_batch_dims(example, names),
+                                        dynamic_shapes=_batch_dims(example, names)
+                                        if len(example[0]) > 1 else None,
                                         verbose=False, report=False)
     except ImportError as error:
         raise UsageError(f"--reference onnx needs {error.name or 'onnxscript'}: "
@@ -102,6 +108,10 @@ def _onnx(model: nn.Module, example: Inputs, names: Names) -> Callable[[Inputs],
     session = onnxruntime.InferenceSession(program.model_proto.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
     feeds = [i.name for i in session.get_inputs()]
+    if len(example[0]) > 1 and isinstance(session.get_inputs()[0].shape[0], int):
+        # the exporter fixed the batch it traced (a Python loop over the batch): run one
+        # example at a time through a program traced on one
+        return _one_at_a_time(_onnx(model, _first(example), names))
 
     def run(inputs: Inputs) -> Any:
         arrays = [t.detach().cpu().numpy() for t in inputs]
@@ -112,14 +122,39 @@ def _onnx(model: nn.Module, example: Inputs, names: Names) -> Callable[[Inputs],
     return run
 
 
-def _export(model: nn.Module, example: Inputs, names: Names, exporter: str) -> Any:
+def _export(model: nn.Module, example: Inputs, names: Names, dynamic: bool) -> Any:
+    """torch.export's program; _BatchSpecialized when the model fixes its batch size."""
     args, kwargs = _split(example, names)
     try:
         with _quiet():
             return torch.export.export(model, args, kwargs=kwargs or None,
-                                       dynamic_shapes=_batch_dims(example, names))
-    except Exception as error:  # noqa: BLE001 - the exporter's own message names the op
-        raise UsageError(_conversion_error(exporter, error)) from None
+                                       dynamic_shapes=_batch_dims(example, names)
+                                       if dynamic and len(example[0]) > 1 else None)
+    except Exception as error:
+        if dynamic and "Constraints violated (batch)" in str(error):
+            raise _BatchSpecialized from error
+        raise
+
+
+class _BatchSpecialized(Exception):
+    """The model fixes the batch it is traced with (a Python loop over the examples)."""
+
+
+def _first(example: Inputs) -> Inputs:
+    return tuple(t[:1] for t in example)
+
+
+def _one_at_a_time(run_one: Callable[[Inputs], Any]) -> Callable[[Inputs], Any]:
+    """A runtime traced on a batch of one, run on each example of a batch in turn: slower,
+    but what a model that loops over its batch in Python can be converted to."""
+
+    def run(inputs: Inputs) -> Any:
+        outputs = [run_one(tuple(t[i:i + 1] for t in inputs)) for i in range(len(inputs[0]))]
+        if isinstance(outputs[0], torch.Tensor):
+            return torch.cat(outputs)
+        return tuple(torch.cat(parts) for parts in zip(*outputs))
+
+    return run
 
 
 def _conversion_error(exporter: str, error: BaseException) -> str:

@@ -109,6 +109,8 @@ class Disagree(Objective):
         findings = []
         for example in execution.ran.nonzero().flatten().tolist():
             inputs = tuple(t[example:example + 1] for t in execution.inputs)
+            if not self._eager_runs_alone(inputs):
+                continue
             try:
                 with torch.no_grad():
                     self.reference.run(inputs)
@@ -119,6 +121,16 @@ class Disagree(Objective):
                              f"{first_line(error)[:200]} on an input the eager model accepts",
                     f"raised:{kind}"))
         return findings
+
+    def _eager_runs_alone(self, inputs: Inputs) -> bool:
+        """Whether the model runs on this one example by itself (a model can raise on an
+        example alone that it ran in a batch: that is the exception objective's finding)."""
+        try:
+            with torch.no_grad():
+                call(self.model, inputs, self.names)
+        except Exception:  # noqa: BLE001 - the eager model's failure, judged elsewhere
+            return False
+        return True
 
     def _compare(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
                  inputs: Inputs) -> list[Finding]:
@@ -144,11 +156,11 @@ class Disagree(Objective):
         """
         inputs = tuple(t[candidate.example:candidate.example + 1] for t in execution.inputs)
         with torch.no_grad():
-            ours = primary_output(call(self.model, inputs, self.names))
             try:
+                ours = primary_output(call(self.model, inputs, self.names))
                 theirs = primary_output(self.reference.run(inputs))
-            except Exception:  # noqa: BLE001 - raising alone is a finding of its own
-                return None
+            except Exception:  # noqa: BLE001 - raising alone: the exception objective's, or
+                return None    # the runtime's (_raised_alone), not a disagreement of values
         if ours is None or theirs is None:
             return None
         ours = ours.float()

@@ -141,3 +141,49 @@ def test_runtimes_get_float32_tolerances_unless_given() -> None:
     assert context_for(target, "export").atol == RUNTIME_ATOL
     assert context_for(target, "export", atol=0.5).atol == 0.5
     assert context_for(target, "fp16").atol == nnfuzz.objectives.DEFAULT_ATOL
+
+
+class LoopsOverItsBatch(torch.nn.Module):
+    """Per-example Python code (as the zoo's crop-to-ink CNN): tracing unrolls the loop and
+    fixes the batch size the exporter saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.lin(row.unsqueeze(0)) * 2 for row in x])
+
+
+@pytest.mark.parametrize("kind", ["export", "onnx"])
+def test_a_model_that_fixes_its_batch_is_converted_for_one_example_and_run_on_each(
+        kind: str) -> None:
+    if kind == "onnx":
+        pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e '.[onnx]'")
+    from nnfuzz.runtimes import build_runtime
+
+    torch.manual_seed(0)
+    model = LoopsOverItsBatch().eval()
+    runtime = build_runtime(kind, model, (torch.rand(4, 4),), None)
+    batch = torch.rand(7, 4)
+    with torch.no_grad():
+        assert torch.allclose(runtime((batch,)), model(batch), atol=1e-5)
+
+
+def test_an_example_the_eager_model_raises_on_alone_is_not_a_crash_of_disagree() -> None:
+    """nn.TransformerEncoder's fast path raises on an all-padding example alone that it runs in
+    a batch; re-running a candidate alone must not stop the run (the exception objective's)."""
+
+    class RaisesAlone(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] == 1 and bool(x[0, 0] > 0.9):
+                raise RuntimeError("to_padded_tensor: at least one constituent tensor")
+            return x * 2
+
+    model = RaisesAlone().eval()
+    objective = Disagree(ObjectiveContext(model=model, reference=Reference(
+        "export", lambda inputs: -inputs[0] if bool((inputs[0][:, 0] > 0.9).any())
+        else inputs[0] * 2, "export", "torch test")))
+    batch = torch.rand(5, 3) * 0.5
+    batch[2, 0] = 0.95
+    assert objective.evaluate(Executor(model).run((batch,))).findings == []
