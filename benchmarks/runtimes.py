@@ -64,6 +64,18 @@ def measure(model: Any, seeds: Any, bounds: Any, kind: str | None,
             len(result.failures), first]
 
 
+def summary(rows: list[list[object]]) -> str:
+    """What the table says about the runtimes, in a sentence."""
+    runtime_rows = [row for row in rows if row[1] in KINDS]
+    disagreeing = [f"{row[0]} with {row[1]}" for row in runtime_rows
+                   if isinstance(row[4], int) and row[4] > 0]
+    unconverted = [f"{row[0]} with {row[1]}" for row in runtime_rows if not isinstance(row[4], int)]
+    found = (f"Disagreements: {', '.join(disagreeing)}." if disagreeing else
+             "No runtime disagreed with the eager model, or raised where it did not, within the "
+             "budget.")
+    return found + (f" Not converted: {', '.join(unconverted)}." if unconverted else "")
+
+
 def run(quick: bool, seconds: float | None = None) -> Path:
     seconds = seconds or (10.0 if quick else 30.0)
     started, start = machine.provenance(), time.perf_counter()
@@ -81,10 +93,10 @@ def run(quick: bool, seconds: float | None = None) -> Path:
         "`--objective disagree` against the runtime, or with the default objectives and no "
         "reference (the first row of each model). Conversion: seconds to build the runtime "
         "once (torch.compile compiles lazily: its first batches are slow instead). "
-        "Disagreements: distinct signatures found (float32-kernel tolerances, atol = rtol = "
-        "1e-4).", "",
-        report.table(["model", "reference", "conversion s", "execs/s", "disagreements",
-                      "first one"], rows)])
+        "Found: distinct failure signatures (for a runtime: disagreements, with float32-kernel "
+        "tolerances, atol = rtol = 1e-4).", "",
+        report.table(["model", "reference", "conversion s", "execs/s", "found", "first one"],
+                     rows), "", summary(rows)])
     return report.write("runtimes", text, quick)
 
 
