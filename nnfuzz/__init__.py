@@ -32,10 +32,15 @@ _HOMES = {
     "__version__": "nnfuzz.version",
 }
 
+#: Modules reached as attributes: ``nnfuzz.strategies.inputs(...)`` after ``import nnfuzz``.
+_SUBMODULES = ("strategies",)
+
 __all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"nnfuzz.{name}")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'nnfuzz' has no attribute {name!r}")
@@ -45,7 +50,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+    return sorted(set(globals()) | set(_HOMES) | set(_SUBMODULES))
 
 
 if TYPE_CHECKING:  # what type checkers and editors see
