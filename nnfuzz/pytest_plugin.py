@@ -1,4 +1,4 @@
-"""nnfuzz in a pytest suite: the ``nnfuzz_check`` fixture and ``--nnfuzz-budget``.
+"""nnfuzz in a pytest suite: the ``nnfuzz_check`` fixture, and reproducers as test items.
 
 A test fuzzes a model the way ``nnfuzz run --stop-on-failure`` does, for a
 budget the command line sets (small by default for everyday runs, larger in a
@@ -6,12 +6,19 @@ nightly job: ``pytest --nnfuzz-budget=600``), and fails at the first failure
 with its description and the line that replays it. The fixture's output folder
 is the test's ``tmp_path``, which pytest keeps after the run (its last three
 runs), so the replay line works once the test has failed.
+
+``pytest --nnfuzz-replay DIR`` (or the ini option ``nnfuzz_replay``) makes each
+saved reproducer a test item, Hypothesis's ``@example`` habit for fuzzing: it
+fails while the failure still fails (or is flaky), passes once it is fixed, and
+is an error when it cannot be replayed, as ``nnfuzz replay`` judges them.
 """
 
 from __future__ import annotations
 
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -26,6 +33,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "job: 600)")
     parser.addini("nnfuzz_budget", f"seconds each nnfuzz check fuzzes (default {DEFAULT_BUDGET:g})",
                   default=None)
+    group.addoption("--nnfuzz-replay", action="append", default=[], metavar="DIR",
+                    help="replay the reproducers of an nnfuzz output folder (or of a folder of "
+                         "reproducers, or one file) as test items; repeatable")
+    group.addoption("--nnfuzz-target", default=None, metavar="TARGET.py",
+                    help="the target file to replay them against (default: the one the folder's "
+                         "run.json names)")
+    parser.addini("nnfuzz_replay", "reproducer folders replayed as test items with every run, "
+                  "one per line: DIR, or DIR TARGET.py (paths relative to the ini file)",
+                  type="linelist", default=[])
 
 
 def budget(config: pytest.Config) -> float:
@@ -44,6 +60,8 @@ def budget(config: pytest.Config) -> float:
 
 def pytest_configure(config: pytest.Config) -> None:
     budget(config)  # a bad budget stops the session before any test runs
+    config.stash[_SOURCES] = replay_sources(config)  # as does a replay folder it cannot use
+    config.stash[_OUTCOMES] = []
 
 
 @pytest.fixture
@@ -101,3 +119,173 @@ def _replays() -> Any:
                 self.commands[failure.signature] = replay_command
 
     return Replays()
+
+
+# --- reproducers as test items --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplaySource:
+    """Reproducers to replay and the target file to replay them against."""
+    reproducers: Path
+    target: Path
+
+
+def replay_sources(config: pytest.Config) -> list[ReplaySource]:
+    """What ``--nnfuzz-replay`` and the ini option ask for, each with its target; a
+    pytest.UsageError (one line, before any test runs) for a folder that cannot be used."""
+    given = config.getoption("nnfuzz_target")
+    asked = [(Path(d), Path(given) if given else None) for d in config.getoption("nnfuzz_replay")]
+    base = config.inipath.parent if config.inipath else config.rootpath
+    for line in config.getini("nnfuzz_replay"):
+        words = shlex.split(line)
+        if len(words) not in (1, 2):
+            raise pytest.UsageError(f"nnfuzz_replay = {line!r}: give DIR or DIR TARGET.py.")
+        asked.append((base / words[0], base / words[1] if len(words) == 2 else None))
+    return [_source(folder, target) for folder, target in asked]
+
+
+def _source(folder: Path, target: Path | None) -> ReplaySource:
+    if not folder.exists():
+        raise pytest.UsageError(f"--nnfuzz-replay {folder}: no such folder: give an nnfuzz "
+                                "output folder, its crashes/ or a reproducer file.")
+    crashes = folder / "crashes" if (folder / "crashes").is_dir() else folder
+    if target is None:
+        target = _recorded_target(folder, crashes)
+    if not target.is_file():
+        raise pytest.UsageError(f"--nnfuzz-replay {folder}: the target {target} is not a file: "
+                                "give --nnfuzz-target TARGET.py.")
+    return ReplaySource(crashes, target)
+
+
+def _recorded_target(folder: Path, crashes: Path) -> Path:
+    """The target the run that wrote ``folder`` fuzzed, from its run.json: as recorded, else
+    (a relative path from another working folder) beside the output folder."""
+    from nnfuzz.output import read_run_json
+
+    out = folder if (folder / "run.json").is_file() else crashes.parent
+    try:
+        recorded = read_run_json(out / "run.json").get("target")
+    except (OSError, ValueError):
+        recorded = None
+    if not recorded:
+        raise pytest.UsageError(f"--nnfuzz-replay {folder}: no run.json names its target: "
+                                "give --nnfuzz-target TARGET.py.")
+    path = Path(recorded)
+    for candidate in (path, out.parent / path):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """The replay items join the collected tests (before -k and -m select among them)."""
+    for source in config.stash.get(_SOURCES, []):
+        folder = ReplayFolder.from_parent(session, path=source.reproducers, source=source,
+                                          nodeid=_relative(source.reproducers, config.rootpath))
+        items.extend(folder.collect())
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """Where the replay items come from ("collected N items" counts only the test files)."""
+    replayed = [item for item in items if isinstance(item, ReproducerItem)]
+    return [f"nnfuzz: {sum(i.parent is folder for i in replayed)} reproducer(s) in "
+            f"{folder.source.reproducers} replayed against {folder.source.target}"
+            for folder in dict.fromkeys(i.parent for i in replayed)]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+class ReplayFolder(pytest.Directory):
+    """The reproducers of one folder. Its set-up loads the target once for all of them, so a
+    target that fails to import is an error of each item, not of the session."""
+
+    def __init__(self, *, source: ReplaySource, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.replayer: Any = None
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from nnfuzz.reproducer import reproducer_paths
+
+        for path in reproducer_paths([self.source.reproducers]):
+            yield ReproducerItem.from_parent(self, name=path.name, path=path)
+
+    def setup(self) -> None:
+        from nnfuzz.errors import NnfuzzError
+        from nnfuzz.replay import Replayer
+        from nnfuzz.reproducer import reproducer_paths
+        from nnfuzz.target import load_target
+
+        try:
+            target = load_target(self.source.target, need_seeds=False)
+            self.replayer = Replayer(target, reproducer_paths([self.source.reproducers]))
+            return
+        except NnfuzzError as error:
+            problem = str(error)
+        pytest.fail(f"nnfuzz replay: cannot replay against {problem}", pytrace=False)
+
+    def teardown(self) -> None:
+        if self.replayer is not None:
+            self.replayer.close()
+
+
+class ReproducerItem(pytest.Item):
+    """One saved failure. It is replayed in set-up, so one that cannot be replayed (a corrupt
+    file, an input the model now raises on) is reported as an error, never as fixed; the test
+    itself fails while the failure still fails or is flaky, and passes once it is fixed."""
+
+    outcome: Any = None
+
+    def setup(self) -> None:
+        from nnfuzz.replay import Verdict
+
+        parent = self.parent
+        assert isinstance(parent, ReplayFolder)
+        self.outcome = parent.replayer.replay(self.path)
+        self.config.stash[_OUTCOMES].append(self.outcome)
+        if self.outcome.verdict is Verdict.ERROR:
+            pytest.fail(f"nnfuzz replay: {self.outcome.line()}", pytrace=False)
+
+    def runtest(self) -> None:
+        from nnfuzz.replay import Verdict
+
+        if self.outcome.verdict in (Verdict.STILL_FAILS, Verdict.FLAKY):
+            from nnfuzz.reproducer import replay_command
+
+            parent = self.parent
+            assert isinstance(parent, ReplayFolder)
+            pytest.fail(f"nnfuzz replay: {self.outcome.verdict.value}: {self.outcome.detail}\n"
+                        f"  replay: {replay_command(parent.source.target, self.path)}",
+                        pytrace=False)
+
+    def reportinfo(self) -> tuple[Path, None, str]:
+        return self.path, None, f"nnfuzz replay {self.name}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line of counts by verdict, and the fixed reproducers by name (they can go, or stay
+    as regression tests)."""
+    outcomes = config.stash.get(_OUTCOMES, [])
+    if not outcomes:
+        return
+    from nnfuzz.replay import Verdict
+
+    counts = {v: sum(o.verdict is v for o in outcomes) for v in Verdict}
+    terminalreporter.section("nnfuzz replay")
+    terminalreporter.line(", ".join(f"{n} {v.value}" for v, n in counts.items() if n))
+    for outcome in outcomes:
+        if outcome.verdict is Verdict.FIXED:
+            terminalreporter.line(f"fixed: {outcome.path} (delete it, or keep it as a "
+                                  "regression test)")
+
+
+_SOURCES = pytest.StashKey[list[ReplaySource]]()
+_OUTCOMES = pytest.StashKey[list[Any]]()

@@ -126,14 +126,28 @@ def _named_like(target: Target, paths: list[Path]) -> Target:
     return target
 
 
+class Replayer:
+    """One target's executor and objectives, shared by the reproducers replayed against it
+    (``nnfuzz replay`` and the pytest plugin's replay items)."""
+
+    def __init__(self, target: Target, paths: list[Path]) -> None:
+        self.target = _named_like(target, paths)
+        self.executor = _executor(self.target)
+        self.objectives = ObjectiveCache(self.target)
+
+    def replay(self, path: Path, repeat: int = DEFAULT_REPEAT) -> ReplayOutcome:
+        return replay_file(self.target, path, self.executor, self.objectives, repeat)
+
+    def close(self) -> None:
+        self.executor.close()
+
+
 def replay(target: Target, paths: list[Path], repeat: int = DEFAULT_REPEAT) -> list[ReplayOutcome]:
-    target = _named_like(target, paths)
-    executor = _executor(target)
-    objectives = ObjectiveCache(target)
+    replayer = Replayer(target, paths)
     try:
-        return [replay_file(target, path, executor, objectives, repeat) for path in paths]
+        return [replayer.replay(path, repeat) for path in paths]
     finally:
-        executor.close()
+        replayer.close()
 
 
 def _executor(target: Target) -> Executor:

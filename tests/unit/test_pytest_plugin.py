@@ -1,7 +1,11 @@
-"""The pytest plugin (issue 16, part 1): nnfuzz_check fails a test at the first failure with
-its description and replay line, passes a clean model, and honours --nnfuzz-budget."""
+"""The pytest plugin (issue 16): nnfuzz_check fails a test at the first failure with its
+description and replay line, passes a clean model and honours --nnfuzz-budget; --nnfuzz-replay
+makes reproducers test items that fail while they still fail and pass once fixed."""
 
 from __future__ import annotations
+
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +81,85 @@ def test_the_readme_fixture_example_runs_as_written(pytester: pytest.Pytester) -
     pytester.makepyfile(model=readme_targets()["model.py"], test_fuzz=readme_targets()["test_fuzz.py"])
     result = pytester.runpytest_subprocess("--nnfuzz-budget", "3")
     result.assert_outcomes(passed=1)
+
+
+#: DEAD_RELU with an epsilon in the std division: its NaN is gone.
+FIXED_DEAD_RELU = DEAD_RELU.replace("/ h.std(1, keepdim=True)", "/ (h.std(1, keepdim=True) + 1e-6)")
+
+
+def fuzz_until_a_failure(pytester: pytest.Pytester) -> Path:
+    """``nnfuzz run model.py --out out`` (DEAD_RELU) in the pytester folder: out/ holds one
+    reproducer and a run.json naming model.py as the run was given it (a relative path)."""
+    pytester.makepyfile(model=DEAD_RELU)
+    run = pytester.run("nnfuzz", "run", "model.py", "--out", "out", "--runs", "20000",
+                       "--stop-on-failure")
+    assert run.ret == 1, run.stderr.str()
+    crashes = sorted((pytester.path / "out" / "crashes").glob("nonfinite-*.safetensors"))
+    assert len(crashes) == 1
+    return crashes[0]
+
+
+def test_replay_items_fail_while_still_failing_pass_once_fixed_and_error_when_unreadable(
+        pytester: pytest.Pytester) -> None:
+    crash = fuzz_until_a_failure(pytester)
+
+    still = pytester.runpytest_subprocess("--nnfuzz-replay", "out", "-rA")
+    still.assert_outcomes(failed=1)
+    still.stdout.fnmatch_lines([f"*nnfuzz replay: still fails: nonfinite: NaN*",
+                                f"*replay: nnfuzz replay model.py out/crashes/{crash.name}",
+                                "*= nnfuzz replay =*", "1 still fails",
+                                f"FAILED out/crashes::{crash.name}*"])
+
+    (pytester.path / "model.py").write_text(textwrap.dedent(FIXED_DEAD_RELU))
+    (crash.parent / "nonfinite-corrupt.safetensors").write_bytes(b"not a reproducer")
+    fixed = pytester.runpytest_subprocess("--nnfuzz-replay", "out/crashes")
+    fixed.assert_outcomes(passed=1, errors=1)
+    fixed.stdout.fnmatch_lines(["nnfuzz replay: out/crashes/nonfinite-corrupt.safetensors: error: not a valid *",
+                                "*= nnfuzz replay =*", "1 fixed, 1 error",
+                                f"fixed: out/crashes/{crash.name} (delete it, or keep it as a "
+                                "regression test)"])
+
+
+def test_the_ini_option_keeps_reproducers_as_regression_tests_of_a_named_target(
+        pytester: pytest.Pytester) -> None:
+    crash = fuzz_until_a_failure(pytester)
+    regressions = pytester.mkdir("regressions")
+    crash.rename(regressions / crash.name)
+    pytester.makepyfile(fixed=FIXED_DEAD_RELU, test_plain="def test_plain():\n    pass\n")
+    pytester.makeini("[pytest]\nnnfuzz_replay =\n    regressions fixed.py\n")
+    result = pytester.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"regressions::{crash.name} PASSED*"], consecutive=False)
+    only = pytester.runpytest_subprocess("-k", "plain")
+    only.assert_outcomes(passed=1, deselected=1)
+
+
+def test_a_replay_folder_whose_target_cannot_be_found_stops_the_session_with_one_line(
+        pytester: pytest.Pytester) -> None:
+    pytester.mkdir("crashes")
+    result = pytester.runpytest_subprocess("--nnfuzz-replay", "crashes")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["ERROR: --nnfuzz-replay crashes: no run.json names its target: "
+                                 "give --nnfuzz-target TARGET.py."])
+    missing = pytester.runpytest_subprocess("--nnfuzz-replay", "nowhere")
+    missing.stderr.fnmatch_lines(["ERROR: --nnfuzz-replay nowhere: no such folder:*"])
+
+
+def test_a_target_that_fails_to_import_is_an_error_of_each_replay_item(
+        pytester: pytest.Pytester) -> None:
+    import torch
+
+    import nnfuzz
+
+    crashes = pytester.mkdir("crashes")
+    for name in ("nonfinite-a", "nonfinite-b"):
+        x = torch.full((16,), 0.1)
+        nnfuzz.Failure(inputs=(x,), seed=(x,), objective="nonfinite", detail="NaN",
+                       signature="nonfinite:head").save(crashes / f"{name}.safetensors")
+    pytester.makepyfile(broken="import torch\nraise RuntimeError('no weights here')\n")
+    result = pytester.runpytest_subprocess("--nnfuzz-replay", "crashes", "--nnfuzz-target",
+                                           "broken.py")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["nnfuzz replay: cannot replay against broken.py: importing the "
+                                 "target raised RuntimeError: no weights here"])
+    assert "During handling" not in result.stdout.str()
