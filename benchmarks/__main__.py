@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,memory,scaling,workers-finding,runtimes]``.
+"""``python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]``.
 
 Runs the measurement harness's sections in this order, each writing
 benchmarks/results/<section>[-quick].md and its plot, then rebuilds
@@ -17,8 +17,9 @@ from typing import Callable
 
 import torch
 
-from benchmarks import (finding_section, index, memory, minimization, real_architectures, report,
-                        runtimes, scaling, throughput, workers_finding)
+from benchmarks import (finding_section, index, index_params, memory, minimization,
+                        real_architectures, report, runtimes, scaling, throughput,
+                        workers_finding)
 
 SECTIONS: dict[str, Callable[[bool], object]] = {
     "finding": finding_section.run,
@@ -26,6 +27,7 @@ SECTIONS: dict[str, Callable[[bool], object]] = {
     "minimization": minimization.run,
     "throughput": throughput.run,
     "index": index.run,
+    "index-params": index_params.run,
     "memory": memory.run,
     "scaling": scaling.run,
     "workers-finding": workers_finding.run,

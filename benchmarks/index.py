@@ -26,7 +26,8 @@ import faiss
 import numpy as np
 
 from benchmarks import machine, report
-from nnfuzz.coverage import FAISS_THREADS, HNSW_AFTER, HNSW_NEIGHBOURS, NoveltyIndex
+from nnfuzz.coverage import (FAISS_THREADS, HNSW_AFTER, HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH,
+                             NoveltyIndex)
 
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)
@@ -143,7 +144,8 @@ def markdown(points: list[Point], quick: bool, wall_s: float, started: str,
         report.command_line("index", quick, wall_s, started),
         "",
         "`nnfuzz.coverage.NoveltyIndex` (a flat faiss index that becomes HNSW, "
-        f"{HNSW_NEIGHBOURS} neighbours per node, past {HNSW_AFTER:,} vectors; "
+        f"{HNSW_NEIGHBOURS} neighbours per node and efSearch {HNSW_SEARCH_DEPTH}, past "
+        f"{HNSW_AFTER:,} vectors; "
         f"{FAISS_THREADS} faiss thread(s)), grown with standard normal float32 vectors, "
         f"{ADD_CHUNK} per `add()` call (at most one batch is added per fuzz step). At each size, "
         f"{LOOKUPS} lookups of {QUERIES} fresh queries each (after {WARMUP} untimed) are timed; "

@@ -12,6 +12,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -56,6 +57,31 @@ def load_average() -> str:
         return f"{os.getloadavg()[0]:.2f}"
     except OSError:
         return "unknown"
+
+
+#: A section measured while the 1-minute load average was above this share of the cores (1.5
+#: on 2) is flagged: other work took a core, so its seconds and ratios are noisy.
+BUSY_SHARE = 0.75
+
+
+def load_line(text: str) -> str:
+    """The line that ends a results section: the load when it started (as its provenance says)
+    and now, at its end; flagged when either was above BUSY_SHARE of the cores."""
+    found = re.search(r"load average ([\d.]+) at the start", text)
+    start = float(found[1]) if found else None
+    try:
+        end: float | None = os.getloadavg()[0]
+    except OSError:
+        end = None
+    cores = os.cpu_count() or 1
+    said = (f"Load average (1 minute, {cores} cores): "
+            f"{'unknown' if start is None else f'{start:.2f}'} at the start, "
+            f"{'unknown' if end is None else f'{end:.2f}'} at the end.")
+    busy = [x for x in (start, end) if x is not None and x > BUSY_SHARE * cores]
+    if busy:
+        said += (f" **Measured under load** (above {BUSY_SHARE * cores:g} on {cores} cores): "
+                 "its seconds and ratios are noisy; rerun it on an idle machine.")
+    return said
 
 
 def commit() -> str:

@@ -23,8 +23,8 @@ RESULTS_MD = BENCHMARKS / "RESULTS.md"
 
 #: Sections of RESULTS.md, in order: the stem of each results file.
 SECTIONS = ("finding", "real-architectures", "tensorfuzz-nans", "tensorfuzz-quantization",
-            "tensorfuzz-bar", "minimization", "throughput", "index", "memory", "scaling",
-            "workers-finding", "runtimes")
+            "tensorfuzz-bar", "minimization", "throughput", "index", "index-params", "memory",
+            "scaling", "workers-finding", "runtimes")
 
 FINDING_TITLE = "## Finding the zoo's bugs: executions to the first failure"
 FINDING_DESCRIPTION = ("nnfuzz against the searchers given the same budget: random mutation "
@@ -50,7 +50,7 @@ PREAMBLE = """\
 Seconds depend on the machine and on what else ran on it (each section gives the load average \
 when it started); executions do not.
 Each section names the command that regenerates it; the raw files and plots are in \
-[results/](results/). `python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,memory,scaling,workers-finding,runtimes]` \
+[results/](results/). `python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]` \
 reruns the harness's sections and rebuilds this file; `python -m benchmarks.report` only \
 rebuilds it.
 Setup for all of them: `pip install -e '.[benchmarks]'` (scikit-learn, scipy and matplotlib).
@@ -63,9 +63,10 @@ def result_path(name: str, quick: bool, suffix: str = ".md") -> Path:
 
 
 def write(name: str, text: str, quick: bool) -> Path:
+    """The section's file, ending with the machine's load at its start and end."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = result_path(name, quick)
-    path.write_text(text.rstrip("\n") + "\n")
+    path.write_text(text.rstrip("\n") + "\n\n" + machine.load_line(text) + "\n")
     print(f"wrote {path.relative_to(BENCHMARKS.parent)}", flush=True)
     return path
 

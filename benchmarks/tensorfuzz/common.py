@@ -236,11 +236,9 @@ def sign_test(wins: int, losses: int) -> float:
 
 def write(name: str, text: str, quick: bool) -> Path:
     """results/tensorfuzz-<name>.md, or tensorfuzz-<name>-quick.md for a --quick run."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"tensorfuzz-{name}{'-quick' if quick else ''}.md"
-    path.write_text(text)
-    print(f"wrote {path}", flush=True)
-    return path
+    from benchmarks import report
+
+    return report.write(f"tensorfuzz-{name}", text, quick)
 
 
 def command(name: str, quick: bool) -> str:
@@ -250,21 +248,14 @@ def command(name: str, quick: bool) -> str:
 @functools.cache
 def provenance() -> str:
     """What produced the numbers: nnfuzz's version and commit (read once, when the
-    experiment starts), its objective_guidance default, torch, Python."""
+    experiment starts), torch, Python, and the machine's load then."""
     import platform
-    import subprocess
 
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                                capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nnfuzz"], cwd=root,
-                               text=True, capture_output=True, check=True).stdout.strip()
-        where = f" at commit {commit}" + (" with uncommitted changes in nnfuzz/" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        where = ""
-    return (f"nnfuzz {nnfuzz.__version__}{where}, torch {torch.__version__}, "
-            f"Python {platform.python_version()}, {torch.get_num_threads()} torch thread(s)")
+    from benchmarks import machine
+
+    return (f"nnfuzz {nnfuzz.__version__} at {machine.commit()}, torch {torch.__version__}, "
+            f"Python {platform.python_version()}, {torch.get_num_threads()} torch thread(s); "
+            f"load average {machine.load_average()} at the start")
 
 
 def guides_by_default(objective: str) -> bool:

@@ -57,3 +57,42 @@ def test_the_real_architectures_section_fuzzes_a_model_and_reads_its_run(tmp_pat
     measured = fuzz_for(lstm, 1.0, tmp_path / "out")
     assert measured["found"] == "clean" and measured["execs_per_s"] > 0
     assert measured["layer"] == "output"
+
+
+def test_index_params_thinning_keeps_the_first_vector_of_each_cell_in_stream_order() -> None:
+    import numpy as np
+
+    from benchmarks.index_params import thinned
+
+    spread = np.random.default_rng(0).standard_normal((200, 3)).astype(np.float32)
+    stream = np.concatenate([spread[:100], spread[:100] + 1e-6, spread[100:]])
+    kept = thinned(stream)
+    assert len(kept) == 200
+    assert np.array_equal(kept[:100], spread[:100]) and np.array_equal(kept[100:], spread[100:])
+
+
+def test_index_params_chooses_the_fastest_setting_that_is_exact_enough_at_every_size() -> None:
+    from benchmarks.index_params import Point, chosen
+
+    def point(degree: int, size: int, ms: float, exact: float) -> Point:
+        return Point(degree, 16, size, ms, exact, 100.0, 1.0)
+
+    points = [point(8, 10, 1.0, 0.99), point(8, 100, 2.0, 0.90),     # fastest, misses at 100
+              point(16, 10, 1.5, 0.99), point(16, 100, 3.0, 0.97),
+              point(32, 10, 2.0, 1.0), point(32, 100, 4.0, 0.99)]
+    assert chosen(points) == (16, 16)
+    assert chosen([point(8, 10, 1.0, 0.5)]) is None
+
+
+def test_a_results_section_ends_with_its_load_and_is_flagged_when_measured_busy(
+        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from benchmarks.machine import load_line
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 0.0, 0.0))
+    quiet = load_line("...; load average 0.30 at the start")
+    assert "0.30 at the start, 0.40 at the end" in quiet and "under load" not in quiet
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 0.0, 0.0))
+    assert "**Measured under load** (above 1.5 on 2 cores)" in load_line("load average 0.30 at the start")
