@@ -152,6 +152,9 @@ def main() -> None:
 @click.option("--max-corpus-mb", type=click.FloatRange(min=0, min_open=True), default=512.0,
               show_default=True, help="Most megabytes of corpus inputs; past it, the least "
                                       "useful are evicted.")
+@click.option("--max-coverage-mb", type=click.FloatRange(min=0, min_open=True), default=256.0,
+              show_default=True, help="Most megabytes of the novelty index; past it, it starts "
+                                      "again from the corpus's coverage.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
 @click.option("--minimize/--no-minimize", default=True, show_default=True,
               help="Shrink each new failure toward its seed before saving it.")
@@ -169,8 +172,8 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         rtol: float | None, max_time: float | None,
         runs: int | None, batch_size: int, seed: int, threads: int | None, device: str | None,
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
-        max_corpus: int, max_corpus_mb: float, stop_on_failure: bool, minimize: bool,
-        workers: int, ray_address: str | None, json_path: Path | None,
+        max_corpus: int, max_corpus_mb: float, max_coverage_mb: float, stop_on_failure: bool,
+        minimize: bool, workers: int, ray_address: str | None, json_path: Path | None,
         junit_path: Path | None) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
@@ -188,7 +191,8 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
                         threshold=threshold, reference=reference, compile_mode=compile_mode,
                         atol=atol, rtol=rtol,
                         stop_on_failure=stop_on_failure, minimize=minimize, threads=threads,
-                        max_corpus=max_corpus, max_corpus_mb=max_corpus_mb)
+                        max_corpus=max_corpus, max_corpus_mb=max_corpus_mb,
+                        max_coverage_mb=max_coverage_mb)
     result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter,
                          workers=workers, ray=ray_address, device=device)
     if json_path is not None:

@@ -89,6 +89,10 @@ class FuzzConfig:
     #: within a laptop's disk; None: no cap.
     max_corpus: int | None = 10_000
     max_corpus_mb: float | None = 512.0
+    #: The novelty index's cap: past it, the index is rebuilt from the corpus's own coverage
+    #: vectors (what a resumed run starts from), so a long run's memory stays bounded when the
+    #: corpus is (the index keeps every vector it was given: 121 bytes per 10-dim vector).
+    max_coverage_mb: float | None = 256.0
     #: torch's intra-op threads for the model; None leaves torch's own setting (for
     #: --workers N: the cores shared out between the workers).
     threads: int | None = None
@@ -108,7 +112,7 @@ class FuzzConfig:
         for name in ("atol", "rtol"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise UsageError(f"--{name}={getattr(self, name)!r} must not be negative.")
-        for name in ("max_corpus", "max_corpus_mb"):
+        for name in ("max_corpus", "max_corpus_mb", "max_coverage_mb"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"--{name.replace('_', '-')}={value!r} must be positive.")

@@ -172,6 +172,10 @@ class Corpus:
             else:
                 self._vectors.extend(batch.vectors)
 
+    def vectors(self) -> torch.Tensor | None:
+        """The coverage vector of every element, in order; None when some are unknown."""
+        return self._vectors.view() if self._vectors is not None else None
+
     def set_vectors(self, vectors: torch.Tensor) -> None:
         """The coverage vector of every element, in order (once the coverage is primed)."""
         if vectors.shape[0] != len(self):

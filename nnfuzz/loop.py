@@ -147,7 +147,7 @@ class Fuzzer:
     def _keep_new_coverage(self, parents: Batch, mutants: Batch, execution: Execution,
                            verdicts: Verdicts) -> None:
         """Mutants that passed and are novel or set a record join the corpus; their parents
-        get the credit; past a cap, the corpus evicts."""
+        get the credit; past a cap, the corpus evicts, and the novelty index forgets."""
         passed = execution.ran & ~verdicts.failing(mutants.size, execution.ran.device)
         keep = self.coverage.update(execution.coverage, self._signals(execution, verdicts),
                                     passed, parents.vectors)
@@ -155,6 +155,7 @@ class Fuzzer:
         self.kept += self.corpus.add(mutants.select(kept))
         self.corpus.credit(parents.index[kept.to(parents.index.device)])
         self.corpus.evict(self.config.max_corpus, _bytes(self.config.max_corpus_mb))
+        self.coverage.forget(_bytes(self.config.max_coverage_mb), self.corpus.vectors())
 
     def _execute(self, inputs: Inputs, roots: torch.Tensor) -> Execution:
         """Run the model; each example carries its seed's label when the target has targets()."""

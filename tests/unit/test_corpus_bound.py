@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 import nnfuzz
@@ -82,3 +83,29 @@ def test_a_run_caps_its_corpus_says_how_it_grows_and_resumes_from_its_threshold(
     assert {"corpus_mb", "kept_per_min", "threshold"} <= set(stats[-1])
     again = nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), out=out, runs=200, max_corpus=200)
     assert again.threshold >= first.threshold
+
+
+def test_past_its_cap_the_novelty_index_starts_again_from_the_corpus_vectors() -> None:
+    coverage = Coverage(1e-3, torch.rand(4, 16), torch.zeros(4, 0), adaptive=False)
+    for vectors in random_batches(30):
+        coverage.update(vectors, torch.zeros(100, 0), torch.ones(100, dtype=torch.bool))
+    assert len(coverage) == 3004 and coverage.index.bytes > 3004 * 16 * 4
+    kept = torch.rand(50, 16, generator=torch.Generator().manual_seed(5))
+    assert not coverage.forget(None, kept) and not coverage.forget(10 ** 9, kept)
+    assert not coverage.forget(1024, None), "without the corpus's vectors it cannot start again"
+    assert len(coverage) == 3004
+    assert coverage.forget(1024, kept)
+    assert len(coverage) == 50
+    assert coverage.index.nearest(kept[:3].numpy()) == pytest.approx([0, 0, 0], abs=1e-3)
+
+
+def test_a_flooding_run_keeps_its_novelty_index_within_its_cap() -> None:
+    seeds = torch.rand(16, 8, generator=torch.Generator().manual_seed(2))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32))
+    cap_mb = 0.25  # about 1,600 vectors of 32 dims (flat: 128 bytes each)
+    found = nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), runs=20_000, threshold=1e-4,
+                        max_corpus=500, max_coverage_mb=cap_mb)
+    unbounded = nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), runs=20_000, threshold=1e-4,
+                            max_corpus=500, max_coverage_mb=None)
+    assert unbounded.coverage * 32 * 4 > 4 * cap_mb * 2**20, "the run did not flood"
+    assert found.coverage * 32 * 4 <= cap_mb * 2**20 + 100 * 32 * 4, "one batch over the cap at most"
