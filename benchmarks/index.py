@@ -26,8 +26,7 @@ import faiss
 import numpy as np
 
 from benchmarks import machine, report
-from nnfuzz.coverage import (FAISS_THREADS, HNSW_AFTER, HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH,
-                             NoveltyIndex)
+from nnfuzz.coverage import FAISS_THREADS, HNSW_AFTER, NoveltyIndex, hnsw_parameters
 
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)
@@ -143,9 +142,11 @@ def markdown(points: list[Point], quick: bool, wall_s: float, started: str,
         "## Novelty index: nearest-neighbour lookups as the coverage grows", "",
         report.command_line("index", quick, wall_s, started),
         "",
-        "`nnfuzz.coverage.NoveltyIndex` (a flat faiss index that becomes HNSW, "
-        f"{HNSW_NEIGHBOURS} neighbours per node and efSearch {HNSW_SEARCH_DEPTH}, past "
-        f"{HNSW_AFTER:,} vectors; "
+        "`nnfuzz.coverage.NoveltyIndex` (a flat faiss index that becomes HNSW past "
+        f"{HNSW_AFTER:,} vectors, with "
+        + "; ".join(f"M = {m} and efSearch {e} for {d} dims"
+                    for d, (m, e) in ((d, hnsw_parameters(d)) for d in sorted({p.dim for p in points})))
+        + "; "
         f"{FAISS_THREADS} faiss thread(s)), grown with standard normal float32 vectors, "
         f"{ADD_CHUNK} per `add()` call (at most one batch is added per fuzz step). At each size, "
         f"{LOOKUPS} lookups of {QUERIES} fresh queries each (after {WARMUP} untimed) are timed; "

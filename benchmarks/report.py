@@ -53,7 +53,8 @@ Each section names the command that regenerates it; the raw files and plots are 
 [results/](results/). `python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]` \
 reruns the harness's sections and rebuilds this file; `python -m benchmarks.report` only \
 rebuilds it.
-Setup for all of them: `pip install -e '.[benchmarks]'` (scikit-learn, scipy and matplotlib).
+Setup for all of them: `pip install -e '.[benchmarks]'` (scikit-learn, scipy, matplotlib and pyinstrument).
+Where the time goes: `python -m benchmarks.profile loss|small-cnn|tiny-mlp` writes pyinstrument's call tree of one run: [loss path](results/profile-loss.txt) (TensorFuzz's MLP, one seed image), [small CNN](results/profile-small-cnn.txt), [tiny MLP](results/profile-tiny-mlp.txt).
 """
 
 

@@ -40,11 +40,22 @@ FAISS_THREADS = 1
 #: Neighbours per node in the HNSW graph (M) and candidates kept per lookup (efSearch), chosen
 #: on the zoo's own coverage vectors (python -m benchmarks.index_params): the fastest lookup at
 #: 1M vectors of the settings that find the exact nearest neighbour for >= 95% of queries at 10k,
-#: 100k and 1M. M = 8 with efSearch 32 was exact on 96-99.5% and as fast at 1M as faiss's customary
-#: M = 32 with efSearch 16 (3.6 ms against 3.8 ms per 100 lookups), with 121 bytes per
-#: 10-dim vector against 312 and adds in 45 us against 80.
-HNSW_NEIGHBOURS = 8
-HNSW_SEARCH_DEPTH = 32
+#: 100k and 1M. M = 8 with efSearch 32 was exact on 96-99.5% and faster at 1M than faiss's
+#: customary M = 32 with efSearch 16 (3.1 ms against 3.9 ms per 100 lookups), with 121 bytes per
+#: 10-dim vector against 312 and adds in 45 us against 81. That was measured on vectors of up to
+#: LOW_DIMS values (the zoo's 3, 4 and 10): wider ones (a 1,000-class output, a pooled layer)
+#: keep M = 32 and efSearch 16, which found more exact neighbours than M = 8 on random 64-dim
+#: vectors (python -m benchmarks.index) and was not measured against it on real wide ones.
+LOW_DIMS = 16
+HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH = 8, 32
+WIDE_HNSW_NEIGHBOURS, WIDE_HNSW_SEARCH_DEPTH = 32, 16
+
+
+def hnsw_parameters(dim: int) -> tuple[int, int]:
+    """(M, efSearch) for vectors of ``dim`` values."""
+    if dim <= LOW_DIMS:
+        return HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH
+    return WIDE_HNSW_NEIGHBOURS, WIDE_HNSW_SEARCH_DEPTH
 #: A record must beat the old one by this share of the range seen for that statistic.
 RECORD_MARGIN = 0.01
 #: The share of mutants that may be kept (novel or a record) once the search has warmed
@@ -180,8 +191,9 @@ class NoveltyIndex:
 
     def _grow_into_hnsw(self) -> None:
         stored = self.index.reconstruct_n(0, len(self))
-        graph = faiss.IndexHNSWFlat(self.dim, HNSW_NEIGHBOURS)
-        graph.hnsw.efSearch = HNSW_SEARCH_DEPTH
+        neighbours, depth = hnsw_parameters(self.dim)
+        graph = faiss.IndexHNSWFlat(self.dim, neighbours)
+        graph.hnsw.efSearch = depth
         graph.add(stored)
         self.index = graph
 

@@ -241,3 +241,13 @@ def test_records_flag_exactly_the_batch_extremes_that_beat_the_record_by_the_mar
     # With ties, any one of the tied rows may be the one flagged.
     assert len(flagged_rows) == len(expected)
     assert all(float(batch[row]) in (lowest, highest) for row in flagged_rows)
+
+
+@pytest.mark.parametrize("dim, neighbours, depth", [(10, 8, 32), (64, 32, 16)])
+def test_the_hnsw_graph_takes_the_measured_settings_for_narrow_vectors_and_the_customary_ones_for_wide(
+        monkeypatch: pytest.MonkeyPatch, dim: int, neighbours: int, depth: int) -> None:
+    monkeypatch.setattr(nnfuzz.coverage, "HNSW_AFTER", 60)
+    index = NoveltyIndex(dim)
+    index.add(np.random.default_rng(0).normal(size=(100, dim)).astype(np.float32))
+    assert isinstance(index.index, faiss.IndexHNSWFlat)
+    assert (index.index.hnsw.nb_neighbors(1), index.index.hnsw.efSearch) == (neighbours, depth)
