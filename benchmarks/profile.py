@@ -64,7 +64,7 @@ WORKLOADS = {
 }
 
 
-def profile(name: str, runs: int) -> str:
+def profile(name: str, runs: int, batch: int = 100) -> str:
     from pyinstrument import Profiler
 
     torch.set_num_threads(1)
@@ -74,10 +74,11 @@ def profile(name: str, runs: int) -> str:
     profiler = Profiler(interval=0.0005)
     start = time.perf_counter()
     with profiler:
-        result = nnfuzz.fuzz(model, seeds, runs=runs, batch_size=100, seed=0, **options)
+        result = nnfuzz.fuzz(model, seeds, runs=runs, batch_size=batch, seed=0, **options)
     seconds = time.perf_counter() - start
     tree = profiler.output_text(unicode=True, color=False, show_all=False)
-    return (f"python -m benchmarks.profile {name} --runs {runs}: {workload.describe}.\n"
+    return (f"python -m benchmarks.profile {name} --runs {runs} --batch {batch}: "
+            f"{workload.describe.replace('batch 100', f'batch {batch}')}.\n"
             f"{result.execs:,} executions in {seconds:.2f} s profiled "
             f"({result.execs / seconds:,.0f} executions/s under the profiler); {started}.\n"
             f"{tree}")
@@ -87,10 +88,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workload", choices=tuple(WORKLOADS))
     parser.add_argument("--runs", type=int, default=20_000, help="executions (default 20,000)")
+    parser.add_argument("--batch", type=int, default=100, help="batch size (default 100)")
     args = parser.parse_args()
-    text = profile(args.workload, args.runs)
+    text = profile(args.workload, args.runs, args.batch)
     report.RESULTS.mkdir(parents=True, exist_ok=True)
-    path = report.RESULTS / f"profile-{args.workload}.txt"
+    suffix = "" if args.batch == 100 else f"-batch{args.batch}"
+    path = report.RESULTS / f"profile-{args.workload}{suffix}.txt"
     path.write_text(text + "\n" + machine.load_line(text) + "\n")
     print(text)
     print(f"wrote {path.relative_to(report.BENCHMARKS.parent)}")
