@@ -167,21 +167,20 @@ def late_growth(run: dict) -> tuple[float, float]:  # type: ignore[type-arg]
     rss = run["rss"]
     mid_rss = statistics.median(b for _, b in sorted(rss, key=lambda s: abs(s[0] - half))[:10])
     end_rss = statistics.median(b for _, b in rss[-10:])
-    status = run["status"]
-    middle = min(status, key=lambda row: abs(row[0] - half))
-    end = status[-1]
-    return (end_rss - mid_rss,
-            stored_bytes(run, end[2], end[3]) - stored_bytes(run, middle[2], middle[3]))
+    return end_rss - mid_rss, stored_growth_since(run, half)
 
 
 def warm_growth(run: dict) -> tuple[float, float]:  # type: ignore[type-arg]
     """(RSS growth, raw stored growth) in bytes from WARM_SECONDS to the end of the run."""
-    rss, status = run["rss"], run["status"]
-    warm_rss = min(rss, key=lambda sample: abs(sample[0] - WARM_SECONDS))[1]
-    warm = min(status, key=lambda row: abs(row[0] - WARM_SECONDS))
-    end = status[-1]
-    return (run["peak_bytes"] - warm_rss,
-            stored_bytes(run, end[2], end[3]) - stored_bytes(run, warm[2], warm[3]))
+    warm_rss = min(run["rss"], key=lambda sample: abs(sample[0] - WARM_SECONDS))[1]
+    return run["peak_bytes"] - warm_rss, stored_growth_since(run, WARM_SECONDS)
+
+
+def stored_growth_since(run: dict, seconds: float) -> int:  # type: ignore[type-arg]
+    """Raw stored bytes at the run's last status line minus at the one nearest ``seconds``."""
+    then = min(run["status"], key=lambda row: abs(row[0] - seconds))
+    end = run["status"][-1]
+    return stored_bytes(run, end[2], end[3]) - stored_bytes(run, then[2], then[3])
 
 
 def plot(runs: list[dict], quick: bool) -> str | None:  # type: ignore[type-arg]

@@ -56,6 +56,8 @@ def hnsw_parameters(dim: int) -> tuple[int, int]:
     if dim <= LOW_DIMS:
         return HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH
     return WIDE_HNSW_NEIGHBOURS, WIDE_HNSW_SEARCH_DEPTH
+
+
 #: A record must beat the old one by this share of the range seen for that statistic.
 RECORD_MARGIN = 0.01
 #: The share of mutants that may be kept (novel or a record) once the search has warmed

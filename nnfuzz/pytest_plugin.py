@@ -208,25 +208,25 @@ class ReplayFolder(pytest.Directory):
     target that fails to import is an error of each item, not of the session."""
 
     def __init__(self, *, source: ReplaySource, **kwargs: Any) -> None:
+        from nnfuzz.reproducer import reproducer_paths
+
         super().__init__(**kwargs)
         self.source = source
+        self.paths = reproducer_paths([source.reproducers])
         self.replayer: Any = None
 
     def collect(self) -> Iterator[pytest.Item]:
-        from nnfuzz.reproducer import reproducer_paths
-
-        for path in reproducer_paths([self.source.reproducers]):
+        for path in self.paths:
             yield ReproducerItem.from_parent(self, name=path.name, path=path)
 
     def setup(self) -> None:
         from nnfuzz.errors import NnfuzzError
         from nnfuzz.replay import Replayer
-        from nnfuzz.reproducer import reproducer_paths
         from nnfuzz.target import load_target
 
         try:
             target = load_target(self.source.target, need_seeds=False)
-            self.replayer = Replayer(target, reproducer_paths([self.source.reproducers]))
+            self.replayer = Replayer(target, self.paths)
             return
         except NnfuzzError as error:
             problem = str(error)
@@ -276,11 +276,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     outcomes = config.stash.get(_OUTCOMES, [])
     if not outcomes:
         return
+    from nnfuzz.ci import replay_summary
     from nnfuzz.replay import Verdict
 
-    counts = {v: sum(o.verdict is v for o in outcomes) for v in Verdict}
+    counts = replay_summary(outcomes)["counts"]
     terminalreporter.section("nnfuzz replay")
-    terminalreporter.line(", ".join(f"{n} {v.value}" for v, n in counts.items() if n))
+    terminalreporter.line(", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n))
     for outcome in outcomes:
         if outcome.verdict is Verdict.FIXED:
             terminalreporter.line(f"fixed: {outcome.path} (delete it, or keep it as a "

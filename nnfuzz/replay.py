@@ -176,9 +176,8 @@ def shrink(target: Target, path: Path) -> tuple[Failure, Failure]:
 def shrink_failure(target: Target, failure: Failure) -> Failure:
     """``failure`` minimized against ``target``; an error if it no longer fails."""
     failure = _fitted(target, failure)
-    objective = ObjectiveCache(target).get(failure)
-    executor = _executor(target)
-    still_fails = signature_check(failure, objective, executor)
+    replayer = Replayer(target, [])
+    still_fails = signature_check(failure, replayer.objectives.get(failure), replayer.executor)
     try:
         if not reproduces(failure, still_fails):
             raise UsageError(f"{failure.path or 'the failure'}: it no longer fails as "
@@ -186,4 +185,4 @@ def shrink_failure(target: Target, failure: Failure) -> Failure:
                              "it does now).")
         return minimize(failure, still_fails, target.domain() if target.seeds is not None else None)
     finally:
-        executor.close()
+        replayer.close()
