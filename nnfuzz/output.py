@@ -43,11 +43,15 @@ class OutputFolder:
         self.crashes = self.path / "crashes"
         ensure_folder(self.path)
         self._lock = self._take_lock()
-        for folder in (self.corpus, self.crashes):
-            ensure_folder(folder)
-        self._check_writable()
-        self._remove_temporaries()
-        self._repair_stats()
+        try:
+            for folder in (self.corpus, self.crashes):
+                ensure_folder(folder)
+            self._check_writable()
+            self._remove_temporaries()
+            self._repair_stats()
+        except BaseException:
+            self.close()  # a folder it cannot use is not held (nor its lock file left open)
+            raise
 
     def _take_lock(self) -> Any:
         """One run per folder: an advisory lock on OUT/.lock, held while the run lives. The
