@@ -94,3 +94,56 @@ def test_the_model_runs_without_autograd() -> None:
     model = Records().eval()
     Executor(model).run((torch.rand(3, 2),))
     assert model.grad_enabled == [False]
+
+
+class SharedActivation(nn.Module):
+    """One ReLU run twice (as torchvision's BasicBlock does), and a module that never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(3, 4)
+        self.second = nn.Linear(4, 6)
+        self.relu = nn.ReLU()
+        self.unused = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.second(self.relu(self.first(x))))
+
+
+def _expected(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows = rows.flatten(1).double()
+    return rows.mean(1), rows.std(1, correction=0), rows.abs().amax(1)
+
+
+def test_each_module_s_statistics_are_the_mean_spread_and_largest_magnitude_of_its_output() -> None:
+    torch.manual_seed(0)
+    model = SharedActivation().eval()
+    x = torch.randn(5, 3) * 3
+    execution = Executor(model).run((x,))
+    names = Executor(model).module_names
+    with torch.no_grad():
+        first = model.first(x)
+        second = model.second(torch.relu(first))
+    for module, rows in (("first", first), ("second", second)):
+        mean, std, absmax = _expected(rows)
+        got = execution.stats[:, names.index(module)].double()
+        assert torch.allclose(got[:, 0], mean, atol=1e-5)
+        assert torch.allclose(got[:, 1], std, atol=1e-4)
+        assert torch.equal(got[:, 2], absmax)
+    # The shared ReLU: mean and spread of its first output, the largest magnitude of both.
+    relu = execution.stats[:, names.index("relu")].double()
+    mean, std, _ = _expected(torch.relu(first))
+    assert torch.allclose(relu[:, 0], mean, atol=1e-5) and torch.allclose(relu[:, 1], std, atol=1e-4)
+    both = torch.maximum(_expected(torch.relu(first))[2], _expected(torch.relu(second))[2])
+    assert torch.equal(relu[:, 2], both)
+    assert torch.isnan(execution.stats[:, names.index("unused")]).all()
+    assert execution.event_modules == ["first", "relu", "second", "relu", "(model)"]
+
+
+def test_a_non_finite_value_reaches_the_largest_magnitude_of_its_module_and_every_later_one() -> None:
+    model = SharedActivation().eval()
+    x = torch.zeros(3, 3)
+    x[1, 0] = float("inf")
+    execution = Executor(model).run((x,))
+    assert torch.isfinite(execution.event_absmax[[0, 2]]).all()
+    assert not torch.isfinite(execution.event_absmax[1]).any()
