@@ -134,9 +134,9 @@ class Fuzzer:
 
     def step(self, size: int) -> None:
         """Sample, mutate, execute, judge, cover, grow, report."""
-        parents = self._sample(size, self.rng)
-        anchors = self.corpus.root_inputs(parents.root)
-        mutants = self.mutator.children(parents, anchors, self.rng)
+        sampled = self._sample(size, self.rng)
+        anchors = self.corpus.root_inputs(sampled.root)
+        parents, mutants = self.mutator.children(sampled, anchors, self.rng)
         execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size
         verdicts = judge(self.objectives, execution, self.guides)

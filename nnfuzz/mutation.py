@@ -4,7 +4,10 @@ Each example of a batch gets one mutation: one of its inputs, then one
 operator for that input's kind, drawn at random. Continuous operators move an
 input by noise at several scales, shift or stretch its values (brightness,
 contrast), push parts of it to a bound, splice it with another input, or step
-along the gradient that drives one layer's activations to an extreme. Image
+along the gradient that drives one layer's activations to an extreme (one
+gradient serves GUIDED_CHILDREN mutants of the same parent, one at each noise
+scale: the gradient pass costs about three forward passes per row, and it
+was the largest cost of a batch on a small CNN). Image
 levels take the same operators and are rounded. Token operators replace,
 insert and delete values, padding the way the seeds pad. Flags are flipped.
 Every kind also jumps to its structural edges, where real bugs cluster: an
@@ -34,6 +37,8 @@ DENSITIES = (1.0, 0.1, 0.01)
 SATURATION_DENSITIES = (0.3, 0.1, 0.01)
 #: Share of the flags one flip changes (besides one flag it always flips).
 FLIP_DENSITIES = (0.5, 0.1, 0.0)
+#: Guided mutants per gradient: one parent's signed-gradient step at each noise scale.
+GUIDED_CHILDREN = len(NOISE_SCALES)
 #: Largest brightness offset, as a fraction of the width.
 MAX_OFFSET = 0.3
 #: Contrast factors are drawn log-uniformly in [exp(-MAX_LOG_CONTRAST), exp(+...)].
@@ -84,16 +89,29 @@ class Mutator:
             skip.add("edge")
         return tuple(name for name in OPERATORS[field.kind] if name not in skip)
 
-    def children(self, parents: Batch, anchors: Inputs, rng: torch.Generator) -> Batch:
-        """A child of each parent: one mutation more, the same root."""
-        return Batch(self.mutate(parents.inputs, anchors, rng), parents.root, parents.depth + 1)
+    def children(self, parents: Batch, anchors: Inputs, rng: torch.Generator
+                 ) -> tuple[Batch, Batch]:
+        """A child of each row: (the parent each child descends from, the children). The
+        parent is the row's own but for guided mutants, which share one parent per gradient."""
+        inputs, source = self.mutants(parents.inputs, anchors, rng)
+        own = parents if source is None else parents.select(source)
+        return own, Batch(inputs, own.root, own.depth + 1)
 
     def mutate(self, inputs: Inputs, anchors: Inputs, rng: torch.Generator) -> Inputs:
-        """One mutant per example; ``anchors`` are the seeds the examples descend from."""
+        """One mutant per example (see :meth:`mutants`, which also says which example each
+        descends from)."""
+        return self.mutants(inputs, anchors, rng)[0]
+
+    def mutants(self, inputs: Inputs, anchors: Inputs, rng: torch.Generator
+                ) -> tuple[Inputs, torch.Tensor | None]:
+        """One mutant per example, and the example (B,) each descends from: its own (None
+        when every one does), or for guided mutants the first of its group of
+        GUIDED_CHILDREN. ``anchors`` are the seeds the examples descend from."""
         size = inputs[0].shape[0]
         mutants = [tensor.clone() for tensor in inputs]
         if not self.mutable:
-            return tuple(mutants)
+            return tuple(mutants), None
+        source: torch.Tensor | None = None
         which = torch.randint(len(self.mutable), (size,), generator=rng, device=rng.device)
         pick = torch.randint(1 << 30, (size,), generator=rng, device=rng.device)
         for slot, position in enumerate(self.mutable):
@@ -101,11 +119,44 @@ class Mutator:
             for op_index, name in enumerate(names):
                 chosen = (which == slot) & (pick % len(names) == op_index)
                 rows = chosen.nonzero().flatten().to(inputs[0].device)
-                if len(rows):
-                    mutants[position][rows] = self._apply(name, position, inputs, rows, rng)
+                if not len(rows):
+                    continue
+                if name == "guided":
+                    stepped = self._guided(position, inputs, rows, rng)
+                    if stepped is not None:
+                        leaders, mutants[position][rows] = stepped[0], stepped[1]
+                        source = torch.arange(size, device=rows.device) if source is None else source
+                        source[rows] = leaders
+                        for other, tensor in enumerate(inputs):
+                            if other != position:
+                                mutants[other][rows] = tensor[leaders]
+                        continue
+                    name = "noise"
+                mutants[position][rows] = self._apply(name, position, inputs, rows, rng)
+        if source is not None:
+            anchors = tuple(anchor[source.to(anchor.device)] for anchor in anchors)
         constrained = tuple(self._constrain(m, a, f)
                             for m, a, f in zip(mutants, anchors, self.domain.fields))
-        return self.domain.normalize(constrained)
+        return self.domain.normalize(constrained), source
+
+    def _guided(self, position: int, inputs: Inputs, rows: torch.Tensor, rng: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Signed-gradient steps for ``rows``, in groups of GUIDED_CHILDREN: each group's
+        first row is the parent of all of the group, stepped at each noise scale along its
+        gradient. (the parent row of each mutant, the mutated rows of input ``position``), or
+        None where there is no gradient."""
+        field = self.domain.fields[position]
+        order = torch.arange(len(rows), device=rows.device)
+        leaders = rows[order - order % GUIDED_CHILDREN]
+        firsts = rows[::GUIDED_CHILDREN]
+        directions = self.gradient(tuple(t[firsts] for t in inputs), rng)  # type: ignore[misc]
+        direction = directions[position] if directions is not None else None
+        if direction is None:
+            return None
+        scales = torch.tensor(NOISE_SCALES, device=rows.device)[order % GUIDED_CHILDREN]
+        signs = direction.sign()[order // GUIDED_CHILDREN]
+        stepped = guided_step(inputs[position][leaders], signs, field, scales)
+        return leaders, stepped
 
     def _apply(self, name: str, position: int, inputs: Inputs, rows: torch.Tensor,
                rng: torch.Generator) -> torch.Tensor:
@@ -113,12 +164,6 @@ class Mutator:
         field = self.domain.fields[position]
         tensor = inputs[position]
         subset = tensor[rows]
-        if name == "guided":
-            directions = self.gradient(tuple(t[rows] for t in inputs), rng)  # type: ignore[misc]
-            direction = directions[position] if directions is not None else None
-            if direction is not None:
-                return guided_step(subset, direction, field, rng)
-            name = "noise"
         if name == "crossover":
             partner = tensor[torch.randint(tensor.shape[0], (len(rows),), generator=rng,
                                            device=rng.device).to(tensor.device)]
@@ -186,9 +231,9 @@ def crossover(x: torch.Tensor, partner: torch.Tensor, rng: torch.Generator) -> t
 
 
 def guided_step(x: torch.Tensor, direction: torch.Tensor, field: Field,
-                rng: torch.Generator) -> torch.Tensor:
-    """A signed-gradient step (as in FGSM), at one of the noise scales."""
-    scale = _per_example(NOISE_SCALES, x, rng) * field.width
+                scales: torch.Tensor) -> torch.Tensor:
+    """A signed-gradient step (as in FGSM) of each example, at its scale (B,) of the width."""
+    scale = (scales * field.width).to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
     return x + direction.sign().to(x.dtype) * scale
 
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnfuzz.inference import infer_domain
-from nnfuzz.mutation import (MAX_TOKEN_RUN, NOISE_SCALES, MutationConfig, Mutator, delete_tokens, distance,
+from nnfuzz.corpus import Batch
+from nnfuzz.mutation import (GUIDED_CHILDREN, MAX_TOKEN_RUN, NOISE_SCALES, MutationConfig, Mutator, delete_tokens, distance,
                              insert_tokens, project, replace_tokens)
 
 SETTINGS = settings(max_examples=30, deadline=None)
@@ -116,12 +117,16 @@ def test_the_gradient_guided_operator_keeps_mutants_in_bounds_and_within_the_rad
     batch = seeds.repeat(32, *([1] * (seeds.dim() - 1)))
     current = (batch,)
     magnitude = max(abs(problem["low"]), abs(problem["high"]))
+    anchors = batch
     for _ in range(3):
-        current = mutator.mutate(current, (batch,), rng)
+        # A guided mutant may descend from another row (its group's parent): follow it.
+        current, source = mutator.mutants(current, (anchors,), rng)
+        if source is not None:
+            anchors = anchors[source]
         assert current[0].shape == batch.shape and current[0].dtype == batch.dtype
         assert_in_bounds(current[0], problem["low"], problem["high"])
         if problem["radius"] is not None:
-            assert_within_radius(current[0], batch, problem["radius"], problem["norm"], magnitude)
+            assert_within_radius(current[0], anchors, problem["radius"], problem["norm"], magnitude)
     assert calls, "the guided operator was never used although a gradient was given"
 
 
@@ -143,6 +148,59 @@ def test_the_guided_operator_moves_inputs_along_the_sign_of_the_gradient() -> No
     guided = [bool(torch.allclose(row, direction.sign() * scale, atol=1e-6))
               for row in step for scale in NOISE_SCALES]
     assert any(guided), "no mutant is a signed-gradient step from its seed"
+
+
+def test_one_gradient_serves_a_group_of_guided_mutants_of_one_parent_one_at_each_scale() -> None:
+    # Distinct rows, so that each mutant's parent can be told; room to move both ways.
+    seeds = 0.35 + 0.3 * torch.rand(400, 4, generator=generator(0))  # a step of 0.3 stays in
+    domain = infer_domain((seeds,), (0.0, 1.0))
+    direction = torch.tensor([1.0, -1.0, 2.0, -3.0])
+    gradient_rows = []
+
+    def gradient(inputs, rng):
+        gradient_rows.append(inputs[0].shape[0])
+        return (direction.expand_as(inputs[0]).clone(),)
+
+    mutator = Mutator(domain, MutationConfig(), gradient)
+    mutants, source = mutator.mutants((seeds,), (seeds,), generator(3))
+    assert source is not None and len(gradient_rows) == 1
+    steps = mutants[0] - seeds[source]
+    scale_of = [next((k for k, scale in enumerate(NOISE_SCALES)
+                      if torch.allclose(row, direction.sign() * scale, atol=1e-6)), None)
+                for row in steps]
+    guided = [row for row, scale in enumerate(scale_of) if scale is not None]
+    # One gradient row per group of GUIDED_CHILDREN guided mutants.
+    assert gradient_rows[0] == math.ceil(len(guided) / GUIDED_CHILDREN)
+    groups: dict[int, list[int]] = {}
+    for row in guided:
+        groups.setdefault(int(source[row]), []).append(scale_of[row])
+    assert len(groups) == gradient_rows[0]
+    full = [scales for scales in groups.values() if len(scales) == GUIDED_CHILDREN]
+    assert full and all(sorted(scales) == list(range(GUIDED_CHILDREN)) for scales in full)
+    # The other mutants descend from their own row.
+    others = torch.tensor([row for row in range(len(seeds)) if scale_of[row] is None])
+    assert torch.equal(source[others], others)
+
+
+def test_children_carry_the_lineage_and_the_other_inputs_of_the_parent_they_descend_from() -> None:
+    values = 0.25 + 0.5 * torch.rand(200, 3, generator=generator(0))
+    tokens = torch.arange(200).view(200, 1) % 7
+    domain = infer_domain((values, tokens), [(0.0, 1.0), (0, 9)])
+
+    def gradient(inputs, rng):
+        return (torch.ones_like(inputs[0]), None)
+
+    mutator = Mutator(domain, MutationConfig(), gradient)
+    parents = Batch((values, tokens), root=torch.arange(200), depth=torch.arange(200) % 5,
+                    index=torch.arange(200) + 1000)
+    own, children = mutator.children(parents, (values, tokens), generator(4))
+    moved = (own.root != parents.root).nonzero().flatten()
+    assert len(moved), "no guided mutant descends from another row"
+    leaders = own.root[moved]
+    assert torch.equal(own.index[moved], leaders + 1000)
+    assert torch.equal(children.depth, own.depth + 1) and torch.equal(children.root, own.root)
+    # A guided mutant changed its float input only: its tokens are its parent's.
+    assert torch.equal(children.inputs[1][moved], tokens[leaders])
 
 
 def test_a_gradient_that_has_no_direction_falls_back_to_other_operators() -> None:
@@ -351,7 +409,10 @@ def test_mixed_float_and_token_inputs_keep_shape_dtype_bounds_and_radius(
     current = seeds
     magnitude = max(abs(problem["low"]), abs(problem["high"]))
     for _ in range(CHAIN):
-        current = mutator.mutate(current, seeds, rng)
+        current, source = mutator.mutants(current, seeds, rng)
+        if source is not None:
+            seeds = tuple(t[source] for t in seeds)
+            values = seeds[0]
         assert len(current) == 2
         assert current[0].shape == values.shape and current[0].dtype == values.dtype
         assert current[1].shape == tokens.shape and current[1].dtype == tokens.dtype
