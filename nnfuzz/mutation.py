@@ -82,6 +82,11 @@ class Mutator:
         self.gradient = gradient
         self.mutable = [p for p, f in enumerate(domain.fields) if f.mutable]
         self.operators = {p: self._operators_for(domain.fields[p]) for p in self.mutable}
+        #: Every (input position, operator) in drawing order, and per input its first and count.
+        self._pairs = [(p, name) for p in self.mutable for name in self.operators[p]]
+        counts = [len(self.operators[p]) for p in self.mutable]
+        self._counts = torch.tensor(counts)
+        self._offsets = torch.tensor([sum(counts[:k]) for k in range(len(counts))])
 
     def _operators_for(self, field: Field) -> tuple[str, ...]:
         skip = {"guided"} if self.gradient is None else set()
@@ -112,32 +117,41 @@ class Mutator:
         if not self.mutable:
             return tuple(mutants), None
         source: torch.Tensor | None = None
-        which = torch.randint(len(self.mutable), (size,), generator=rng, device=rng.device)
-        pick = torch.randint(1 << 30, (size,), generator=rng, device=rng.device)
-        for slot, position in enumerate(self.mutable):
-            names = self.operators[position]
-            for op_index, name in enumerate(names):
-                chosen = (which == slot) & (pick % len(names) == op_index)
-                rows = chosen.nonzero().flatten().to(inputs[0].device)
-                if not len(rows):
+        for (position, name), rows in self._rows_by_operator(size, rng, inputs[0].device):
+            if name == "guided":
+                stepped = self._guided(position, inputs, rows, rng)
+                if stepped is not None:
+                    leaders, mutants[position][rows] = stepped[0], stepped[1]
+                    source = torch.arange(size, device=rows.device) if source is None else source
+                    source[rows] = leaders
+                    for other, tensor in enumerate(inputs):
+                        if other != position:
+                            mutants[other][rows] = tensor[leaders]
                     continue
-                if name == "guided":
-                    stepped = self._guided(position, inputs, rows, rng)
-                    if stepped is not None:
-                        leaders, mutants[position][rows] = stepped[0], stepped[1]
-                        source = torch.arange(size, device=rows.device) if source is None else source
-                        source[rows] = leaders
-                        for other, tensor in enumerate(inputs):
-                            if other != position:
-                                mutants[other][rows] = tensor[leaders]
-                        continue
-                    name = "noise"
-                mutants[position][rows] = self._apply(name, position, inputs, rows, rng)
+                name = "noise"
+            mutants[position][rows] = self._apply(name, position, inputs, rows, rng)
         if source is not None:
             anchors = tuple(anchor[source.to(anchor.device)] for anchor in anchors)
         constrained = tuple(self._constrain(m, a, f)
                             for m, a, f in zip(mutants, anchors, self.domain.fields))
         return self.domain.normalize(constrained), source
+
+    def _rows_by_operator(self, size: int, rng: torch.Generator, device: torch.device
+                          ) -> list[tuple[tuple[int, str], torch.Tensor]]:
+        """Each example's input and operator, drawn at random: ((position, operator), rows)
+        for every pair some rows drew, in a fixed order, rows ascending. One sort and one
+        read of the counts, where a mask per operator took five torch calls and a read each."""
+        which = torch.randint(len(self.mutable), (size,), generator=rng, device=rng.device)
+        pick = torch.randint(1 << 30, (size,), generator=rng, device=rng.device)
+        choice = (self._offsets.to(which.device)[which]
+                  + pick % self._counts.to(which.device)[which])
+        order = torch.argsort(choice, stable=True).to(device)
+        groups, start = [], 0
+        for pair, count in zip(self._pairs, torch.bincount(choice, minlength=len(self._pairs)).tolist()):
+            if count:
+                groups.append((pair, order[start:start + count]))
+            start += count
+        return groups
 
     def _guided(self, position: int, inputs: Inputs, rows: torch.Tensor, rng: torch.Generator
                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
