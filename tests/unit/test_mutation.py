@@ -130,27 +130,10 @@ def test_the_gradient_guided_operator_keeps_mutants_in_bounds_and_within_the_rad
     assert calls, "the guided operator was never used although a gradient was given"
 
 
-def test_the_guided_operator_moves_inputs_along_the_sign_of_the_gradient() -> None:
-    seeds = torch.full((64, 4), 0.5)
-    domain = infer_domain((seeds,), (0.0, 1.0))
-    direction = torch.tensor([1.0, -1.0, 2.0, -3.0])
-    guided_rows = []
-
-    def gradient(inputs, rng):
-        guided_rows.append(inputs[0].shape[0])
-        return (direction.expand_as(inputs[0]).clone(),)
-
-    mutator = Mutator(domain, MutationConfig(), gradient)
-    mutant = mutator.mutate((seeds,), (seeds,), generator(3))[0]
-    assert guided_rows, "no row drew the guided operator"
-    # A guided step moves every coordinate by one noise scale, signed like the gradient.
-    step = mutant - seeds
-    guided = [bool(torch.allclose(row, direction.sign() * scale, atol=1e-6))
-              for row in step for scale in NOISE_SCALES]
-    assert any(guided), "no mutant is a signed-gradient step from its seed"
-
-
-def test_one_gradient_serves_a_group_of_guided_mutants_of_one_parent_one_at_each_scale() -> None:
+def test_guided_mutants_step_along_the_gradient_s_sign_one_gradient_per_parent_and_scale_group(
+) -> None:
+    """A guided mutant is its parent plus the gradient's sign times a noise scale; one
+    gradient serves GUIDED_CHILDREN of them, one at each scale."""
     # Distinct rows, so that each mutant's parent can be told; room to move both ways.
     seeds = 0.35 + 0.3 * torch.rand(400, 4, generator=generator(0))  # a step of 0.3 stays in
     domain = infer_domain((seeds,), (0.0, 1.0))
