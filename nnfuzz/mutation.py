@@ -19,6 +19,7 @@ around the seed it descends from; then the domain recomputes its masks.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -82,11 +83,12 @@ class Mutator:
         self.gradient = gradient
         self.mutable = [p for p, f in enumerate(domain.fields) if f.mutable]
         self.operators = {p: self._operators_for(domain.fields[p]) for p in self.mutable}
-        #: Every (input position, operator) in drawing order, and per input its first and count.
+        #: Every (input position, operator) in drawing order; per input, its operators' count
+        #: and the index of its first pair.
         self._pairs = [(p, name) for p in self.mutable for name in self.operators[p]]
         counts = [len(self.operators[p]) for p in self.mutable]
         self._counts = torch.tensor(counts)
-        self._offsets = torch.tensor([sum(counts[:k]) for k in range(len(counts))])
+        self._offsets = torch.tensor([0, *itertools.accumulate(counts)][:-1])
 
     def _operators_for(self, field: Field) -> tuple[str, ...]:
         skip = {"guided"} if self.gradient is None else set()
@@ -118,18 +120,18 @@ class Mutator:
             return tuple(mutants), None
         source: torch.Tensor | None = None
         for (position, name), rows in self._rows_by_operator(size, rng, inputs[0].device):
-            if name == "guided":
-                stepped = self._guided(position, inputs, rows, rng)
-                if stepped is not None:
-                    leaders, mutants[position][rows] = stepped[0], stepped[1]
-                    source = torch.arange(size, device=rows.device) if source is None else source
-                    source[rows] = leaders
-                    for other, tensor in enumerate(inputs):
-                        if other != position:
-                            mutants[other][rows] = tensor[leaders]
-                    continue
-                name = "noise"
-            mutants[position][rows] = self._apply(name, position, inputs, rows, rng)
+            stepped = self._guided(position, inputs, rows, rng) if name == "guided" else None
+            if stepped is None:
+                # A guided row without a gradient takes noise instead.
+                name = "noise" if name == "guided" else name
+                mutants[position][rows] = self._apply(name, position, inputs, rows, rng)
+                continue
+            leaders, mutants[position][rows] = stepped
+            source = torch.arange(size, device=rows.device) if source is None else source
+            source[rows] = leaders
+            for other, tensor in enumerate(inputs):  # the rest of each input is its parent's
+                if other != position:
+                    mutants[other][rows] = tensor[leaders]
         if source is not None:
             anchors = tuple(anchor[source.to(anchor.device)] for anchor in anchors)
         constrained = tuple(self._constrain(m, a, f)
@@ -159,17 +161,17 @@ class Mutator:
         first row is the parent of all of the group, stepped at each noise scale along its
         gradient. (the parent row of each mutant, the mutated rows of input ``position``), or
         None where there is no gradient."""
-        field = self.domain.fields[position]
-        order = torch.arange(len(rows), device=rows.device)
-        leaders = rows[order - order % GUIDED_CHILDREN]
         firsts = rows[::GUIDED_CHILDREN]
         directions = self.gradient(tuple(t[firsts] for t in inputs), rng)  # type: ignore[misc]
         direction = directions[position] if directions is not None else None
         if direction is None:
             return None
+        order = torch.arange(len(rows), device=rows.device)
+        group = order // GUIDED_CHILDREN
         scales = torch.tensor(NOISE_SCALES, device=rows.device)[order % GUIDED_CHILDREN]
-        signs = direction.sign()[order // GUIDED_CHILDREN]
-        stepped = guided_step(inputs[position][leaders], signs, field, scales)
+        leaders = firsts[group]
+        stepped = guided_step(inputs[position][leaders], direction[group],
+                              self.domain.fields[position], scales)
         return leaders, stepped
 
     def _apply(self, name: str, position: int, inputs: Inputs, rows: torch.Tensor,
