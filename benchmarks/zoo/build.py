@@ -35,15 +35,16 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 400,
-          penalty: object = None, logits: Callable[[torch.Tensor], torch.Tensor] | None = None
-          ) -> float:
-    """Full-batch Adam on the cross-entropy of ``logits(x)`` (default: the model's
-    output) plus ``penalty(model, x)``; returns the training accuracy."""
+          penalty: object = None, logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
+          criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Full-batch Adam on the cross-entropy (or ``criterion``, per example) of ``logits(x)``
+    (default: the model's output) plus ``penalty(model, x)``; returns the training accuracy."""
     logits = logits or model
+    criterion = criterion or torch.nn.functional.cross_entropy
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(steps):
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits(x), y)
+        loss = criterion(logits(x), y).mean()
         if penalty is not None:
             loss = loss + penalty(model, x)  # type: ignore[operator]
         loss.backward()
@@ -239,6 +240,21 @@ def build_digits28_crop(x: torch.Tensor, y: torch.Tensor) -> None:
     save(model, "digits28_crop")
 
 
+def build_chains(x: torch.Tensor, y: torch.Tensor) -> None:
+    """The guided chains group: trained as a user trains, nothing shaped toward the bug."""
+    from chain_std import ChainStdMLP
+    from chain_xent import ChainXentCNN, loss
+
+    torch.manual_seed(2)
+    model = ChainStdMLP()
+    print("chain_std accuracy", train(model, x, y, steps=300))
+    save(model, "chain_std")
+    torch.manual_seed(0)
+    cnn = ChainXentCNN()
+    print("chain_xent accuracy", train(cnn, x, y, steps=100, criterion=loss))  # its own loss
+    save(cnn, "chain_xent")
+
+
 def build_tokens_attention() -> None:
     from tokens_attention import TokenAttentionGRU
 
@@ -288,7 +304,7 @@ if __name__ == "__main__":
     build_tokens()
     digit_images, digit_labels = digits()
     for build in (build_digits_logsoftmax, build_digits_cosine, build_digits_salient,
-                  build_plain_digits, build_digits28_crop):
+                  build_plain_digits, build_digits28_crop, build_chains):
         build(digit_images, digit_labels)
     build_tokens_attention()
     build_sensor()
