@@ -35,7 +35,7 @@ class FuzzConfig:
 
     Most ``nnfuzz run`` flags set the field of the same name (--objective sets
     ``objectives``, --layer ``layers``, --no-minimize ``minimize``). Some fields
-    have no flag: ``feedback``, ``guided``, ``edges`` and ``objective_guidance``
+    have no flag: ``feedback``, ``guided``, ``descent``, ``edges`` and ``objective_guidance``
     exist for benchmarks and experiments, ``status_interval`` for tests. Some flags
     are no field: --out, --corpus, --device, --workers, --ray and --json/--junit
     choose where and how the run happens (nnfuzz.api.fuzz_target), not what it does.
@@ -69,6 +69,9 @@ class FuzzConfig:
     feedback: bool = True
     #: Allow the gradient-guided operator (only used with feedback).
     guided: bool = True
+    #: Walk seeds and uniform starts along one gradient for many steps from time to time
+    #: (nnfuzz.descent; only used with feedback and guided).
+    descent: bool = True
     #: Mix in the edge operator (whole inputs at a bound, constant, all padding, ...).
     #: Off only to measure what the rest of the search finds without it.
     edges: bool = True

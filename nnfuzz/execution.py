@@ -91,9 +91,10 @@ class Executor:
         self._events: list[tuple[int, int, tuple[torch.Tensor, ...]]] = []
         self._layout: tuple[tuple[int, ...], Any] | None = None
         self._captured: dict[str, torch.Tensor] = {}
-        self._gradient_module: torch.nn.Module | None = None
-        self._gradient_pass = False
-        self._gradient_output: torch.Tensor | None = None
+        #: During a gradient pass: the modules whose output it needs (None until captured),
+        #: and whether it needs the model's own output too (else it stops once they ran).
+        self._gradient_outputs: dict[torch.nn.Module, torch.Tensor | None] | None = None
+        self._gradient_whole = False
         self._batch = 0
         self._recording = False
         #: Set when instrumenting the model was seen to change its outputs: every batch
@@ -146,12 +147,14 @@ class Executor:
             return
         if flat is None:
             return
-        if self._gradient_pass:
-            # A gradient pass needs this one module's output, not the statistics, nor
-            # what the model computes after it: stop the forward pass there.
-            if module is self._gradient_module and self._gradient_output is None:
-                self._gradient_output = flat
-                raise _StopForward
+        wanted = self._gradient_outputs
+        if wanted is not None:
+            # A gradient pass needs some modules' outputs, not the statistics, nor (unless it
+            # reads the model's output) what the model computes after them: it stops there.
+            if module in wanted and wanted[module] is None:
+                wanted[module] = flat
+                if not self._gradient_whole and all(o is not None for o in wanted.values()):
+                    raise _StopForward
             return
         flat = flat.detach().float()
         if self._every is not None and all(index != i for i, _ in self._every):
@@ -320,43 +323,65 @@ class Executor:
         Used by the guided mutation to push a layer's activations toward an
         extreme. None when the model is not differentiable there.
         """
-        def statistic(activation: torch.Tensor) -> torch.Tensor:
-            flat = activation.flatten(1).float()
-            return (flat.mean(1), flat.std(1, correction=0), flat.abs().amax(1))[stat]
+        return self.gradient(inputs, lambda activation: statistic(activation, stat), module_index)
 
-        return self.gradient(inputs, statistic, module_index)
-
-    def gradient(self, inputs: Inputs, measure: Callable[[torch.Tensor], torch.Tensor],
-                 module_index: int | None = None) -> Inputs | None:
+    def gradient(self, inputs: Inputs, measure: Callable[[Any], torch.Tensor],
+                 module_index: int | None = None, whole: bool = False) -> Inputs | None:
         """Gradient of ``measure`` (per example, summed over the batch) w.r.t. float inputs.
 
         ``measure`` reads a module's output, or the primary output when
-        ``module_index`` is None. None when the model is not differentiable there.
+        ``module_index`` is None, or what the model returned as it returned it
+        (``whole``: a loss reads a dict as a dict). None when the model is not
+        differentiable there.
         """
-        module = list(self._index)[module_index] if module_index is not None else None
+        if module_index is not None:
+            return self.gradient_of(inputs, lambda outputs, _: measure(outputs[module_index]),
+                                    (module_index,))
+        if whole:
+            return self.gradient_of(inputs, lambda _, output: measure(output), (), whole=True)
+        return self.gradient_of(inputs, lambda _, output: measure(primary_output(output)), (),
+                                whole=True)
+
+    def gradient_of(self, inputs: Inputs,
+                    measure: Callable[[dict[int, torch.Tensor], Any], torch.Tensor],
+                    modules: tuple[int, ...], whole: bool = False) -> Inputs | None:
+        """Gradient of ``measure(module outputs by index, the model's output)``, summed over
+        the batch, w.r.t. float inputs. The forward pass stops once the ``modules`` ran
+        unless ``whole`` (the model's output is then given, else None). None when the
+        model is not differentiable there."""
+        chosen = {index: list(self._index)[index] for index in modules}
         leaves = tuple(t.detach().clone().requires_grad_(t.dtype.is_floating_point)
                        for t in inputs)
-        self._gradient_module, self._gradient_output = module, None
-        self._gradient_pass = True
+        wanted: dict[torch.nn.Module, torch.Tensor | None] = {m: None for m in chosen.values()}
+        self._gradient_outputs, self._gradient_whole = wanted, whole
         try:
             with torch.enable_grad():
                 try:
                     output = self._forward(leaves)
                 except _StopForward:
                     output = None
-                activation = primary_output(output) if module is None else self._gradient_output
-                if activation is None or not activation.requires_grad:
+                captured = {index: wanted[module] for index, module in chosen.items()}
+                if any(o is None or not o.requires_grad for o in captured.values()):
                     return None
-                value = measure(activation)
+                primary = primary_output(output) if whole else None
+                if whole and (primary is None or not primary.requires_grad):
+                    return None
+                value = measure(captured, output)  # type: ignore[arg-type]
                 grads = torch.autograd.grad(value.sum(), [t for t in leaves if t.requires_grad],
                                             allow_unused=True)
         except Exception:  # noqa: BLE001 - not differentiable here: the caller falls back
             return None
         finally:
-            self._gradient_module, self._gradient_output = None, None
-            self._gradient_pass = False
+            self._gradient_outputs, self._gradient_whole = None, False
         grads_iter = iter(grads)
         return tuple(next(grads_iter) if t.requires_grad else None for t in leaves)  # type: ignore[misc]
+
+
+def statistic(activation: torch.Tensor, stat: int) -> torch.Tensor:
+    """One of STATS per example of a module's output (B, ...), differentiably: what a
+    guided step pushes."""
+    flat = activation.flatten(1).float()
+    return (flat.mean(1), flat.std(1, correction=0), flat.abs().amax(1))[stat]
 
 
 def _callers(modules: dict[str, torch.nn.Module]) -> dict[str, str]:

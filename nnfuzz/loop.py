@@ -22,6 +22,7 @@ from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.corpus import Batch, Corpus
 from nnfuzz.corpus_files import starting_inputs
+from nnfuzz.descent import Descent
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
 from nnfuzz.domain import Inputs
@@ -111,16 +112,21 @@ class Fuzzer:
             self.corpus.load_folder(corpus, strict=True)
         if folder is not None:
             self.corpus.load_folder(folder, strict=False)
-        guidance = (Guidance(self.executor, self.guides, self.layout,
-                             lambda: self.coverage.records.targets())
+        mutation = MutationConfig(config.radius, config.norm, config.edges)
+        self.coverage = self._prime_coverage(mutation)
+        # Nothing set up here refers back to the engine (no bound method of it, no closure
+        # over it): a Fuzzer that is dropped without close() goes at once, and with it the
+        # executor's process-wide hook, not when the cyclic collector happens to run.
+        guidance = (Guidance(self.executor, self.guides, self.layout, self.coverage.records.targets)
                     if config.feedback and config.guided else None)
-        self.mutator = Mutator(self.domain, MutationConfig(config.radius, config.norm, config.edges),
-                               guidance)
-        self.coverage = self._prime_coverage()
+        self.mutator = Mutator(self.domain, mutation, guidance)
+        self.descent = (Descent(self.domain, self.mutator, guidance, self.labels)
+                        if guidance is not None and config.descent and Descent.applies(self.domain)
+                        else None)
         # Coverage-guided search, or random mutation (feedback=False: every mutant from a
         # seed, nothing kept), chosen once here rather than at every step.
         self._sample = self.corpus.sample if config.feedback else self.corpus.sample_seeds
-        self._grow = self._keep_new_coverage if config.feedback else _keep_nothing
+        self._grow = Fuzzer._keep_new_coverage if config.feedback else Fuzzer._keep_nothing
         self.execs = 0
         #: Inputs this run added to the corpus (some may have been evicted since).
         self.kept = 0
@@ -133,16 +139,40 @@ class Fuzzer:
     # --- one iteration --------------------------------------------------------------
 
     def step(self, size: int) -> None:
-        """Sample, mutate, execute, judge, cover, grow, report."""
+        """Sample, mutate, execute, judge, cover, grow, report; or, when a descent walk is
+        due, one step of it."""
+        if self.descent is not None and size >= self.descent.width and self.descent.due(self.execs):
+            self._descend()
+            return
         sampled = self._sample(size, self.rng)
         anchors = self.corpus.root_inputs(sampled.root)
         parents, mutants = self.mutator.children(sampled, anchors, self.rng)
         execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size
         verdicts = judge(self.objectives, execution, self.guides)
-        self._grow(parents, replace(mutants, vectors=execution.coverage), execution, verdicts)
+        self._grow(self, parents, replace(mutants, vectors=execution.coverage), execution, verdicts)
         for finding in verdicts.findings:
             self._report(finding, mutants)
+
+    def _descend(self) -> None:
+        """One step of a descent walk: its iterates run, are judged and report failures as
+        mutants do; the walk's last step is offered to coverage like a batch of mutants."""
+        descent = self.descent
+        assert descent is not None
+        records = self.coverage.records
+        iterates = descent.next_iterates(self.corpus, (records.low, records.high), self.rng)
+        if iterates is None:
+            return
+        execution = self._execute(iterates.inputs, iterates.root)
+        self.execs += iterates.size
+        verdicts = judge(self.objectives, execution, self.guides)
+        fresh = sum(not self.sink.is_known(finding.signature) for finding in verdicts.findings)
+        if descent.observe(self._signals(execution, verdicts), fresh):
+            descent.finish()
+            self._keep_new_coverage(iterates, replace(iterates, vectors=execution.coverage),
+                                    execution, verdicts)
+        for finding in verdicts.findings:
+            self._report(finding, iterates)
 
     def _keep_new_coverage(self, parents: Batch, mutants: Batch, execution: Execution,
                            verdicts: Verdicts) -> None:
@@ -153,9 +183,14 @@ class Fuzzer:
                                     passed, parents.vectors)
         kept = keep.nonzero().flatten()
         self.kept += self.corpus.add(mutants.select(kept))
-        self.corpus.credit(parents.index[kept.to(parents.index.device)])
+        if parents.index is not None:  # a descent walk's starts are not corpus elements
+            self.corpus.credit(parents.index[kept.to(parents.index.device)])
         self.corpus.evict(self.config.max_corpus, _bytes(self.config.max_corpus_mb))
         self.coverage.forget(_bytes(self.config.max_coverage_mb), self.corpus.vectors())
+
+    def _keep_nothing(self, parents: Batch, mutants: Batch, execution: Execution,
+                      verdicts: Verdicts) -> None:
+        """Random mutation keeps no corpus: every mutant comes from a seed."""
 
     def _execute(self, inputs: Inputs, roots: torch.Tensor) -> Execution:
         """Run the model; each example carries its seed's label when the target has targets()."""
@@ -254,12 +289,12 @@ class Fuzzer:
             yield start, self._execute(tuple(t[start:start + size] for t in inputs),
                                        roots[start:start + size])
 
-    def _prime_coverage(self) -> Coverage:
+    def _prime_coverage(self, mutation: MutationConfig) -> Coverage:
         """Coverage of the starting corpus, with the threshold derived from the seeds; on
         another layer when the model's output cannot tell the seeds apart."""
-        executions, spacing = self._prime_executions()
+        executions, spacing = self._prime_executions(mutation)
         if is_degenerate(spacing) and not self.config.threshold:
-            executions, spacing = self._vary_coverage(executions, spacing)
+            executions, spacing = self._vary_coverage(executions, spacing, mutation)
         vectors = torch.cat([e.coverage for e in executions])
         signals = torch.cat([self._signals(e, judge(self.objectives, e, self.guides))
                              for e in executions])
@@ -277,7 +312,7 @@ class Fuzzer:
             return 0.0  # another layer: another scale
         return float(threshold) if isinstance(threshold, (int, float)) else 0.0
 
-    def _prime_executions(self) -> tuple[list[Execution], float]:
+    def _prime_executions(self, mutation: MutationConfig) -> tuple[list[Execution], float]:
         """The starting corpus run once, and how far apart the seeds' coverage vectors lie."""
         executions = [execution for _, execution in
                       self._executions(self.corpus.elements(), self.corpus.element_root_indices())]
@@ -286,12 +321,12 @@ class Fuzzer:
             return executions, seed_spacing(seed_vectors)
         # One seed gives no spacing: use its first mutants instead.
         probe = self.corpus.sample_seeds(self.config.batch_size, self.rng)
-        unguided = Mutator(self.domain, self.mutator.config)  # no records to guide by yet
+        unguided = Mutator(self.domain, mutation)  # no records to guide by yet
         mutants = unguided.mutate(probe.inputs, probe.inputs, self.rng)
         return executions, mutant_spacing(seed_vectors, self.executor.run(mutants).coverage)
 
-    def _vary_coverage(self, executions: list[Execution],
-                       spacing: float) -> tuple[list[Execution], float]:
+    def _vary_coverage(self, executions: list[Execution], spacing: float,
+                       mutation: MutationConfig) -> tuple[list[Execution], float]:
         """Coverage vectors that do not vary over the seeds: said, and, unless --layer chose
         them, replaced by the last layer whose activations do."""
         where = (f"layer {', '.join(map(repr, self.executor.layers))}" if self.executor.layers
@@ -311,7 +346,7 @@ class Fuzzer:
         self.notes.append(f"coverage from layer {chosen!r} instead: the last whose activations "
                           f"vary over the seeds, averaged down to {MAX_LAYER_VALUES} values where "
                           "wider (--layer chooses another)")
-        return self._prime_executions()
+        return self._prime_executions(mutation)
 
     def import_shared(self) -> None:
         """Take in the corpus files other workers saved into the folder since the last look."""
@@ -373,11 +408,6 @@ class Fuzzer:
                            "found_after_s": f"{self.elapsed():.3f}",
                            **objective.reproducer_metadata(),
                        })
-
-
-def _keep_nothing(parents: Batch, mutants: Batch, execution: Execution,
-                  verdicts: Verdicts) -> None:
-    """Random mutation keeps no corpus: every mutant comes from a seed."""
 
 
 def _bytes(megabytes: float | None) -> float | None:

@@ -134,9 +134,13 @@ class Mutator:
                     mutants[other][rows] = tensor[leaders]
         if source is not None:
             anchors = tuple(anchor[source.to(anchor.device)] for anchor in anchors)
-        constrained = tuple(self._constrain(m, a, f)
-                            for m, a, f in zip(mutants, anchors, self.domain.fields))
-        return self.domain.normalize(constrained), source
+        return self.constrained(tuple(mutants), anchors), source
+
+    def constrained(self, inputs: Inputs, anchors: Inputs) -> Inputs:
+        """Inputs brought into the domain: clipped into the bounds, projected into the
+        ``radius`` ball around their anchors (seeds), masks recomputed."""
+        return self.domain.normalize(tuple(self._constrain(m, a, f)
+                                           for m, a, f in zip(inputs, anchors, self.domain.fields)))
 
     def _rows_by_operator(self, size: int, rng: torch.Generator, device: torch.device
                           ) -> list[tuple[tuple[int, str], torch.Tensor]]:

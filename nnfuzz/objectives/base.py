@@ -19,6 +19,7 @@ import torch
 
 from nnfuzz.domain import Inputs, Names
 from nnfuzz.execution import Execution
+from nnfuzz.reading import primary_output
 
 if TYPE_CHECKING:
     from nnfuzz.references import Reference
@@ -65,6 +66,15 @@ class Objective:
         """Optional guidance: a differentiable per-example quantity of the primary
         output that shrinks toward failing; guided mutations step down its gradient."""
         return None
+
+    def descent(self) -> Callable[[Any, torch.Tensor | None], torch.Tensor] | None:
+        """Optional: the first pressure column as a differentiable function of what the model
+        returned and each example's label (or None), for nnfuzz.descent to walk down. By
+        default the steering quantity, which needs no label."""
+        steer = self.steer()
+        if steer is None:
+            return None
+        return lambda output, labels: steer(primary_output(output))
 
     def reproducer_metadata(self) -> dict[str, str]:
         """What a reproducer of this objective must record for replay to rebuild it."""

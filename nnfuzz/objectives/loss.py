@@ -58,6 +58,11 @@ class LossObjective(Objective):
             pressure[rows.to(pressure.device), 0] = -losses.detach().float().to(pressure.device)
             return Judgement(self._findings(losses, output, inputs, targets, rows), pressure)
 
+    def descent(self) -> Callable[[Any, torch.Tensor | None], torch.Tensor]:
+        """Minus each example's loss (its pressure): walking it down walks the loss up,
+        toward Inf, NaN and the gradients that break with them."""
+        return lambda output, labels: -self._per_example(output, labels, _rows(output))
+
     def _findings(self, losses: torch.Tensor, output: Any, inputs: tuple[torch.Tensor, ...],
                   targets: torch.Tensor | None, rows: Rows) -> list[Finding]:
         """Nothing when the loss and every gradient is finite (one backward says so);
@@ -189,6 +194,12 @@ class LossObjective(Objective):
             raise TargetError(f"{self.origin}: loss(output, target) returned "
                               f"{type(value).__name__}: return a tensor, (N,) or a scalar.")
         return value.float()
+
+
+def _rows(output: Any) -> int:
+    """How many examples an output holds (its primary tensor's first dimension)."""
+    primary = primary_output(output)
+    return primary.shape[0] if primary is not None else 0
 
 
 def _example(output: Any, row: int, count: int) -> Any:

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from benchmarks.finding import ZOO, first_failure_nnfuzz, first_failure_uniform
+from benchmarks.finding import (CHAIN_TARGETS, TARGETS, ZOO, first_failure_nnfuzz,
+                                first_failure_uniform)
 from nnfuzz.target import load_target
 
 
@@ -16,13 +17,16 @@ def test_the_finding_benchmark_finds_a_zoo_bug_that_uniform_sampling_misses() ->
 
 def test_every_zoo_target_loads_with_its_bundled_seeds_and_weights() -> None:
     names = sorted(p.stem for p in Path(ZOO).glob("*.py") if not p.name.startswith(("_", "build")))
-    assert names == ["digits28_crop", "digits_bucket", "digits_cosine", "digits_int8",
+    assert names == ["chain_std", "chain_xent", "digits28_crop", "digits_bucket", "digits_cosine", "digits_int8",
                      "digits_logsoftmax", "digits_safesqrt", "digits_salient", "digits_softplus",
                      "digits_std", "digits_xent", "sensor_fp16", "sensor_layernorm",
                      "tokens_attention", "tokens_meanpool"]
     for name in names:
         target = load_target(ZOO / f"{name}.py")
         assert target.seeds is not None and len(target.seeds[0]) == 32
+    # The guided chains group is its own benchmark (benchmarks/chains.py), not the zoo table's.
+    assert CHAIN_TARGETS == ("chain_std", "chain_xent")
+    assert sorted(TARGETS + CHAIN_TARGETS) == names
 
 
 def test_the_index_benchmark_times_lookups_at_tiny_sizes() -> None:

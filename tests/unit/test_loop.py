@@ -78,3 +78,15 @@ def test_the_campaign_takes_each_signature_once() -> None:
         campaign.take(Failure(inputs=(torch.full((4,), value),), seed=(torch.ones(4),),
                               objective="nonfinite", detail="NaN", signature="nonfinite:head"))
     assert len(campaign.failures) == 1 and campaign.is_known("nonfinite:head")
+
+
+def test_an_engine_dropped_without_close_takes_its_hook_with_it_at_once() -> None:
+    from torch.nn.modules.module import _global_forward_hooks
+
+    before = set(_global_forward_hooks)
+    target, config = tiny(), FuzzConfig(batch_size=50)
+    fuzzer = Fuzzer(target, config, Campaign(target, config, None))
+    fuzzer.step(50)
+    assert set(_global_forward_hooks) - before, "the engine registers its hook"
+    del fuzzer  # no close(), and no gc.collect(): nothing may keep the engine alive
+    assert set(_global_forward_hooks) == before

@@ -1,0 +1,207 @@
+"""Descent: walks of many gradient steps, for bugs at the end of a long chain.
+
+A guided mutation takes one signed-gradient step from a parent drawn among
+thousands, so a bug that needs a hundred steps the same way (a logit margin
+past float32's underflow, every unit of a layer pushed dead) waits for that
+chain to form by chance, and it rarely does. Descent forms it on purpose, as
+RANUM's second stage and PGD with restarts do: from time to time it starts a
+walk from a few seeds and uniform points of the domain and moves every one of
+them along the signed gradient of a quantity (a guiding objective's
+pressure, such as minus the loss, or a module statistic toward an extreme;
+nnfuzz.guidance draws it; PUSHES of them per walk, each followed by a share
+of its starts, all in one gradient pass) until no quantity moves any more or
+MAX_STEPS are taken. Every step is clipped and projected into the domain and run through
+the model as a batch of mutants is, so every step is judged; the walk's last
+step is offered to coverage, so what it reached can be fuzzed further.
+
+Walks get a share of the executions, and the share follows what they earn:
+a walk that finds a new failure, or takes one of its quantities past the
+corpus's record, raises it; one that does neither lowers it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.domain import CONTINUOUS, Domain, Inputs
+from nnfuzz.guidance import Guidance, Push
+from nnfuzz.mutation import Mutator, guided_step
+
+#: Starts per walk: half seeds, half uniform points (a walk's steps run as one batch).
+WIDTH = 16
+#: Quantities per walk, each followed by every PUSHES-th start: which one leads to a bug
+#: is not known, and one gradient pass serves them all.
+PUSHES = 4
+#: The longest walk, in steps.
+MAX_STEPS = 128
+#: A walk ends when none of its quantities has improved for this many steps...
+PATIENCE = 8
+#: ... by more than this share of its size (or, near zero, of one).
+PLATEAU = 1e-3
+#: Step sizes, as shares of the bounds' width; each walk draws one. The smaller follow a
+#: curved path further, the larger cross the domain in a few steps.
+STEP_SIZES = (0.01, 0.03)
+#: The share of executions walks start with, and its range. It grows by EARN_STEP after a
+#: walk that earned, and shrinks by it after one that did not.
+START_SHARE, MIN_SHARE, MAX_SHARE = 0.1, 0.02, 0.3
+EARN_STEP = 1.5
+
+
+@dataclass
+class Walk:
+    """One walk: its iterates (lineage included), what it pushes, how far it got."""
+
+    iterates: Batch
+    #: What it pushes: start ``r`` follows ``pushes[r % len(pushes)]``.
+    pushes: list[Push]
+    #: The step, as a share of each float input's width.
+    step_size: float
+    #: Each pushed column's record when the walk started, and the best the walk reached
+    #: (both signed so that lower is further, as :func:`progress`).
+    records: torch.Tensor
+    best: torch.Tensor
+    steps: int = 0
+    since_best: int = 0
+    #: New failures found along the way.
+    found: int = 0
+    #: Executions it took.
+    execs: int = 0
+
+    @property
+    def earned(self) -> bool:
+        """A new failure, or a quantity taken past the corpus's record."""
+        return self.found > 0 or bool((self.best < self.records).any())
+
+
+class Descent:
+    """Schedules walks between the fuzz loop's batches, and takes their steps."""
+
+    def __init__(self, domain: Domain, mutator: Mutator, guidance: Guidance,
+                 labels: torch.Tensor | None, width: int = WIDTH) -> None:
+        """``labels``: each seed's label (targets()), for pressures that need one."""
+        self.domain, self.mutator, self.guidance = domain, mutator, guidance
+        self.labels, self.width = labels, width
+        self.share = START_SHARE
+        #: Executions walks have taken, all walks together.
+        self.spent = 0
+        self.walk: Walk | None = None
+        self.walks = 0
+
+    @staticmethod
+    def applies(domain: Domain) -> bool:
+        """Walks need a float input to move along a gradient."""
+        return any(field.kind == CONTINUOUS for field in domain.fields)
+
+    def due(self, execs: int) -> bool:
+        """Whether the next batch is a walk's step: one is under way, or walks have had
+        less than their share of the ``execs`` so far."""
+        return self.walk is not None or self.spent < self.share * execs
+
+    def next_iterates(self, corpus: Corpus, records: tuple[torch.Tensor, torch.Tensor],
+                      rng: torch.Generator) -> Batch | None:
+        """The batch to run next: a new walk's starts, or one step further along the walk.
+        None when there is nothing to push (no finite record yet) or no gradient to push it
+        by (the walk then ends): the walk's share is then spent as if a batch was run, so
+        that the fuzz loop's own batches come next."""
+        if self.walk is None:
+            self.walk = self._start(corpus, records, rng)
+            if self.walk is None:
+                self.spent += self.width
+                return None
+            return self.walk.iterates
+        walk = self.walk
+        iterates = walk.iterates
+        labels = self._labels(iterates.root)
+        directions = self.guidance.direction(iterates.inputs, walk.pushes, labels)
+        if directions is None:
+            self.finish()
+            self.spent += self.width
+            return None
+        moved = tuple(
+            guided_step(tensor, direction, field, torch.full((tensor.shape[0],), walk.step_size))
+            if direction is not None and field.kind == CONTINUOUS else tensor
+            for tensor, direction, field in zip(iterates.inputs, directions, self.domain.fields))
+        anchors = corpus.root_inputs(iterates.root)
+        walk.iterates = replace(iterates, inputs=self.mutator.constrained(moved, anchors),
+                                depth=iterates.depth + 1, vectors=None, index=None)
+        return walk.iterates
+
+    def observe(self, signals: torch.Tensor, found: int) -> bool:
+        """Record what the walk's latest iterates gave (their signals, how many new
+        failures); whether the walk has ended (a plateau, or MAX_STEPS)."""
+        walk = self.walk
+        assert walk is not None
+        walk.steps += 1
+        walk.found += found
+        walk.execs += walk.iterates.size
+        self.spent += walk.iterates.size
+        reached = progress(walk.pushes, signals)
+        tolerance = PLATEAU * torch.where(torch.isfinite(walk.best), walk.best.abs(), 0.0).clamp(min=1.0)
+        if bool((reached < walk.best - tolerance).any()):
+            walk.since_best = 0
+        else:
+            walk.since_best += 1
+        walk.best = torch.minimum(walk.best, reached)
+        return walk.steps >= MAX_STEPS or walk.since_best >= PATIENCE
+
+    def finish(self) -> Walk:
+        """End the walk under way; its share of executions follows what it earned."""
+        walk = self.walk
+        assert walk is not None
+        self.walk = None
+        self.walks += 1
+        self.share = (min(MAX_SHARE, self.share * EARN_STEP) if walk.earned
+                      else max(MIN_SHARE, self.share / EARN_STEP))
+        return walk
+
+    # --- starting a walk ----------------------------------------------------------
+
+    def _start(self, corpus: Corpus, records: tuple[torch.Tensor, torch.Tensor],
+               rng: torch.Generator) -> Walk | None:
+        pushes = [self.guidance.draw(rng) for _ in range(PUSHES)]
+        if any(push is None for push in pushes):
+            return None
+        roots = torch.randint(corpus.seed_count, (self.width,), generator=rng,
+                              device=rng.device).to(corpus.device)
+        seeds = corpus.root_inputs(roots)
+        # Seeds and uniform starts alternate in pairs, so that each push follows both.
+        uniform = (torch.arange(self.width, device=corpus.device) // PUSHES) % 2 == 1
+        starts = tuple(_uniform_where(tensor, uniform, field.low, field.high, rng)
+                       if field.kind == CONTINUOUS else tensor
+                       for tensor, field in zip(seeds, self.domain.fields))
+        low, high = records
+        record = torch.stack([low[p.column] if p.lower else -high[p.column] for p in pushes])
+        step_size = STEP_SIZES[int(torch.randint(len(STEP_SIZES), (1,), generator=rng,
+                                                 device=rng.device).item())]
+        iterates = Batch(self.mutator.constrained(starts, seeds), roots, uniform.long())
+        return Walk(iterates, pushes, step_size, record.float().cpu(),
+                    torch.full((PUSHES,), math.inf))  # type: ignore[arg-type]
+
+    def _labels(self, roots: torch.Tensor) -> torch.Tensor | None:
+        return None if self.labels is None else self.labels[roots.to(self.labels.device)]
+
+
+def progress(pushes: list[Push], signals: torch.Tensor) -> torch.Tensor:
+    """How far each push got on a batch (PUSHES,): the lowest value, over the examples that
+    follow it, of its column signed so that lower is further (inf where none is finite)."""
+    rows = torch.arange(signals.shape[0], device=signals.device)
+    reached = []
+    for which, push in enumerate(pushes):
+        values = signals[rows % len(pushes) == which, push.column].float()
+        values = values if push.lower else -values
+        values = values[torch.isfinite(values)]
+        reached.append(values.min() if len(values) else torch.tensor(math.inf, device=signals.device))
+    return torch.stack(reached).cpu()
+
+
+def _uniform_where(tensor: torch.Tensor, rows: torch.Tensor, low: float, high: float,
+                   rng: torch.Generator) -> torch.Tensor:
+    """``tensor`` with the chosen ``rows`` replaced by uniform values in [low, high]."""
+    uniform = torch.rand(tuple(tensor.shape), generator=rng, device=rng.device)
+    uniform = (low + (high - low) * uniform).to(tensor.device, tensor.dtype)
+    view = rows.view(-1, *([1] * (tensor.dim() - 1)))
+    return torch.where(view, uniform, tensor)
