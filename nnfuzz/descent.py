@@ -31,8 +31,11 @@ from nnfuzz.domain import CONTINUOUS, Domain, Inputs
 from nnfuzz.guidance import Guidance, Push
 from nnfuzz.mutation import Mutator, guided_step
 
-#: Starts per walk: half seeds, half uniform points (a walk's steps run as one batch).
+#: Starts per walk, at the least: half seeds, half uniform points (a walk's steps run as one
+#: batch). With larger batches a walk is BATCH_SHARE of one, so that its steps keep the
+#: model as busy as the batches between them do.
 WIDTH = 16
+BATCH_SHARE = 1 / 8
 #: Quantities per walk, each followed by every PUSHES-th start: which one leads to a bug
 #: is not known, and one gradient pass serves them all.
 PUSHES = 4
@@ -45,10 +48,17 @@ PLATEAU = 1e-3
 #: Step sizes, as shares of the bounds' width; each walk draws one. The smaller follow a
 #: curved path further, the larger cross the domain in a few steps.
 STEP_SIZES = (0.01, 0.03)
-#: The share of executions walks start with, and its range. It grows by EARN_STEP after a
+#: The share of the work walks start with, and its range. It grows by EARN_STEP after a
 #: walk that earned, and shrinks by it after one that did not.
-START_SHARE, MIN_SHARE, MAX_SHARE = 0.1, 0.02, 0.3
+START_SHARE, MIN_SHARE, MAX_SHARE = 0.1, 0.02, 0.25
 EARN_STEP = 1.5
+#: How far walks may run ahead of their share, in executions of the loop: the first walk
+#: takes its first few dozen steps in a row (most walks that reach a bug, reach it there).
+CREDIT = 3_000
+#: What one execution of a walk costs, in executions of the fuzz loop: its step's gradient
+#: pass is about two forward passes more (a small CNN: 0.705 of its raw speed without walks,
+#: 0.317 with walks counted as one execution each at batch 1000). The share is of this work.
+STEP_COST = 3
 
 
 @dataclass
@@ -77,6 +87,13 @@ class Walk:
         return self.found > 0 or bool((self.best < self.records).any())
 
 
+def walk_width(batch_size: int) -> int:
+    """Starts per walk for a run of ``batch_size``: at least WIDTH, a multiple of twice
+    PUSHES (so that every push follows as many seeds as uniform starts)."""
+    unit = 2 * PUSHES
+    return max(WIDTH, int(batch_size * BATCH_SHARE) // unit * unit)
+
+
 class Descent:
     """Schedules walks between the fuzz loop's batches, and takes their steps."""
 
@@ -86,7 +103,7 @@ class Descent:
         self.domain, self.mutator, self.guidance = domain, mutator, guidance
         self.labels, self.width = labels, width
         self.share = START_SHARE
-        #: Executions walks have taken, all walks together.
+        #: The work walks have taken, in executions of the loop (STEP_COST each of theirs).
         self.spent = 0
         self.walk: Walk | None = None
         self.walks = 0
@@ -97,9 +114,11 @@ class Descent:
         return any(field.kind == CONTINUOUS for field in domain.fields)
 
     def due(self, execs: int) -> bool:
-        """Whether the next batch is a walk's step: one is under way, or walks have had
-        less than their share of the ``execs`` so far."""
-        return self.walk is not None or self.spent < self.share * execs
+        """Whether the next batch is a walk's step: after the loop's first batch, whenever
+        walks have had less than their share of the work so far (``execs``, of the loop and
+        of walks), plus CREDIT. A walk's steps need not follow each other: past its credit,
+        a walk goes on between the loop's batches at its share's pace."""
+        return execs > 0 and self.spent < self.share * execs + CREDIT
 
     def next_iterates(self, corpus: Corpus, records: tuple[torch.Tensor, torch.Tensor],
                       rng: torch.Generator) -> Batch | None:
@@ -138,7 +157,7 @@ class Descent:
         walk.steps += 1
         walk.found += found
         walk.execs += walk.iterates.size
-        self.spent += walk.iterates.size
+        self.spent += walk.iterates.size * STEP_COST
         reached = progress(walk.pushes, signals)
         tolerance = PLATEAU * torch.where(torch.isfinite(walk.best), walk.best.abs(), 0.0).clamp(min=1.0)
         if bool((reached < walk.best - tolerance).any()):

@@ -22,7 +22,7 @@ from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.corpus import Batch, Corpus
 from nnfuzz.corpus_files import starting_inputs
-from nnfuzz.descent import Descent
+from nnfuzz.descent import Descent, walk_width
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
 from nnfuzz.domain import Inputs
@@ -120,7 +120,8 @@ class Fuzzer:
         guidance = (Guidance(self.executor, self.guides, self.layout, self.coverage.records.targets)
                     if config.feedback and config.guided else None)
         self.mutator = Mutator(self.domain, mutation, guidance)
-        self.descent = (Descent(self.domain, self.mutator, guidance, self.labels)
+        self.descent = (Descent(self.domain, self.mutator, guidance, self.labels,
+                                walk_width(config.batch_size))
                         if guidance is not None and config.descent and Descent.applies(self.domain)
                         else None)
         # Coverage-guided search, or random mutation (feedback=False: every mutant from a
