@@ -317,28 +317,16 @@ class Executor:
 
     # --- gradients ---------------------------------------------------------------
 
-    def stat_gradient(self, inputs: Inputs, module_index: int, stat: int) -> Inputs | None:
-        """Gradient of one module statistic, summed over the batch, w.r.t. float inputs.
-
-        Used by the guided mutation to push a layer's activations toward an
-        extreme. None when the model is not differentiable there.
-        """
-        return self.gradient(inputs, lambda activation: statistic(activation, stat), module_index)
-
-    def gradient(self, inputs: Inputs, measure: Callable[[Any], torch.Tensor],
-                 module_index: int | None = None, whole: bool = False) -> Inputs | None:
+    def gradient(self, inputs: Inputs, measure: Callable[[torch.Tensor], torch.Tensor],
+                 module_index: int | None = None) -> Inputs | None:
         """Gradient of ``measure`` (per example, summed over the batch) w.r.t. float inputs.
 
         ``measure`` reads a module's output, or the primary output when
-        ``module_index`` is None, or what the model returned as it returned it
-        (``whole``: a loss reads a dict as a dict). None when the model is not
-        differentiable there.
+        ``module_index`` is None. None when the model is not differentiable there.
         """
         if module_index is not None:
             return self.gradient_of(inputs, lambda outputs, _: measure(outputs[module_index]),
                                     (module_index,))
-        if whole:
-            return self.gradient_of(inputs, lambda _, output: measure(output), (), whole=True)
         return self.gradient_of(inputs, lambda _, output: measure(primary_output(output)), (),
                                 whole=True)
 
