@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]``.
+"""``python -m benchmarks [--quick] [--only finding,chains,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]``.
 
 Runs the measurement harness's sections in this order, each writing
 benchmarks/results/<section>[-quick].md and its plot, then rebuilds
@@ -17,12 +17,13 @@ from typing import Callable
 
 import torch
 
-from benchmarks import (finding_section, index, index_params, memory, minimization,
+from benchmarks import (chains, finding_section, index, index_params, memory, minimization,
                         real_architectures, report, runtimes, scaling, throughput,
                         workers_finding)
 
 SECTIONS: dict[str, Callable[[bool], object]] = {
     "finding": finding_section.run,
+    "chains": chains.run,
     "real-architectures": real_architectures.run,
     "minimization": minimization.run,
     "throughput": throughput.run,

@@ -22,7 +22,7 @@ RESULTS = BENCHMARKS / "results"
 RESULTS_MD = BENCHMARKS / "RESULTS.md"
 
 #: Sections of RESULTS.md, in order: the stem of each results file.
-SECTIONS = ("finding", "real-architectures", "tensorfuzz-nans", "tensorfuzz-quantization",
+SECTIONS = ("finding", "chains", "chains-bisect", "real-architectures", "tensorfuzz-nans", "tensorfuzz-quantization",
             "tensorfuzz-bar", "minimization", "throughput", "index", "index-params", "memory",
             "scaling", "workers-finding", "runtimes")
 
@@ -50,7 +50,7 @@ PREAMBLE = """\
 Seconds depend on the machine and on what else ran on it (each section gives the load average \
 when it started); executions do not.
 Each section names the command that regenerates it; the raw files and plots are in \
-[results/](results/). `python -m benchmarks [--quick] [--only finding,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]` \
+[results/](results/). `python -m benchmarks [--quick] [--only finding,chains,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]` \
 reruns the harness's sections and rebuilds this file; `python -m benchmarks.report` only \
 rebuilds it.
 Setup for all of them: `pip install -e '.[benchmarks]'` (scikit-learn, scipy, matplotlib and pyinstrument).

@@ -86,9 +86,9 @@ def raw_seconds_per_input(model: nn.Module, batches: list[torch.Tensor]) -> floa
 
 
 def nnfuzz_seconds_per_input(model: nn.Module, seeds: torch.Tensor, runs: int,
-                             batch: int) -> float:
+                             batch: int, descent: bool = True) -> float:
     result = nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), runs=runs, batch_size=batch, seed=0,
-                         objectives=["nonfinite"])
+                         objectives=["nonfinite"], descent=descent)
     return result.elapsed_s / result.execs
 
 
@@ -99,6 +99,8 @@ class Measurement:
     runs: int
     raw_s: list[float]  # seconds per input, one per repetition
     nnfuzz_s: list[float]
+    #: nnfuzz without descent walks (what the walks cost), likewise.
+    no_walks_s: list[float]
 
     @property
     def ratio(self) -> float:
@@ -122,10 +124,11 @@ def measure(name: str, batch: int, runs: int, repeats: int) -> Measurement:
     batches = [torch.rand(batch, *seeds.shape[1:], generator=generator) for _ in range(RAW_BATCHES)]
     raw_seconds_per_input(model, batches[:1])
     nnfuzz_seconds_per_input(model, seeds, batch, batch)
-    found = Measurement(name, batch, runs, [], [])
+    found = Measurement(name, batch, runs, [], [], [])
     for _ in range(repeats):
         found.raw_s.append(raw_seconds_per_input(model, batches))
         found.nnfuzz_s.append(nnfuzz_seconds_per_input(model, seeds, runs, batch))
+        found.no_walks_s.append(nnfuzz_seconds_per_input(model, seeds, runs, batch, False))
     return found
 
 
@@ -209,7 +212,8 @@ def markdown(measurements: list[Measurement], repeats: int, quick: bool, wall_s:
              f"{1 / statistics.median(m.raw_s):,.0f}", f"{1 / statistics.median(m.nnfuzz_s):,.0f}",
              f"**{m.ratio:.3f}**", f"{1e6 * statistics.median(m.raw_s):.2f}",
              f"{1e6 * statistics.median(m.nnfuzz_s):.2f}", f"**{m.overhead_us:.2f}**",
-             f"{min(m.paired_ratios):.3f}–{max(m.paired_ratios):.3f}"]
+             f"{min(m.paired_ratios):.3f}–{max(m.paired_ratios):.3f}",
+             f"{statistics.median(m.raw_s) / statistics.median(m.no_walks_s):.3f}"]
             for m in measurements]
     return "\n".join([
         "## Throughput: nnfuzz's executions per second against the model's own", "",
@@ -226,11 +230,14 @@ def markdown(measurements: list[Measurement], repeats: int, quick: bool, wall_s:
         "before its clock starts). Both run in one process with `torch.set_num_threads(1)`, "
         f"interleaved, after one warm-up each, {repeats} repetitions each; the table gives "
         "medians. Ratio = nnfuzz executions per second / raw inputs per second (1 = nnfuzz "
-        "costs nothing beyond the model); overhead = nnfuzz µs per input − raw µs per input.",
+        "costs nothing beyond the model); overhead = nnfuzz µs per input − raw µs per input. "
+        "The last column is nnfuzz with `descent=False`, run in the same repetitions: what the "
+        "descent walks' gradient passes cost (they get 2–25% of the work).",
         "",
         report.table(["model", "batch", "nnfuzz execs per repetition", "raw inputs/s",
                       "nnfuzz execs/s", "ratio", "raw µs/input", "nnfuzz µs/input",
-                      "overhead µs/input", "ratio per repetition, min–max"], rows),
+                      "overhead µs/input", "ratio per repetition, min–max",
+                      "ratio without descent walks"], rows),
         "",
         f"Targets: ratio >= {CNN_RATIO_TARGET} on the small CNN; overhead <= "
         f"{MLP_OVERHEAD_TARGET_US:g} µs per input on the tiny MLP.", "",
