@@ -43,6 +43,17 @@ class Reference:
     def is_runtime(self) -> bool:
         return self.kind in RUNTIME_KINDS
 
+    def describe(self) -> str:
+        """What the start of a run says the reference is."""
+        what = {"int8": "a copy with its Linear and recurrent layers dynamically quantized to int8",
+                "fp16": "a copy in float16 (weights and float inputs cast)",
+                "bf16": "a copy in bfloat16 (weights and float inputs cast)",
+                "compile": f"torch.compile of the model ({self.label})",
+                "export": "the model's torch.export program",
+                "onnx": f"the model exported to ONNX, run by ONNX Runtime {self.version}",
+                "reference()": "the target's reference()"}
+        return what.get(self.kind, self.label)
+
 
 def quantize_int8(model: nn.Module) -> nn.Module:
     """A dynamically int8-quantized copy of the model's Linear and recurrent layers.

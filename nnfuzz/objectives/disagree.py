@@ -77,7 +77,7 @@ class Disagree(Objective):
             return Judgement([], None)
         try:
             theirs = self._reference_output(execution)
-        except _RuntimeRaised:
+        except _ReferenceRaised:
             return Judgement(self._raised_alone(execution), None)
         ours = execution.primary
         ran = execution.ran & torch.isfinite(ours.reshape(ours.shape[0], -1)).all(1)
@@ -90,11 +90,11 @@ class Disagree(Objective):
         try:
             with torch.no_grad():
                 output = primary_output(self.reference.run(execution.inputs))
-        except Exception as error:  # noqa: BLE001 - the reference's failure is the target's bug
-            if self.reference.is_runtime:  # a runtime's failure is the finding
-                raise _RuntimeRaised from error
-            raise TargetError(f"{self.origin}: the {self.reference.label} reference raised "
-                              f"{type(error).__name__}: {first_line(error)}") from None
+        except Exception as error:  # noqa: BLE001 - judged example by example
+            # Where the model raises too, that is the exception objective's finding; where
+            # only the reference does, it is this one's (disagree:raised:<type>). Either way
+            # the run goes on: a nightly job that adds --reference keeps its other findings.
+            raise _ReferenceRaised from error
         model = execution.primary
         if output is None or model is None or output.shape != model.shape:
             shape = None if output is None else tuple(output.shape)
@@ -104,8 +104,8 @@ class Disagree(Objective):
         return output.float().to(model.device)
 
     def _raised_alone(self, execution: Execution) -> list[Finding]:
-        """The examples the runtime raises on, each in a batch of its own (what replay runs),
-        where the eager model ran."""
+        """The examples the reference raises on, each in a batch of its own (what replay
+        runs), where the model itself runs."""
         findings = []
         for example in execution.ran.nonzero().flatten().tolist():
             inputs = tuple(t[example:example + 1] for t in execution.inputs)
@@ -114,13 +114,18 @@ class Disagree(Objective):
             try:
                 with torch.no_grad():
                     self.reference.run(inputs)
-            except Exception as error:  # noqa: BLE001 - the runtime's failure is the finding
+            except Exception as error:  # noqa: BLE001 - the reference's failure is the finding
                 kind = type(error).__name__
+                model = "eager model" if self.reference.is_runtime else "model"
                 findings.append(self.finding(
-                    example, f"the {self.reference.label} runtime raised {kind}: "
-                             f"{first_line(error)[:200]} on an input the eager model accepts",
-                    f"raised:{kind}"))
+                    example, f"{self._who()} raised {kind}: {first_line(error)[:200]} on an "
+                             f"input the {model} accepts", f"raised:{kind}"))
         return findings
+
+    def _who(self) -> str:
+        if self.reference.kind == "reference()":
+            return "the target's reference()"
+        return f"the {self.reference.label} {'runtime' if self.reference.is_runtime else 'reference'}"
 
     def _eager_runs_alone(self, inputs: Inputs) -> bool:
         """Whether the model runs on this one example by itself (a model can raise on an
@@ -160,7 +165,7 @@ class Disagree(Objective):
                 ours = primary_output(call(self.model, inputs, self.names))
                 theirs = primary_output(self.reference.run(inputs))
             except Exception:  # noqa: BLE001 - raising alone: the exception objective's, or
-                return None    # the runtime's (_raised_alone), not a disagreement of values
+                return None    # the reference's (_raised_alone), not a disagreement of values
         if ours is None or theirs is None:
             return None
         ours = ours.float()
@@ -230,5 +235,5 @@ def _is_classes(output: torch.Tensor) -> bool:
     return output.dim() >= 2 and output.shape[-1] > 1
 
 
-class _RuntimeRaised(Exception):
-    """A runtime reference raised on a batch: its examples are looked at one by one."""
+class _ReferenceRaised(Exception):
+    """The reference raised on a batch: its examples are looked at one by one."""
