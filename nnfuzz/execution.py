@@ -235,9 +235,7 @@ class Executor:
         if primary is not None:
             primary = batch_first(primary, size)
         if primary is None:
-            raise TargetError(f"the model returned {type(output).__name__} with no tensor whose "
-                              f"first dimension is the batch ({size}): return a tensor (N, ...), "
-                              "or a tuple, list or dict of them.")
+            raise UnbatchedOutput(_shape_of(output), size)
         primary = primary.detach().float()
         if self.layers:
             missing = [name for name in self.layers if name not in self._captured]
@@ -306,7 +304,7 @@ class Executor:
                 continue
             results.append(self._collect(single, judged))
             raised.append(None)
-        return joined(inputs, results, raised)
+        return joined(inputs, results, raised, len(self.module_names))
 
     def describe_error(self, error: BaseException) -> RaisedError:
         return RaisedError(type(error).__name__, first_line(error)[:200], self._location(error))
@@ -363,6 +361,22 @@ class Executor:
             self._gradient_outputs, self._gradient_whole = None, False
         grads_iter = iter(grads)
         return tuple(next(grads_iter) if t.requires_grad else None for t in leaves)  # type: ignore[misc]
+
+
+class UnbatchedOutput(TargetError):
+    """The model's output has no tensor whose first dimension is the batch."""
+
+    def __init__(self, returned: str, size: int) -> None:
+        super().__init__(f"the model returned {returned} with no tensor whose first dimension "
+                         f"is the batch ({size}): return a tensor (N, ...), or a tuple, list or "
+                         "dict of them.")
+        self.returned = returned
+
+
+def _shape_of(output: Any) -> str:
+    if isinstance(output, torch.Tensor):
+        return f"a tensor of shape {tuple(output.shape)}"
+    return type(output).__name__
 
 
 def statistic(activation: torch.Tensor, stat: int) -> torch.Tensor:

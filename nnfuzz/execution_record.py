@@ -109,15 +109,18 @@ def _stacked_output(results: list[Execution | None], primary: torch.Tensor) -> A
 
 
 def joined(inputs: Inputs, results: list[Execution | None],
-           raised: list[RaisedError | None]) -> Execution:
-    """One Execution from per-example runs; rows of raising examples are zeros."""
+           raised: list[RaisedError | None], modules: int) -> Execution:
+    """One Execution from per-example runs; rows of raising examples are zeros. Where every
+    example raised, the statistics of the ``modules`` are NaN (none ran) and there is no
+    coverage vector."""
     size = len(results)
     done = [r for r in results if r is not None]
     device = inputs[0].device
     if not done:
         empty = torch.zeros(size, 0, device=device)
         return Execution(inputs, None, [], None, empty,
-                         torch.zeros(size, 0, len(STATS), device=device), [], empty, raised)
+                         torch.full((size, modules, len(STATS)), float("nan"), device=device),
+                         [], empty, raised)
     template = done[0]
 
     def rows(get: Any) -> torch.Tensor:

@@ -27,7 +27,7 @@ from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degene
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
 from nnfuzz.domain import Inputs
 from nnfuzz.errors import TargetError
-from nnfuzz.execution import Execution, Executor
+from nnfuzz.execution import Execution, Executor, UnbatchedOutput
 from nnfuzz.guidance import Guidance, guiding
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
@@ -90,8 +90,14 @@ class Fuzzer:
         self.rng.manual_seed(config.seed)
         seeds = tuple(t.to(self.executor.device) for t in seeds)
         self.domain = target.domain(seeds, names)
+        building = time.perf_counter()
         self.context = context_for(target, config.reference, config.atol, config.rtol, self.domain,
                                    config.compile_mode)
+        reference = self.context.reference
+        #: What the start of the run says besides the domain and the threshold.
+        self.notes = [] if reference is None else [
+            f"disagree compares the model with {reference.describe()}, built in "
+            f"{time.perf_counter() - building:.3g} s"]
         self.objectives = build_objectives(config.objectives, self.context)
         self.guides = guiding(self.objectives, config.objective_guidance)
         #: The columns records track: module statistics, then the guides' pressure.
@@ -100,8 +106,7 @@ class Fuzzer:
         self.seed_count = seeds[0].shape[0]
         #: The label of each seed (targets()), of those fuzzed from.
         self.labels = target.targets
-        #: What the start of the run says besides the domain and the threshold.
-        self.notes = [note for note in [self.executor.confirm_unobserved(
+        self.notes += [note for note in [self.executor.confirm_unobserved(
             tuple(t[:config.batch_size] for t in seeds))] if note]
         #: What the start of the run warns about besides the domain.
         self.notes_warned: list[str] = []
@@ -179,6 +184,8 @@ class Fuzzer:
                            verdicts: Verdicts) -> None:
         """Mutants that passed and are novel or set a record join the corpus; their parents
         get the credit; past a cap, the corpus evicts, and the novelty index forgets."""
+        if not bool(execution.ran.any()):
+            return  # every example raised: no coverage to measure
         passed = execution.ran & ~verdicts.failing(mutants.size, execution.ran.device)
         keep = self.coverage.update(execution.coverage, self._signals(execution, verdicts),
                                     passed, parents.vectors)
@@ -251,7 +258,7 @@ class Fuzzer:
         already disagree with the reference are dropped instead, unless all do: a model and
         its bf16 copy rarely agree on every real input."""
         disagreeing = []
-        for start, execution in self._executions(seeds):
+        for start, execution in self._seed_executions(seeds):
             for example, error in enumerate(execution.raised):
                 if error is not None:
                     shapes = ", ".join(f"{tuple(t.shape[1:])} {t.dtype}" for t in seeds)
@@ -280,6 +287,23 @@ class Fuzzer:
             self.labels = self.labels[keep.to(self.labels.device)]
         self.seed_count = len(keep)
         return tuple(t[keep] for t in seeds)
+
+    def _seed_executions(self, seeds: Inputs):  # type: ignore[no-untyped-def]
+        """The seeds' executions; an output with no batch dimension is said with the seeds'
+        shapes, since the seeds are the likelier mistake: one example given without its
+        batch dimension is read as a batch of its first dimension."""
+        try:
+            yield from self._executions(seeds)
+        except UnbatchedOutput as error:
+            shapes = ", ".join(str(tuple(t.shape)) for t in seeds)
+            examples = ", ".join(str(tuple(t.shape[1:])) for t in seeds)
+            one = ", ".join(str((1, *t.shape)) for t in seeds)
+            raise TargetError(
+                f"{self.target.origin}: the seeds, {shapes}, are read as {seeds[0].shape[0]} "
+                f"examples of shape {examples}, and the model's output on them, "
+                f"{error.returned}, has no batch dimension: if the seeds are one example, give "
+                f"it a batch dimension first (x.unsqueeze(0), shape {one}); seeds() returns N "
+                "examples stacked along dimension 0.") from None
 
     def _executions(self, inputs: Inputs, roots: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
         """Executions of ``inputs`` in batches; ``roots`` default to the inputs being the seeds."""

@@ -73,26 +73,42 @@ def in_memory(model: torch.nn.Module, seeds: object = None, **fields: Any) -> Ta
         raise TargetError(f"model is a {type(model).__name__}, not a torch.nn.Module.")
     model.eval()  # as for a target file (DESIGN §1): replay and shrinking judge it in eval mode
     inputs, names = as_named_inputs(seeds, "seeds") if seeds is not None else (None, None)
-    check_keywords(model, names, "seeds")
+    if inputs is not None:
+        check_call(model, inputs, names, "seeds")
     return Target(path=None, sha256="", model=model, seeds=inputs, input_names=names, **fields)
 
 
-def check_keywords(model: torch.nn.Module, names: Names, what: str) -> None:
-    """Named inputs must be keywords the model's forward() takes: a mismatch is the
-    target's contract, not an exception the model raised on a seed."""
-    if names is None:
-        return
+def check_call(model: torch.nn.Module, inputs: Inputs, names: Names, what: str) -> None:
+    """The seeds must fit the parameters of the model's forward(): named inputs its keywords,
+    positional ones its positions. A mismatch is the target's contract, not an exception the
+    model raised on a seed, and the commonest one, a list of per-example tensors (what a
+    Dataset yields), is said as such."""
     try:
         signature = inspect.signature(model.forward)
     except (TypeError, ValueError):  # a C or scripted forward: no signature to read
         return
+    parameters = ", ".join(signature.parameters) or "nothing"
+    forward = f"{type(model).__name__}.forward() takes ({parameters})"
     try:
-        signature.bind(**{name: None for name in names})
+        if names is not None:
+            signature.bind(**{name: None for name in names})
+        else:
+            signature.bind(*[None] * len(inputs))
     except TypeError as error:
-        parameters = ", ".join(signature.parameters) or "nothing"
-        raise TargetError(f"{what} returned inputs named {', '.join(map(repr, names))}, but "
-                          f"{type(model).__name__}.forward() takes ({parameters}) ({error}): "
-                          "name the dict's keys after forward()'s parameters.") from None
+        if names is not None:
+            raise TargetError(f"{what} returned inputs named {', '.join(map(repr, names))}, but "
+                              f"{forward} ({error}): name the dict's keys after forward()'s "
+                              "parameters.") from None
+        shapes = {tuple(t.shape) for t in inputs}
+        if len(inputs) > 1 and len(shapes) == 1 and len({t.dtype for t in inputs}) == 1:
+            shape = next(iter(shapes))
+            raise TargetError(f"{what} returned {len(inputs)} tensors of shape {shape}, read as "
+                              f"{len(inputs)} inputs of one batch, but {forward}: if each tensor "
+                              "is one example (what a Dataset yields), stack them: return "
+                              f"torch.stack(examples), shape {(len(inputs), *shape)}.") from None
+        raise TargetError(f"{what} returned {len(inputs)} input tensor(s), but {forward} "
+                          f"({error}): return one tensor (N, ...) per parameter of forward(), "
+                          "in a tuple, or a dict of them by keyword.") from None
 
 
 def file_sha256(path: Path) -> str:
@@ -115,7 +131,7 @@ def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
     seeds, names = _call(module, name, "seeds", required=need_seeds), None
     if seeds is not None:
         seeds, names = as_named_inputs(seeds, f"{name}: seeds()")
-        check_keywords(model, names, f"{name}: seeds()")
+        check_call(model, seeds, names, f"{name}: seeds()")
     targets = _call(module, name, "targets", required=False)
     if targets is not None:
         targets = _checked_targets(name, targets, seeds)

@@ -112,6 +112,30 @@ def test_named_seeds_the_model_does_not_take_are_one_line_naming_its_parameters(
     assert_one_error_line(run_target(tmp_path, source), "model.py", "seeds()", "'x'", "input")
 
 
+def test_a_list_of_per_example_seeds_is_one_line_saying_to_stack_them(tmp_path: Path) -> None:
+    # What iterating a Dataset gives: one tensor per example, no batch dimension.
+    source = HEADER + LINEAR_MODEL + "\ndef seeds():\n    return [torch.rand(2) for _ in range(17)]\n"
+    assert_one_error_line(run_target(tmp_path, source), "model.py", "seeds()",
+                          "17 tensors of shape (2,)", "Linear.forward() takes (input)",
+                          "torch.stack(examples), shape (17, 2)")
+
+
+def test_seeds_for_more_inputs_than_forward_takes_are_one_line_naming_its_parameters(
+        tmp_path: Path) -> None:
+    source = HEADER + LINEAR_MODEL + "\ndef seeds():\n    return (torch.rand(4, 2), torch.rand(4, 3))\n"
+    assert_one_error_line(run_target(tmp_path, source), "model.py", "seeds()", "2 input tensor(s)",
+                          "Linear.forward() takes (input)")
+
+
+def test_one_example_without_its_batch_dimension_blames_the_seeds_not_the_output(
+        tmp_path: Path) -> None:
+    source = HEADER + ("\ndef model():\n    torch.manual_seed(0)\n    return nn.Linear(4, 2)\n"
+                       "\ndef seeds():\n    return torch.tensor([0.9, 0.1, 0.4, 0.3])\n")
+    line = assert_one_error_line(run_target(tmp_path, source), "model.py", "the seeds, (4,)",
+                                 "4 examples of shape ()", "x.unsqueeze(0), shape (1, 4)")
+    assert "a tensor of shape (2,)" in line  # what the model returned for them
+
+
 def test_seed_tensors_with_different_n_are_one_line_naming_both_n_and_exit_2(
         tmp_path: Path) -> None:
     source = HEADER + '''

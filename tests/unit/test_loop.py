@@ -90,3 +90,22 @@ def test_an_engine_dropped_without_close_takes_its_hook_with_it_at_once() -> Non
     assert set(_global_forward_hooks) - before, "the engine registers its hook"
     del fuzzer  # no close(), and no gc.collect(): nothing may keep the engine alive
     assert set(_global_forward_hooks) == before
+
+
+def test_a_batch_on_which_every_example_raises_is_a_finding_not_a_crash() -> None:
+    # A Linear(2, 2) given one example without its batch dimension: the seeds, (2,), run as a
+    # batch of two scalars, but every mutant alone raises (its input is (1,)).
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Linear(2, 2).eval()
+    target = in_memory(model, torch.tensor([0.9, 0.1]), bounds=(0.0, 1.0))
+    config = FuzzConfig(batch_size=50, minimize=False, descent=False)  # batches of 50 only
+    campaign = Campaign(target, config, None)
+    fuzzer = Fuzzer(target, config, campaign)
+    try:
+        for _ in range(3):
+            fuzzer.step(50)
+    finally:
+        fuzzer.close()
+    assert fuzzer.execs == 150
+    assert [f.objective for f in campaign.failures] == ["exception"]
