@@ -5,7 +5,7 @@
     assert not result.failures, result.failures[0].describe()
 
 The target-file contract, the commands and the output folder are described
-in the README and in DESIGN.md.
+in the README.
 
 The names below are imported on first use (PEP 562), not with the package:
 ``import nnfuzz.entry``, the command's first line, must not wait seconds for

@@ -23,17 +23,21 @@ def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None
          **options: Any) -> FuzzResult:
     """Fuzz ``model`` from ``seeds`` and return what was found.
 
-    The arguments mirror the target file (DESIGN §1): ``seeds`` (a tensor, a
+    The arguments mirror the target file (the README's "The target file"): ``seeds`` (a tensor, a
     tuple, or a dict by keyword), ``bounds``, ``inputs`` (the kinds of
     ``INPUTS``), ``targets``, ``loss(output, target)``, and ``reference`` (a module or callable, or one
     of "int8", "fp16", "bf16"). ``objectives`` lists objective names and/or
     callables ``(inputs, output) -> BoolTensor (N,)``; default: every
     objective available. ``options`` are the fields of :class:`FuzzConfig`
     (``max_time``, ``runs``, ``seed``, ``radius``, ...). With neither
-    ``max_time`` nor ``runs`` the run goes on until interrupted. ``workers`` and
+    ``max_time`` nor ``runs`` the run goes on until interrupted. Unlike ``nnfuzz run``,
+    it stops at the first failure unless ``stop_on_failure=False``. ``workers`` and
     ``ray`` run it in several processes, as ``--workers`` and ``--ray`` do (they need a
     target file: use :func:`fuzz_target` with ``load_target``).
     """
+    # A test wants the first failure, not the rest of max_time (nnfuzz run keeps its own
+    # default, since a nightly job wants every failure of its budget).
+    options.setdefault("stop_on_failure", True)
     unknown = set(options) - set(FuzzConfig.__dataclass_fields__)
     if unknown:
         raise UsageError(f"fuzz() got unknown option {sorted(unknown)[0]!r}: choose from "

@@ -1,7 +1,7 @@
 """The ``nnfuzz`` command line: a thin shell over the library.
 
 Only this module prints and exits. Errors from the library become one line,
-``ERROR: ...``, and the exit code of DESIGN.md §6; the target's own traceback
+``ERROR: ...``, and the exit code of the README's *Exit codes*; the target's own traceback
 is shown above the line when the target itself raised.
 """
 

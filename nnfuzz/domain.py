@@ -167,18 +167,21 @@ class Domain:
     def describe(self) -> list[str]:
         return [field.describe() for field in self.fields]
 
-    def warnings(self) -> list[str]:
-        """What the user should fix in the target for the search to reach everywhere."""
+    def warnings(self, api: bool = False) -> list[str]:
+        """What the user should fix in the target (``api``: in the call to nnfuzz.fuzz) for
+        the search to reach everywhere."""
         found = []
         for field in self.fields:
             if field.kind in (CONTINUOUS, IMAGE) and field.bounds_from == FROM_SEEDS:
-                example = (f"BOUNDS = {{{field.label}: (low, high)}}" if self.names
-                           else "BOUNDS = (low, high)")
+                ranges = f"{{{field.label}: (low, high)}}" if self.names else "(low, high)"
+                unset, fix = (("no bounds= were given for it", f"pass the range the model must "
+                               f"accept to nnfuzz.fuzz(), e.g. bounds={ranges}") if api else
+                              ("the target sets no BOUNDS for it", "set the range the model must "
+                               f"accept in the target, e.g. BOUNDS = {ranges}"))
                 found.append(
                     f"input {field.label}: its bounds [{field.low:g}, {field.high:g}] are the seeds' "
-                    "min and max, because the target sets no BOUNDS for it: values outside them "
-                    "are never tried, so a bug there cannot be found; set the range the model "
-                    f"must accept in the target, e.g. {example}.")
+                    f"min and max, because {unset}: values outside them are never tried, so a "
+                    f"bug there cannot be found; {fix}.")
             if field.kind == MASK and field.follows is not None \
                     and self.fields[field.follows].pad is None:
                 tokens = self.fields[field.follows].label

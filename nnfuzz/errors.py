@@ -14,7 +14,7 @@ from pathlib import Path
 class NnfuzzError(Exception):
     """Root of every error nnfuzz raises on purpose."""
 
-    #: Usage errors, broken targets and unreadable inputs all exit 2 (DESIGN §6).
+    #: Usage errors, broken targets and unreadable inputs all exit 2 (the README's *Exit codes*).
     exit_code = 2
 
     def __init__(self, message: str, *, context: str | None = None) -> None:

@@ -45,7 +45,7 @@ class Execution:
     output: Any
     #: Every tensor of the model's output with the batch dimension first.
     outputs: list[torch.Tensor]
-    #: The primary output (DESIGN §1) as float32, or None if every example raised.
+    #: The primary output (the README's *The target file*) as float32, or None if every example raised.
     primary: torch.Tensor | None
     #: Coverage vectors, float32, shape (B, D).
     coverage: torch.Tensor

@@ -217,7 +217,7 @@ class Fuzzer:
 
     def announce(self, reporter: Reporter, known: int) -> None:
         """What the start of a run says: the domain, its warnings and notes, the threshold."""
-        announce_domain(reporter, self.domain)
+        announce_domain(reporter, self.domain, api=self.target.path is None)
         for note in self.notes_warned:
             reporter.warning(note)
         for note in self.notes:

@@ -1,4 +1,4 @@
-"""The output folder of a run (DESIGN.md §4).
+"""The output folder of a run (the README's *Output folder*).
 
 ``run.json`` says what ran, ``stats.jsonl`` how it went, ``corpus/`` holds
 the inputs that gave new coverage and ``crashes/`` one reproducer per failure
@@ -244,7 +244,7 @@ def run_record(*, target: "Target", config: FuzzConfig, device: str, threshold: 
                failures: int, hits: Counter[str], known: int, earlier: list[dict[str, Any]],
                snapshot: "Snapshot", workers: int | None = None,
                coverage_layers: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """run.json (DESIGN §4): what ran, and totals across every run of the folder."""
+    """run.json (the README's *Output folder*): what ran, and totals across every run of the folder."""
     what_ran = {
         "target_sha256": target.sha256,
         "seeds_sha256": target.seeds_sha256,

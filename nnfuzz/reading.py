@@ -3,7 +3,7 @@
 A model returns a tensor, a tuple, a dict or a Hugging Face ``ModelOutput``; a
 module inside it may return nested tensors, a PackedSequence, sequence-first
 tensors or ``(N,)`` ones. These functions find in any of them the primary
-output (DESIGN §1), every tensor, and one row per example; the executor, the
+output (the README's *The target file*), every tensor, and one row per example; the executor, the
 objectives and the doctor read outputs only through them.
 """
 
@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 
 def primary_output(output: Any) -> torch.Tensor | None:
-    """The ``logits`` entry of a mapping, else the first tensor (DESIGN §1)."""
+    """The ``logits`` entry of a mapping, else the first tensor (the README's *The target file*)."""
     if isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
         return output["logits"]
     tensors = output_tensors(output)

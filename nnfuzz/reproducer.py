@@ -1,4 +1,4 @@
-"""Failures and their reproducer files (DESIGN.md §5).
+"""Failures and their reproducer files (the README's *Output folder*).
 
 A :class:`Failure` is a failing input with everything needed to re-run and
 explain it: the seed it came from, the objective, the detail, and the
@@ -34,7 +34,7 @@ class Failure:
     detail: str
     signature: str
     target: torch.Tensor | None = None
-    #: The rest of DESIGN §5's metadata: versions, run seed, distance, when found.
+    #: The rest of the README's *Output folder*'s metadata: versions, run seed, distance, when found.
     metadata: dict[str, str] = field(default_factory=dict)
     #: Where the reproducer was saved, once it was.
     path: Path | None = None

@@ -144,9 +144,10 @@ class TerminalReporter(Reporter):
         self._print(f"DONE {snapshot.line()} stopped: {reason}")
 
 
-def announce_domain(reporter: Reporter, domain: "Domain") -> None:
-    """The first lines of a run: every input's kind and bounds, and what to fix."""
+def announce_domain(reporter: Reporter, domain: "Domain", api: bool = False) -> None:
+    """The first lines of a run: every input's kind and bounds, and what to fix (``api``: a
+    model in memory, fuzzed by nnfuzz.fuzz, whose fixes are its arguments)."""
     for line in domain.describe():
         reporter.info(line)
-    for message in domain.warnings():
+    for message in domain.warnings(api):
         reporter.warning(message)

@@ -1,4 +1,4 @@
-"""Loading a target file: the contract of DESIGN.md §1.
+"""Loading a target file: the contract of the README's *The target file*.
 
 A target is a Python file that defines ``model()`` and ``seeds()`` (and
 optionally ``BOUNDS``, ``INPUTS``, ``targets()``, ``loss``, ``reference()``,
@@ -71,7 +71,7 @@ def in_memory(model: torch.nn.Module, seeds: object = None, **fields: Any) -> Ta
     """A target made of Python objects rather than a file (for nnfuzz.fuzz and tests)."""
     if not isinstance(model, torch.nn.Module):
         raise TargetError(f"model is a {type(model).__name__}, not a torch.nn.Module.")
-    model.eval()  # as for a target file (DESIGN §1): replay and shrinking judge it in eval mode
+    model.eval()  # as for a target file (the README's *The target file*): replay and shrinking judge it in eval mode
     inputs, names = as_named_inputs(seeds, "seeds") if seeds is not None else (None, None)
     if inputs is not None:
         check_call(model, inputs, names, "seeds")

@@ -210,7 +210,7 @@ def examine(target: Target, config: DoctorConfig) -> Subject:
 
 def primary(model: Callable[..., Any], inputs: Inputs, origin: str,
             names: Names = None) -> torch.Tensor:
-    """The primary output (DESIGN §1) of the model on ``inputs``."""
+    """The primary output (the README's *The target file*) of the model on ``inputs``."""
     return primary_of(run_model(model, inputs, origin, names), inputs, origin)
 
 

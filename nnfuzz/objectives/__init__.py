@@ -1,4 +1,4 @@
-"""Objectives: what counts as a failure (DESIGN.md §2), and the registry that builds them.
+"""Objectives: what counts as a failure (the README's *Objectives*), and the registry that builds them.
 
 One module per objective (``nonfinite``, ``exception``, ``loss``, ``disagree``,
 the target's own in ``user``); what they share is in ``base``. Every objective
@@ -52,7 +52,7 @@ def context_for(target: "Target", reference: str | None = None, atol: float | No
                 rtol: float | None = None, domain: "Domain | None" = None,
                 compile_mode: str | None = None) -> ObjectiveContext:
     """What the objectives check against: reference() when the target defines one
-    (DESIGN §2), else the ``reference`` kind's copy or runtime (--reference); the
+    (the README's *Objectives*), else the ``reference`` kind's copy or runtime (--reference); the
     target's loss and its own objectives; the domain's padding mask, where it has one.
     ``atol``/``rtol`` None: the reference's own defaults (tighter for runtimes)."""
     from nnfuzz.references import reference_for

@@ -231,7 +231,7 @@ def top_two_margin(output: torch.Tensor) -> torch.Tensor:
 
 
 def _is_classes(output: torch.Tensor) -> bool:
-    """Class scores: a last dimension of more than one (DESIGN §2)."""
+    """Class scores: a last dimension of more than one (the README's *Objectives*)."""
     return output.dim() >= 2 and output.shape[-1] > 1
 
 
