@@ -19,10 +19,9 @@ import click
 
 from nnfuzz.entry import EXIT_INTERRUPTED, handle_interrupts
 from nnfuzz.errors import NnfuzzError, UsageError
-from nnfuzz.config import NORMS
-from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
-from nnfuzz.references import REFERENCE_KINDS
-from nnfuzz.runtimes import COMPILE_MODES, RUNTIME_ATOL, RUNTIME_RTOL
+# Leaves only: torch is imported by the commands that run, so that --help answers at once.
+from nnfuzz.config import (COMPILE_MODES, DEFAULT_ATOL, DEFAULT_RTOL, NORMS, REFERENCE_KINDS,
+                           RUNTIME_ATOL, RUNTIME_RTOL)
 
 #: Exit code when stdout's reader went away (128 + SIGPIPE), as shells report it.
 EXIT_BROKEN_PIPE = 141
@@ -102,6 +101,22 @@ class _Commands(click.Group):
             _fail("interrupted", EXIT_INTERRUPTED)
 
 
+#: What ``nnfuzz run --help`` ends with (\b keeps click from rewrapping the lines).
+RUN_EPILOG = """\b
+Examples:
+  nnfuzz run model.py --max-time 60
+  nnfuzz run model.py --out nightly --max-time 3600 --junit junit.xml
+  nnfuzz run model.py --reference int8 --stop-on-failure
+
+\b
+Exit codes:
+  0    finished, no new failure
+  1    at least one new failure saved in OUT/crashes/
+  2    usage error, broken target, unreadable input or output folder
+  130  interrupted (Ctrl-C or SIGTERM) after saving state; run again to resume
+"""
+
+
 def _json_option(what: str) -> Callable[[Any], Any]:
     """``--json FILE``, as every command that reports has it."""
     return click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -114,7 +129,7 @@ def main() -> None:
     """nnfuzz: coverage-guided fuzzing for PyTorch models."""
 
 
-@main.command()
+@main.command(short_help="Fuzz a target's model; exit 1 on a new failure.", epilog=RUN_EPILOG)
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("nnfuzz-out"),
               show_default=True, help="Output folder; running again with it resumes.")
@@ -179,9 +194,12 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
     from nnfuzz.config import FuzzConfig
     from nnfuzz.api import fuzz_target
     from nnfuzz.ci import run_junit, run_summary, write_json, write_junit
+    from nnfuzz.output import OutputFolder
     from nnfuzz.status import TerminalReporter
-    from nnfuzz.target import load_target
+    from nnfuzz.target import file_sha256, load_target
 
+    if target.is_file():
+        OutputFolder.check_usable(out, target.name, file_sha256(target))
     loaded = load_target(target, need_seeds=corpus is None and not (out / "corpus").is_dir())
     if device is not None:
         loaded.model.to(_device(device))
@@ -218,7 +236,7 @@ def _device(name: str) -> Any:
     return device
 
 
-@main.command()
+@main.command(short_help="Re-run reproducers: still fails, flaky, fixed or error.")
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
@@ -258,7 +276,7 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
     return exit_code(outcomes)
 
 
-@main.command()
+@main.command(short_help="Shrink a reproducer toward its seed.")
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("reproducer", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -281,7 +299,7 @@ def minimize(target: Path, reproducer: Path, output: Path | None) -> int:
     return 0
 
 
-@main.command()
+@main.command(short_help="Summarize an output folder's runs, with a plot.")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to draw coverage and failures over time [default: OUT/report.png].")
@@ -309,7 +327,7 @@ def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) ->
     return 0
 
 
-@main.command()
+@main.command(short_help="Check a model before fuzzing or training it.")
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("nnfuzz-doctor"), show_default=True,
@@ -363,12 +381,12 @@ def doctor(target: Path, out: Path, checks: tuple[str, ...], optimizer: str, lr:
     return diagnosis.exit_code
 
 
-@main.group()
+@main.group(short_help="Merge or minimize corpus folders.")
 def corpus() -> None:
     """Look after corpus folders."""
 
 
-@corpus.command("merge")
+@corpus.command("merge", short_help="Fold other corpora into one, once each.")
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -389,7 +407,7 @@ def corpus_merge(target: Path, destination: Path, sources: tuple[Path, ...]) -> 
     return 0
 
 
-@corpus.command("minimize")
+@corpus.command("minimize", short_help="Keep the fewest inputs with the same coverage.")
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--threshold", type=float,

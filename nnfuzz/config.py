@@ -1,19 +1,40 @@
-"""The options of a run, why it stopped, and what it found."""
+"""The options of a run, why it stopped, and what it found.
+
+A leaf: it imports no torch, so that the command line can define its options (and
+answer ``--help``) before anything heavy is loaded. The choices of the options live
+here; the modules that act on them import them from here.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnfuzz.errors import UsageError
-from nnfuzz.references import REFERENCE_KINDS
-from nnfuzz.runtimes import COMPILE_MODES
-from nnfuzz.reproducer import Failure
+
+if TYPE_CHECKING:
+    from nnfuzz.reproducer import Failure
 
 
 #: The norms a --radius is measured in (nnfuzz.mutation.input_distance).
 NORMS = ("linf", "l2")
+#: The copies ``--reference`` builds (nnfuzz.references), then the runtimes (nnfuzz.runtimes).
+COPY_KINDS = ("int8", "fp16", "bf16")
+RUNTIME_KINDS = ("compile", "export", "onnx")
+REFERENCE_KINDS = COPY_KINDS + RUNTIME_KINDS
+#: torch.compile's modes (--compile-mode).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+#: ``disagree``'s default tolerances for outputs that are not class scores: wide
+#: enough that fp16 rounding of well-scaled outputs (about 1e-3 relative) passes.
+DEFAULT_ATOL = 1e-3
+DEFAULT_RTOL = 1e-2
+#: The runtimes' tolerances when --atol/--rtol are not given: float32 kernels that fuse or
+#: reorder operations differ by a few units in the last place, which grows over a deep
+#: model's layers; far tighter than the fp16/bf16 defaults.
+RUNTIME_ATOL = 1e-4
+RUNTIME_RTOL = 1e-4
 
 class StopReason(enum.Enum):
     """Why a run ended; recorded in run.json."""

@@ -125,16 +125,35 @@ class OutputFolder:
         runs = previous.get("runs")
         return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else [previous]
 
-    def check_resumable(self, target_name: str | None, target_sha256: str, version: str) -> None:
-        """Refuse a folder of another target; say so when the target or nnfuzz changed."""
-        previous = self.previous_run()
-        if not previous:
+    @classmethod
+    def check_usable(cls, path: Path, target_name: str, target_sha256: str) -> None:
+        """What makes an existing folder unusable for a run (another run holds it; it holds
+        runs of another target), said before the target is loaded: loading a model and
+        running its seeds can take many seconds, and the run could not go on anyway."""
+        if not path.is_dir():
             return
+        folder = cls(path)
+        try:
+            folder.refuse_other_target(target_name, target_sha256)
+        finally:
+            folder.close()
+
+    def refuse_other_target(self, target_name: str | None, target_sha256: str) -> None:
+        """One folder, one target: a folder of another target is an error."""
+        previous = self.previous_run() or {}
         old_path, old_sha = previous.get("target"), previous.get("target_sha256") or ""
         old_name = Path(old_path).name if isinstance(old_path, str) else None
         if old_name and target_name and old_name != target_name and old_sha != target_sha256:
             raise OutputError(f"{self.path} holds runs of {old_name}, not {target_name}: "
                               "use another --out for each target.")
+
+    def check_resumable(self, target_name: str | None, target_sha256: str, version: str) -> None:
+        """Refuse a folder of another target; say so when the target or nnfuzz changed."""
+        self.refuse_other_target(target_name, target_sha256)
+        previous = self.previous_run()
+        if not previous:
+            return
+        old_sha = previous.get("target_sha256") or ""
         if old_sha and target_sha256 and old_sha != target_sha256:
             warnings.warn(f"{target_name} changed since the last run in {self.path} (sha256 "
                           f"{old_sha[:12]}, now {target_sha256[:12]}): its corpus is reused and "

@@ -18,11 +18,9 @@ from torch import nn
 
 from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.errors import TargetError, UsageError, first_line
-from nnfuzz.runtimes import RUNTIME_KINDS, build_runtime, runtime_version
+from nnfuzz.config import REFERENCE_KINDS, RUNTIME_KINDS
+from nnfuzz.runtimes import build_runtime, runtime_version
 
-#: The copies ``--reference`` builds: reduced-precision ones, then deployment runtimes.
-COPY_KINDS = ("int8", "fp16", "bf16")
-REFERENCE_KINDS = COPY_KINDS + RUNTIME_KINDS
 #: Layers dynamic int8 quantization replaces.
 QUANTIZABLE = (nn.Linear, nn.LSTM, nn.GRU)
 CAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}

@@ -24,18 +24,10 @@ import torch
 from torch import nn
 
 from nnfuzz.domain import Inputs, Names, arguments
+from nnfuzz.config import COMPILE_MODES, RUNTIME_KINDS
 from nnfuzz.errors import UsageError, first_line
 
-#: The runtimes ``--reference`` can build.
-RUNTIME_KINDS = ("compile", "export", "onnx")
-#: Their tolerances when --atol/--rtol are not given: float32 kernels that fuse or
-#: reorder operations differ by a few units in the last place, which grows over a deep
-#: model's layers; far tighter than the fp16/bf16 defaults.
-RUNTIME_ATOL = 1e-4
-RUNTIME_RTOL = 1e-4
 ONNX_EXTRA = "pip install 'nnfuzz[onnx]'"
-#: torch.compile's modes (--compile-mode).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def runtime_version(kind: str) -> str:

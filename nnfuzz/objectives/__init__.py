@@ -56,7 +56,7 @@ def context_for(target: "Target", reference: str | None = None, atol: float | No
     target's loss and its own objectives; the domain's padding mask, where it has one.
     ``atol``/``rtol`` None: the reference's own defaults (tighter for runtimes)."""
     from nnfuzz.references import reference_for
-    from nnfuzz.runtimes import RUNTIME_ATOL, RUNTIME_KINDS, RUNTIME_RTOL
+    from nnfuzz.config import RUNTIME_ATOL, RUNTIME_KINDS, RUNTIME_RTOL
 
     kind = reference
     if target.reference is not None:

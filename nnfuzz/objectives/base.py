@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
+from nnfuzz.config import DEFAULT_ATOL, DEFAULT_RTOL
 from nnfuzz.domain import Inputs, Names
 from nnfuzz.execution import Execution
 from nnfuzz.reading import primary_output
@@ -84,10 +85,6 @@ class Objective:
         return Finding(example, self.name, detail, f"{self.name}:{key}")
 
 
-#: ``disagree``'s default tolerances for outputs that are not class scores: wide
-#: enough that fp16 rounding of well-scaled outputs (about 1e-3 relative) passes.
-DEFAULT_ATOL = 1e-3
-DEFAULT_RTOL = 1e-2
 
 
 @dataclass(frozen=True)

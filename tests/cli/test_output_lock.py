@@ -31,6 +31,43 @@ def test_a_second_run_on_a_folder_in_use_is_one_error_line_naming_the_first_runs
     assert again.exit_code == 0, again.output
 
 
+#: A target whose model() leaves a mark: whether it was loaded at all.
+MARKING = '''
+from pathlib import Path
+import torch
+from torch import nn
+
+BOUNDS = (0.0, 1.0)
+
+def model():
+    (Path(__file__).parent / "loaded").write_text("model() ran")
+    return nn.Linear(4, 2)
+
+def seeds():
+    return torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
+'''
+
+
+def test_a_folder_in_use_or_of_another_target_is_refused_before_the_target_loads(
+        tmp_path: Path, healthy_target: Path) -> None:
+    from nnfuzz.output import OutputFolder
+    from tests.targets import write_target
+
+    (tmp_path / "marking").mkdir()
+    marking = write_target(tmp_path / "marking", MARKING, name="marking.py")
+    out = tmp_path / "out"
+    held = OutputFolder(out)
+    try:
+        busy = invoke("run", marking, "--out", out, "--runs", 100)
+    finally:
+        held.close()
+    assert_one_error_line(busy, "in use by another nnfuzz run")
+    assert invoke("run", healthy_target, "--out", out, "--runs", 100).exit_code == 0
+    other = invoke("run", marking, "--out", out, "--runs", 100)
+    assert_one_error_line(other, "holds runs of")
+    assert not (marking.parent / "loaded").exists(), "model() ran before the folder was checked"
+
+
 HOLD = '''
 import sys, time
 from nnfuzz.output import OutputFolder

@@ -134,7 +134,7 @@ def test_an_input_the_runtime_raises_on_is_a_disagreement_found_alone() -> None:
 
 def test_runtimes_get_float32_tolerances_unless_given() -> None:
     from nnfuzz.objectives import context_for
-    from nnfuzz.runtimes import RUNTIME_ATOL
+    from nnfuzz.config import RUNTIME_ATOL
     from nnfuzz.target import in_memory
 
     target = in_memory(torch.nn.Linear(3, 2).eval(), torch.rand(4, 3), bounds=(0.0, 1.0))
