@@ -293,7 +293,11 @@ def minimize(target: Path, reproducer: Path, output: Path | None) -> int:
     loaded = load_target(target, need_seeds=False)
     original, smaller = shrink(loaded, reproducer)
     path = save_minimized(smaller, reproducer, output)
-    click.echo(f"INFO: distance from the seed: {smaller.metadata['minimized']}", err=True)
+    note = smaller.metadata["minimized"]
+    if note.startswith("unchanged:"):
+        click.echo(f"INFO: minimization changed nothing: {note.split(':', 1)[1].strip()}", err=True)
+    else:
+        click.echo(f"INFO: distance from the seed: {note}", err=True)
     click.echo(f"minimized: {path}")
     click.echo(f"  replay: {replay_command(target, path)}")
     return 0

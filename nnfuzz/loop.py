@@ -410,7 +410,10 @@ class Fuzzer:
                           stacklevel=2)
             return failure
         smaller = minimize(failure, still_fails, self.domain, self.deadline)
-        return smaller if is_smaller(smaller, failure) else failure
+        if is_smaller(smaller, failure):
+            return smaller
+        return replace(failure, metadata={**failure.metadata,
+                                          "minimized": smaller.metadata["minimized"]})
 
     def _failure(self, finding: Finding, mutants: Batch) -> Failure:
         example = finding.example

@@ -48,8 +48,11 @@ class Failure:
             found = (f" (found after {self.metadata['found_after_execs']} execs, "
                      f"{float(self.metadata.get('found_after_s', 0)):.1f}s, "
                      f"{self.metadata.get('mutations', '?')} mutations from its seed)")
-        if self.metadata.get("minimized"):
-            found += f" (minimized toward its seed: {self.metadata['minimized']})"
+        minimized = self.metadata.get("minimized", "")
+        if minimized.startswith("unchanged:"):
+            found += f" (minimization changed nothing: {minimized.split(':', 1)[1].strip()})"
+        elif minimized:
+            found += f" (minimized toward its seed: {minimized})"
         return f"{self.objective}: {self.detail}{found}{where}"
 
     @property
