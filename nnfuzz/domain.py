@@ -182,6 +182,16 @@ class Domain:
                     f"input {field.label}: its bounds [{field.low:g}, {field.high:g}] are the seeds' "
                     f"min and max, because {unset}: values outside them are never tried, so a "
                     f"bug there cannot be found; {fix}.")
+            if field.kind == TOKENS and field.bounds_from == FROM_SEEDS:
+                vocab = f"{{{field.label}: nnfuzz.Tokens(vocab=N)}}" if self.names else "nnfuzz.Tokens(vocab=N)"
+                unset, fix = (("no vocabulary was given for it", f"pass it to nnfuzz.fuzz(), e.g. "
+                               f"inputs={vocab}") if api else
+                              ("the target declares no vocabulary for it and no nn.Embedding "
+                               "takes it as it is", f"declare it in the target, e.g. INPUTS = {vocab}"))
+                found.append(
+                    f"input {field.label}: its token ids {field.low:g}..{field.high:g} are the "
+                    f"seeds' min and max, because {unset}: other ids are never tried, so a bug "
+                    f"there cannot be found; {fix}.")
             if field.kind == MASK and field.follows is not None \
                     and self.fields[field.follows].pad is None:
                 tokens = self.fields[field.follows].label

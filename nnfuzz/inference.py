@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from nnfuzz.domain import (CONTINUOUS, FLAGS, FROM_SEEDS, IMAGE, MASK, TOKENS, Domain, Field,
-                           Inputs, Names, kind_of_dtype, derive_mask, is_right_padded)
+                           Inputs, Names, call, kind_of_dtype, derive_mask, is_right_padded)
 from nnfuzz.errors import TargetError
 from nnfuzz.kinds import KINDS, Continuous, Flags, Image, Kind, Mask, Tokens
 
@@ -40,6 +40,7 @@ def infer_domain(seeds: Inputs, bounds: object = None, origin: str = "the target
                                                names or [None] * len(seeds)):
         _check_seed_values(tensor, label, origin)
         fields.append(_field(tensor, kind, pair, label, name, model, origin))
+    fields = _with_embedding_vocabularies(fields, seeds, model, names)
     fields = _with_masks(fields, seeds, kinds, names, origin)
     masked = {f.follows for f in fields if f.kind == MASK}
     fields = [_with_trailing_pad(f, t) if f.kind == TOKENS and f.pad is None and i not in masked
@@ -105,6 +106,53 @@ def _declared_bounds(kind: Kind | None) -> tuple[float, float] | None:
     if isinstance(kind, Tokens) and kind.vocab is not None:
         return 0.0, float(kind.vocab - 1)
     return None
+
+
+def _with_embedding_vocabularies(fields: list[Field], seeds: Inputs,
+                                 model: torch.nn.Module | None, names: Names) -> list[Field]:
+    """Token inputs whose bounds would come from the seeds, where the model feeds them
+    straight into an ``nn.Embedding``: ids 0 to its ``num_embeddings`` - 1 instead (the
+    first embedding in call order that takes the input as it is)."""
+    unsure = [i for i, f in enumerate(fields) if f.kind == TOKENS and f.bounds_from == FROM_SEEDS]
+    if model is None or not unsure:
+        return fields
+    found = _embedding_vocabularies(model, seeds, names, unsure)
+    for position, (size, name) in found.items():
+        field = fields[position]
+        if field.low >= 0 and field.high <= size - 1:
+            fields[position] = replace(field, low=0.0, high=float(size - 1),
+                                       bounds_from=f"{name}.num_embeddings, the nn.Embedding it feeds")
+    return fields
+
+
+def _embedding_vocabularies(model: torch.nn.Module, seeds: Inputs, names: Names,
+                            positions: list[int]) -> dict[int, tuple[int, str]]:
+    """For each input at ``positions`` that an nn.Embedding takes as it is: that embedding's
+    num_embeddings and name. The model runs once on the seeds, with a pre-hook on its
+    embeddings alone; a model that raises there is left to the seed check to report."""
+    embeddings = {m: n or "(model)" for n, m in model.named_modules()
+                  if isinstance(m, torch.nn.Embedding)}
+    found: dict[int, tuple[int, str]] = {}
+
+    def look(module: torch.nn.Module, args: tuple[object, ...]) -> None:
+        taken = args[0] if args else None
+        for position in positions:
+            seed = seeds[position]
+            if position not in found and isinstance(taken, torch.Tensor) \
+                    and taken.shape == seed.shape and bool((taken == seed.to(taken.device)).all()):
+                found[position] = (module.num_embeddings, embeddings[module])  # type: ignore[arg-type]
+
+    handles = [module.register_forward_pre_hook(look) for module in embeddings]
+    try:
+        if handles:
+            with torch.no_grad():
+                call(model, seeds, names)
+    except Exception:  # noqa: BLE001 - the seed check says what is wrong with the model
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
 
 
 #: The config attribute that holds the vocabulary of a Hugging Face input.

@@ -71,10 +71,12 @@ def minimize(failure: Failure, still_fails: Check, domain: Domain | None = None,
     seed = failure.seed
     valid = _valid_under(domain)
     counted = _Counted(_until(deadline, still_fails))
-    current = _along_the_line(current, seed, counted)
+    lined = _along_the_line(current, seed, counted)
     positions = [p for p in range(len(current)) if domain is None or domain.fields[p].mutable]
-    if _some_value_can_go_back(current, seed, counted, valid, positions):
-        current = _reset_blocks(current, seed, counted, valid, positions)
+    moved = any(not torch.equal(a, b) for a, b in zip(lined, current))
+    if moved or _some_value_can_go_back(lined, seed, counted, valid, positions):
+        lined = _reset_blocks(lined, seed, counted, valid, positions)
+    current = lined
     norm = failure.metadata.get("norm", "linf")
     summary = (shrink_summary(failure.inputs, current, seed)
                if any(not torch.equal(a, b) for a, b in zip(current, failure.inputs)) else
@@ -87,10 +89,13 @@ def minimize(failure: Failure, still_fails: Check, domain: Domain | None = None,
 
 #: How a reproducer's "minimized" note starts when minimizing changed nothing.
 UNCHANGED = "unchanged:"
-#: Single values tried before delta debugging: when not one of them can go back to the
-#: seed's without losing the failure, every value matters (a flat image, a constant
-#: signal) and the blocks, which reset several at once, are not tried (thousands of
-#: candidates for nothing: ~10 s on a 3x32x32 image).
+#: Single values tried before delta debugging when the line from the seed moved nothing
+#: (integer inputs, or a failure no point of the line keeps): when not one of them can go
+#: back to the seed's without losing the failure, every value matters (a flat image, a
+#: constant signal) and the blocks, which reset several at once, are not tried (thousands
+#: of candidates for nothing: ~10 s on a 3x32x32 image). Where the line moved, the input
+#: sits at the failure's edge, where single values often cannot go back but some blocks
+#: can (a disagreement at a decision boundary): delta debugging runs as it is.
 SINGLE_PROBES = 32
 
 

@@ -12,6 +12,7 @@ from nnfuzz.domain import FROM_SEEDS, as_named_inputs
 from nnfuzz.inference import infer_domain
 from nnfuzz.errors import CorpusError, TargetError
 from nnfuzz.mutation import Mutator
+from nnfuzz.target import in_memory
 
 
 def padded(count: int = 6, length: int = 8, pad: int = 0, seed: int = 0) -> torch.Tensor:
@@ -158,3 +159,51 @@ def test_chains_of_mutants_keep_every_kind_valid(seed: int, pad: int, marks: str
         assert int(tokens.min()) >= 0 and int(tokens.max()) <= 60
         assert got_image.dtype == torch.uint8 and got_flags.dtype == torch.bool
         assert tuple(t.shape for t in current) == tuple(t.shape for t in seeds)
+
+
+class EmbeddingBag(torch.nn.Module):
+    """Token ids straight into an nn.Embedding(500), mean-pooled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embedding = torch.nn.Embedding(500, 8)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embedding(ids).mean(1))
+
+
+class OneHot(torch.nn.Module):
+    """Token ids one-hot encoded by hand: no embedding takes them as they are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(500, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.nn.functional.one_hot(ids, 500).float().mean(1))
+
+
+def token_seeds() -> torch.Tensor:
+    return torch.randint(3, 497, (16, 12), generator=torch.Generator().manual_seed(0))
+
+
+def test_token_bounds_come_from_the_embedding_the_ids_feed_with_no_warning() -> None:
+    domain = in_memory(EmbeddingBag(), token_seeds()).domain()
+    [field] = domain.fields
+    assert (field.low, field.high) == (0.0, 499.0)
+    assert "embedding.num_embeddings" in field.bounds_from
+    assert domain.warnings() == []
+
+
+def test_token_bounds_from_the_seeds_are_a_warning_saying_how_to_declare_the_vocabulary() -> None:
+    seeds = token_seeds()
+    domain = in_memory(OneHot(), seeds).domain()
+    [field] = domain.fields
+    assert (field.low, field.high) == (float(seeds.min()), float(seeds.max()))
+    [warning] = domain.warnings()
+    assert f"token ids {int(seeds.min())}..{int(seeds.max())} are the seeds' min and max" in warning
+    assert "INPUTS = nnfuzz.Tokens(vocab=N)" in warning
+    [api_warning] = domain.warnings(api=True)
+    assert "inputs=nnfuzz.Tokens(vocab=N)" in api_warning
