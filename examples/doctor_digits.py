@@ -3,7 +3,7 @@
     nnfuzz doctor examples/doctor_digits.py
 
 The seeds are the 32 scikit-learn digits (8x8 images, intensities 0..16)
-bundled in benchmarks/zoo/corpus/digits; their labels are below, so nothing
+bundled in corpus/digits; their labels are below, so nothing
 needs scikit-learn. ``model()`` returns the model as it would be fuzzed;
 ``init()`` a freshly initialised one, for the initial-loss check.
 """
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-CORPUS = Path(__file__).resolve().parent.parent / "benchmarks" / "zoo" / "corpus" / "digits"
+CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "digits"
 #: The label of each bundled seed, in file order (seed-000.npy is a 6).
 LABELS = [6, 5, 5, 7, 9, 9, 8, 4, 6, 8, 6, 0, 6, 8, 3, 2, 2, 3, 1, 2, 5, 9, 8, 7, 5, 3, 4, 2,
           8, 2, 3, 7]

@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 ZOO = Path(__file__).resolve().parent
+#: The seed corpora of the bundled examples: the project's top-level corpus/ folder.
+CORPUS = ZOO.parent.parent / "corpus"
 
 #: The sensor targets' windows (corpus/sensor): temperature readings in kelvin,
 #: within the sensor's rated range of -43 to 77 degrees Celsius.
@@ -26,8 +28,9 @@ SENSOR_CLASSES = 3
 
 
 def load_seeds(name: str) -> torch.Tensor:
-    """The seed corpus of a zoo target: corpus/<name>/*.npy stacked into (N, ...)."""
-    files = sorted((ZOO / "corpus" / name).glob("*.npy"))
+    """The seed corpus of a zoo target: corpus/<name>/*.npy (at the project's top level)
+    stacked into (N, ...)."""
+    files = sorted((CORPUS / name).glob("*.npy"))
     return torch.from_numpy(np.stack([np.load(path, allow_pickle=False) for path in files]))
 
 

@@ -4,7 +4,7 @@
 
 Trains each model on data a package ships (scikit-learn's digits) or that is
 generated here (token sequences, temperature readings), with fixed
-generators, and writes weights/*.safetensors, corpus/*/*.npy and the seeds'
+generators, and writes weights/*.safetensors, the top-level corpus/*/*.npy and the seeds'
 labels, labels/*.npy. The files are committed, so fuzzing the zoo needs
 neither scikit-learn nor this script. Takes 2 to 4 minutes on 2 cores
 (mostly the CNN and the GRU).
@@ -66,7 +66,9 @@ def uniform_images(count: int, low: float = 0.0, high: float = 16.0, seed: int =
 
 
 def write_corpus(name: str, rows: torch.Tensor) -> None:
-    folder = ZOO / "corpus" / name
+    from _zoo import CORPUS
+
+    folder = CORPUS / name
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.npy"):
         old.unlink()

@@ -20,7 +20,7 @@ import nnfuzz
 
 from .support import Process, assert_one_error_line, invoke
 
-pytest.importorskip("ray")
+pytest.importorskip("ray", reason="needs the ray extra: pip install -e '.[ray]' (CI installs it)")
 
 pytestmark = pytest.mark.slow
 
