@@ -54,6 +54,12 @@ OPERATORS = {
     TOKENS: ("replace", "insert", "delete", "crossover", "edge"),
     FLAGS: ("flip", "crossover", "edge"),
 }
+#: Operators between inputs of the same shape, dtype and kind, where a model has such (a
+#: Siamese pair, query and key): ``copy`` makes one equal to another, the degenerate case
+#: they never reach by chance (cosine_similarity(x, x) exceeds 1 in float32 for about a
+#: quarter of vectors, so acos of it is NaN: pytorch/pytorch#78064); ``swap`` exchanges
+#: them. ``copy`` is an edge: it goes with the edge operator.
+RELATIONAL = ("copy", "swap")
 FLOAT_OPERATORS = OPERATORS[CONTINUOUS]
 INTEGER_OPERATORS = OPERATORS[TOKENS]
 
@@ -82,7 +88,12 @@ class Mutator:
         self.config = config
         self.gradient = gradient
         self.mutable = [p for p, f in enumerate(domain.fields) if f.mutable]
-        self.operators = {p: self._operators_for(domain.fields[p]) for p in self.mutable}
+        #: Each input's siblings: the other inputs of the same shape, dtype and kind (the two
+        #: images of a Siamese pair, query and key), which the relational operators use.
+        self.siblings = {p: [q for q in self.mutable if q != p and _alike(domain.fields[p],
+                                                                            domain.fields[q])]
+                         for p in self.mutable}
+        self.operators = {p: self._operators_for(p) for p in self.mutable}
         #: Every (input position, operator) in drawing order; per input, its operators' count
         #: and the index of its first pair.
         self._pairs = [(p, name) for p in self.mutable for name in self.operators[p]]
@@ -90,11 +101,13 @@ class Mutator:
         self._counts = torch.tensor(counts)
         self._offsets = torch.tensor([0, *itertools.accumulate(counts)][:-1])
 
-    def _operators_for(self, field: Field) -> tuple[str, ...]:
+    def _operators_for(self, position: int) -> tuple[str, ...]:
         skip = {"guided"} if self.gradient is None else set()
         if not self.config.edges:
-            skip.add("edge")
-        return tuple(name for name in OPERATORS[field.kind] if name not in skip)
+            skip.update(("edge", "copy"))
+        relational = RELATIONAL if self.siblings[position] else ()
+        kind = self.domain.fields[position].kind
+        return tuple(name for name in OPERATORS[kind] + relational if name not in skip)
 
     def children(self, parents: Batch, anchors: Inputs, rng: torch.Generator
                  ) -> tuple[Batch, Batch]:
@@ -120,6 +133,12 @@ class Mutator:
             return tuple(mutants), None
         source: torch.Tensor | None = None
         for (position, name), rows in self._rows_by_operator(size, rng, inputs[0].device):
+            if name in RELATIONAL:
+                sibling = self._sibling(position, rows, rng)
+                mutants[position][rows] = inputs[sibling][rows]
+                if name == "swap":
+                    mutants[sibling][rows] = inputs[position][rows]
+                continue
             stepped = self._guided(position, inputs, rows, rng) if name == "guided" else None
             if stepped is None:
                 # A guided row without a gradient takes noise instead.
@@ -158,6 +177,12 @@ class Mutator:
                 groups.append((pair, order[start:start + count]))
             start += count
         return groups
+
+    def _sibling(self, position: int, rows: torch.Tensor, rng: torch.Generator) -> int:
+        """One of the input's siblings, drawn for the rows together."""
+        siblings = self.siblings[position]
+        return siblings[int(torch.randint(len(siblings), (1,), generator=rng,
+                                          device=rng.device).item())]
 
     def _guided(self, position: int, inputs: Inputs, rows: torch.Tensor, rng: torch.Generator
                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -200,6 +225,12 @@ class Mutator:
                             self.config.radius, self.config.norm)
             return field.clamp(moved)
         return field.clamp(mutant)
+
+
+def _alike(field: Field, other: Field) -> bool:
+    """Inputs a relational operator may make equal: the same shape, dtype and kind (the copy
+    is then clipped into its own bounds, like every mutant)."""
+    return field.shape == other.shape and field.dtype == other.dtype and field.kind == other.kind
 
 
 # --- float operators: (x (B, ...), field, rng) -> mutant of the same shape ---------

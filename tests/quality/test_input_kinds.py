@@ -271,3 +271,30 @@ def test_user_objectives_get_named_inputs_as_a_dict_and_the_dict_output() -> Non
                          objectives=[long_sequence], runs=2000, stop_on_failure=True)
     assert seen and seen[0] == (["attention_mask", "input_ids"], torch.Tensor)
     assert result.failures and int(result.failures[0].inputs[1].sum()) == 10
+
+
+class SiameseAngle(nn.Module):
+    """The angle between two embeddings, acos of their cosine similarity: NaN when the two
+    inputs are equal and the similarity rounds past 1 in float32 (pytorch/pytorch#78064)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 8))
+
+    def forward(self, anchor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        similarity = nn.functional.cosine_similarity(self.embed(anchor), self.embed(other))
+        return torch.acos(similarity).unsqueeze(1)
+
+
+def test_a_pair_made_equal_by_the_copy_operator_finds_the_acos_of_a_rounded_similarity() -> None:
+    g = torch.Generator().manual_seed(0)
+    pairs = (2 * torch.rand(32, 16, generator=g) - 1, 2 * torch.rand(32, 16, generator=g) - 1)
+    for seed in range(3):
+        result = nnfuzz.fuzz(SiameseAngle(), pairs, bounds=(-1.0, 1.0), runs=500, seed=seed,
+                             minimize=False)
+        [failure] = result.failures
+        assert failure.objective == "nonfinite"
+        assert int(failure.metadata["found_after_execs"]) <= 200  # the first batches
+        anchor, other = failure.inputs
+        assert torch.equal(anchor, other)

@@ -414,3 +414,33 @@ def test_the_same_generator_seed_gives_identical_token_mutants(dtype: torch.dtyp
     second = mutator.mutate((tokens,), (tokens,), generator(5))[0]
     assert torch.equal(first, second)
     assert not torch.equal(first, tokens), "no token mutant differs from its seed"
+
+
+def pair_domain(**bounds: object):  # type: ignore[no-untyped-def]
+    """Two float inputs of one shape (a Siamese pair) and a third of another shape."""
+    g = generator(0)
+    seeds = (torch.rand(8, 5, generator=g), torch.rand(8, 5, generator=g), torch.rand(8, 3, generator=g))
+    return seeds, infer_domain(seeds, [(0.0, 1.0)] * 3)
+
+
+def test_inputs_of_one_shape_and_kind_get_the_relational_operators_and_only_they() -> None:
+    seeds, domain = pair_domain()
+    mutator = Mutator(domain)
+    assert mutator.siblings == {0: [1], 1: [0], 2: []}
+    assert {"copy", "swap"} <= set(mutator.operators[0]) and {"copy", "swap"} <= set(mutator.operators[1])
+    assert not {"copy", "swap"} & set(mutator.operators[2])
+    no_edges = Mutator(domain, MutationConfig(edges=False))
+    assert "swap" in no_edges.operators[0] and "copy" not in no_edges.operators[0]  # copy is an edge
+
+
+def test_copy_makes_a_pair_equal_and_swap_exchanges_it() -> None:
+    g = generator(0)
+    seeds = (torch.rand(400, 5, generator=g), torch.rand(400, 5, generator=g))
+    mutants = Mutator(infer_domain(seeds, [(0.0, 1.0)] * 2)).mutate(seeds, seeds, generator(3))
+    equal = (mutants[0] == mutants[1]).all(1)
+    swapped = (mutants[0] == seeds[1]).all(1) & (mutants[1] == seeds[0]).all(1)
+    assert int(equal.sum()) >= 5 and int(swapped.sum()) >= 5
+    # A copy is the sibling's value exactly: the other input of the row is left as it was.
+    copied_first = equal & (mutants[1] == seeds[1]).all(1)
+    copied_second = equal & (mutants[0] == seeds[0]).all(1)
+    assert bool((copied_first | copied_second)[equal].all())
