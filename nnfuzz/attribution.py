@@ -7,6 +7,14 @@ alone (replay, minimize, a new failure once), nnfuzz runs the model again under
 a dispatch mode that looks at every operation's result and reports the first
 that turned finite inputs into NaN or Inf, with the line that called it.
 Never in the hot loop: checking every operation costs many times the forward.
+
+The operation named is the one on the path of the non-finite value that reached the
+model's output: each operation that outputs NaN or Inf is recorded with the records of
+its non-finite inputs, and the walk goes back from the output until it meets the
+operation that made the value out of values without it. An Inf made on purpose and
+consumed (transformers' attention masks build -inf, which softmax turns into zeros) is
+not on that path, so it is not blamed. When the output is finite (a NaN inside that
+did not reach it), the first operation that made a NaN is named, else the first Inf.
 """
 
 from __future__ import annotations
@@ -39,15 +47,17 @@ class Origin:
 
 def first_nonfinite_operation(model: torch.nn.Module, inputs: Inputs, names: Names,
                               source: Path | None = None) -> Origin | None:
-    """Run ``model`` on ``inputs`` (no gradient) and find the operation that made the first
-    non-finite value out of finite ones; None when there is none (or it cannot be told)."""
+    """Run ``model`` on ``inputs`` (no gradient) and find the operation that made the
+    non-finite value of its output out of values without it (else the first made inside);
+    None when there is none (or it cannot be told)."""
     mode = _Watch(source)
+    output = None
     try:
         with torch.no_grad(), mode:
-            call(model, inputs, names)
+            output = call(model, inputs, names)
     except Exception:  # noqa: BLE001 - a model that raises: its exception says where
         pass
-    return mode.found
+    return mode.origin_of(output)
 
 
 def with_origin(failure: Failure, model: torch.nn.Module, names: Names,
@@ -63,19 +73,81 @@ def with_origin(failure: Failure, model: torch.nn.Module, names: Names,
     return replace(failure, detail=f"{failure.detail}; {origin.describe()}")
 
 
+@dataclass(frozen=True)
+class _Made:
+    """An operation whose output held NaN or Inf: what it made itself, and the records of
+    its inputs that already held some (the path back)."""
+
+    origin: Origin
+    made: frozenset[str]
+    inputs: tuple[tuple["_Made", frozenset[str]], ...]
+
+    def maker(self, kind: str) -> "_Made | None":
+        """Back along the inputs that held ``kind`` to the operation that made it."""
+        if kind in self.made:
+            return self
+        for record, held in self.inputs:
+            if kind in held and (found := record.maker(kind)) is not None:
+                return found
+        return None
+
+
 class _Watch(TorchDispatchMode):
     def __init__(self, source: Path | None) -> None:
         super().__init__()
         self.source = source.resolve() if source is not None else None
-        self.found: Origin | None = None
+        #: The record of each tensor that holds NaN or Inf, by id; the tensors themselves
+        #: are kept alive with it, so that an id is never reused for another.
+        self.records: dict[int, tuple[torch.Tensor, _Made]] = {}
+        #: Every operation that made NaN or Inf, in order.
+        self.made: list[_Made] = []
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        # The inputs are read before the call: an in-place operation changes them.
+        held = [(leaf, _nonfinite(leaf)) for leaf in _float_tensors((args, kwargs))]
+        held = [(leaf, kinds) for leaf, kinds in held if kinds]
         result = func(*args, **(kwargs or {}))
-        if self.found is None:
-            made = _made(_nonfinite(result), _nonfinite((args, kwargs)))
-            if made is not None:
-                self.found = Origin(_operation_name(func), made, _user_line(self.source))
+        outputs = [(leaf, _nonfinite(leaf)) for leaf in _float_tensors(result)]
+        outputs = [(leaf, kinds) for leaf, kinds in outputs if kinds]
+        if not outputs:
+            return result
+        given = frozenset().union(*(kinds for _, kinds in held)) if held else frozenset()
+        produced = frozenset().union(*(kinds for _, kinds in outputs))
+        made = _made(set(produced), set(given))
+        record = _Made(Origin(_operation_name(func), made, _user_line(self.source)) if made
+                       else _UNTOLD,
+                       frozenset({made}) if made else frozenset(),
+                       tuple((self.records[id(leaf)][1], kinds) for leaf, kinds in held
+                             if id(leaf) in self.records))
+        if made:
+            self.made.append(record)
+        for leaf, _ in outputs:
+            self.records[id(leaf)] = (leaf, record)
         return result
+
+    def origin_of(self, output: Any) -> Origin | None:
+        """The maker of the non-finite value that reached ``output``; else the first NaN
+        made, else the first Inf."""
+        reached = [(self.records[id(leaf)][1], _nonfinite(leaf)) for leaf in _float_tensors(output)
+                   if id(leaf) in self.records]
+        for kind in ("NaN", "Inf"):
+            for record, held in reached:
+                if kind in held and (maker := record.maker(kind)) is not None:
+                    return maker.origin
+        for kind in ("NaN", "Inf"):
+            for record in self.made:
+                if kind in record.made:
+                    return record.origin
+        return None
+
+
+#: The origin of a record that made nothing itself (it passed values on).
+_UNTOLD = Origin("", "", "")
+
+
+def _float_tensors(values: Any) -> list[torch.Tensor]:
+    return [leaf for leaf in pytree.tree_leaves(values)
+            if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()]
 
 
 def _made(output: set[str], inputs: set[str]) -> str | None:

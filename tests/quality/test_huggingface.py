@@ -94,3 +94,39 @@ def test_the_masked_pooling_0_by_0_of_a_bert_encoder_is_found_and_replays(tmp_pa
     assert (failure.inputs[0] == PAD).all() and (failure.inputs[1] == 0).all()
     outcome = replay(in_memory(MaskedMeanPoolBert(), seeds), [failure.path])[0]
     assert outcome.verdict is Verdict.STILL_FAILS, outcome.line()
+
+
+class MaskedMeanPoolDistilBert(nn.Module):
+    """A DistilBERT encoder (built from a config) with the user's mean pooling over the mask:
+    0 / 0 on an all-padding row. transformers builds -inf for the attention mask on purpose;
+    the encoder's output stays finite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        config = transformers.DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2,
+                                               hidden_dim=64, max_position_embeddings=32,
+                                               pad_token_id=PAD)
+        self.encoder = transformers.DistilBertModel(config).eval()
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).float()
+        return self.head((hidden * mask).sum(1) / mask.sum(1))  # the user's pooling
+
+
+@pytest.mark.parametrize("model", [MaskedMeanPoolBert, MaskedMeanPoolDistilBert])
+def test_the_nan_is_blamed_on_the_users_pooling_not_on_the_attention_masks_minus_inf(
+        model: type[nn.Module]) -> None:
+    from nnfuzz.attribution import first_nonfinite_operation
+
+    ids = torch.full((1, 16), PAD)
+    mask = torch.zeros(1, 16, dtype=torch.long)
+    inputs, names = ((ids, mask, mask), ("input_ids", "attention_mask", "token_type_ids"))
+    if model is MaskedMeanPoolDistilBert:
+        inputs, names = inputs[:2], names[:2]
+    origin = first_nonfinite_operation(model().eval(), inputs, names, Path(__file__))
+    assert origin is not None
+    assert (origin.operation, origin.kind) == ("torch.div", "NaN"), origin
+    assert "/ mask.sum(1)" in origin.location

@@ -66,3 +66,47 @@ def test_a_run_reports_the_module_what_it_may_hide_and_the_operation(tmp_path: P
     assert "NaN in the output of module 'head'" in detail
     assert "it may come from code that runs before it in the forward() of the model" in detail
     assert f"made by torch.div at test_attribution.py:{made_here()}" in detail
+
+
+class MaskedAttentionThenPooling(nn.Module):
+    """Attention whose padding is masked with -inf on purpose (softmax makes it 0: harmless;
+    the first position is never masked), then a mean over the mask that divides by its sum:
+    0 / 0 for an all-padding row. The NaN that reaches the output is the pooling's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.score = nn.Linear(4, 1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keep = mask.clone()
+        keep[:, 0] = True
+        scores = self.score(x).squeeze(-1).masked_fill(~keep, float("-inf"))
+        attended = x * torch.softmax(scores, 1).unsqueeze(-1)
+        weights = mask.unsqueeze(-1).float()
+        pooled = (attended * weights).sum(1) / weights.sum(1)  # pooled here
+        return self.head(pooled)
+
+
+def test_a_deliberate_minus_inf_that_softmax_consumes_is_not_blamed_for_the_nan() -> None:
+    x, mask = torch.rand(1, 6, 4), torch.zeros(1, 6, dtype=torch.bool)  # all padding
+    origin = first_nonfinite_operation(MaskedAttentionThenPooling().eval(), (x, mask), None,
+                                       Path(__file__))
+    assert origin is not None
+    assert (origin.operation, origin.kind) == ("torch.div", "NaN")
+    line = next(n for n, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+                if text.endswith("# pooled here"))
+    assert origin.location.startswith(f"test_attribution.py:{line} ")
+
+
+def test_an_inf_that_reaches_the_output_is_traced_to_the_operation_that_made_it() -> None:
+    class Overflows(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mask = torch.zeros_like(x).masked_fill(x < 0, float("-inf"))  # consumed below
+            kept = torch.softmax(x + mask, 1)
+            return kept * torch.exp(x * 100)  # overflows here
+
+    origin = first_nonfinite_operation(Overflows(), (torch.tensor([[1.0, -1.0, 2.0]]),), None,
+                                       Path(__file__))
+    assert origin is not None and (origin.operation, origin.kind) == ("torch.exp", "Inf")
