@@ -122,7 +122,8 @@ class Campaign:
                        execs=progress.execs + int(summed(self.earlier, "execs")),
                        execs_per_s=progress.execs / elapsed if elapsed > 0 else 0.0,
                        failures=len(self.failures), saved_failures=len(self.known),
-                       run=len(self.earlier) + 1)
+                       run=len(self.earlier) + 1, run_execs=progress.execs,
+                       run_elapsed_s=elapsed)
 
     def status(self, progress: Snapshot) -> Snapshot:
         """One status line, one stats.jsonl record, and run.json brought up to date (so that a

@@ -34,6 +34,25 @@ if TYPE_CHECKING:
 LOCK_NAME = ".lock"
 
 
+def holder_of(path: Path) -> str | None:
+    """The pid of the live run that holds ``path``'s lock, or None when no process does (a
+    run killed with SIGKILL leaves run.json saying "running", but the kernel drops its
+    lock). Takes nothing: the lock, when free, is let go at once."""
+    lock_path = path / LOCK_NAME
+    if not lock_path.is_file():
+        return None
+    try:
+        with open(lock_path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read().strip() or "unknown"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
 class OutputFolder:
     """Reads and writes one run's output folder; every write is atomic."""
 

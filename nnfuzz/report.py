@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nnfuzz.errors import OutputError, UsageError
-from nnfuzz.output import read_run_json, reproducers_in
+from nnfuzz.output import holder_of, read_run_json, reproducers_in
 from nnfuzz.reproducer import Failure, replay_command
 from nnfuzz.storage import atomic_write
 
@@ -32,12 +32,18 @@ class SavedFailure:
     problem: str = ""
 
 
+#: What run.json says of a run that has not finished.
+RUNNING = "running"
+
+
 @dataclass
 class FolderReport:
     folder: Path
     run: dict[str, Any]
     stats: list[dict[str, Any]]
     failures: list[SavedFailure]
+    #: The pid of the live run holding the folder, if one does.
+    holder: str | None = None
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -45,8 +51,20 @@ class FolderReport:
 
     @property
     def runs(self) -> list[dict[str, Any]]:
+        """Each run as run.json records it, but a run it says is running is only running
+        while a live process holds the folder (the last run); else it was killed."""
         runs = self.run.get("runs")
-        return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else [self.run]
+        runs = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else [self.run]
+        return [_with_status(each, live=self.holder if number == len(runs) else None)
+                for number, each in enumerate(runs, 1)]
+
+
+def _with_status(run: dict[str, Any], live: str | None) -> dict[str, Any]:
+    if run.get("stop_reason") != RUNNING:
+        return run
+    status = (f"{RUNNING} (pid {live})" if live is not None else
+              "killed (its process is gone; the same command resumes it)")
+    return {**run, "stop_reason": status}
 
 
 def read_folder(folder: Path) -> FolderReport:
@@ -61,7 +79,7 @@ def read_folder(folder: Path) -> FolderReport:
         raise OutputError(f"{run_json} is unreadable ({error}): run nnfuzz again with this "
                           "--out to rewrite it.") from None
     return FolderReport(folder, run, _read_stats(folder / "stats.jsonl"),
-                        _read_failures(folder / "crashes"))
+                        _read_failures(folder / "crashes"), holder_of(folder))
 
 
 def _read_stats(path: Path) -> list[dict[str, Any]]:
@@ -149,28 +167,40 @@ def png_bytes(figure: Any) -> bytes:
 
 def plot(report: FolderReport, png: Path) -> Path:
     """Coverage and corpus (top) and failures saved (bottom) against seconds fuzzed."""
+    atomic_write(png, png_bytes(figure_of(report)))
+    return png
+
+
+def figure_of(report: FolderReport) -> Any:
+    """The report's figure (see :func:`plot`)."""
     plt = pyplot()
     import matplotlib.ticker
 
     stats = report.stats
     seconds = [float(r.get("elapsed_s", 0)) for r in stats]
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 5.5))
-    top.plot(seconds, [r.get("coverage", 0) for r in stats], label="coverage")
-    top.plot(seconds, [r.get("corpus", 0) for r in stats], label="corpus", linestyle="--")
+    # Points as well as lines: a short run has one record, which a line alone does not show.
+    top.plot(seconds, [r.get("coverage", 0) for r in stats], label="coverage", marker="o",
+             markersize=3)
+    top.plot(seconds, [r.get("corpus", 0) for r in stats], label="corpus", linestyle="--",
+             marker="s", markersize=3)
     top.set_ylabel("inputs")
+    top.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # counts
     top.legend(loc="lower right")
-    bottom.step([0.0, *seconds], [0, *_failures_saved(stats)], where="post", color="tab:red")
+    saved = _failures_saved(stats)
+    bottom.step([0.0, *seconds], [0, *saved], where="post", color="tab:red")
+    bottom.plot(seconds, saved, linestyle="none", marker="o", markersize=3, color="tab:red")
     bottom.set_ylabel("failures saved")
-    bottom.set_ylim(bottom=0)
-    bottom.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    # Whole failures only: at least 0..1, so that the locator has no fraction to place.
+    bottom.set_ylim(0, max(1, *saved, 0) + 0.5)
+    bottom.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
     bottom.set_xlabel("seconds fuzzed (all runs)")
     for start in _run_starts(stats):
         for axis in (top, bottom):
             axis.axvline(start, color="grey", linewidth=0.8, linestyle=":")
     top.set_title(f"{report.run.get('target') or report.folder}: {len(report.runs)} run(s)")
     figure.tight_layout()
-    atomic_write(png, png_bytes(figure))
-    return png
+    return figure
 
 
 def _failures_saved(stats: list[dict[str, Any]]) -> list[int]:

@@ -38,11 +38,16 @@ class Snapshot:
     kept_per_min: float = 0.0
     #: The coverage threshold now (it grows while too many mutants are novel).
     threshold: float = 0.0
+    #: This run's own executions and seconds (``execs`` and ``elapsed_s`` count the folder's
+    #: earlier runs too): what --runs and --max-time bound.
+    run_execs: int = 0
+    run_elapsed_s: float = 0.0
 
     def line(self) -> str:
+        this_run = f" (this run {self.run_elapsed_s:.0f}s)" if self.run > 1 else ""
         return (f"#{self.execs} cov: {self.coverage} corp: {self.corpus}/{_size(self.corpus_mb)} "
                 f"(+{self.kept_per_min:.0f}/min) fail: {self.failures} "
-                f"exec/s: {self.execs_per_s:.0f} elapsed: {self.elapsed_s:.0f}s")
+                f"exec/s: {self.execs_per_s:.0f} elapsed: {self.elapsed_s:.0f}s{this_run}")
 
     def record(self) -> dict[str, float | int]:
         return {key: round(value, 3) if isinstance(value, float) else value
@@ -103,12 +108,20 @@ class TerminalReporter(Reporter):
                  max_time: float | None = None) -> None:
         self.stream = stream or sys.stderr
         self.bar = None
+        #: What the bar measures: this run's executions out of --runs, else its seconds out
+        #: of --max-time (a fraction and a time left), else executions counted.
+        self.by_time = total_runs is None and max_time is not None
         if self.stream.isatty():
             from tqdm import tqdm
 
-            total = total_runs if total_runs is not None else None
-            self.bar = tqdm(total=total, unit="exec", file=self.stream, dynamic_ncols=True,
-                            desc="nnfuzz", leave=True)
+            if self.by_time:
+                self.bar = tqdm(total=max_time, unit="s", file=self.stream, dynamic_ncols=True,
+                                desc="nnfuzz", leave=True,
+                                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f}s "
+                                           "[{remaining} left{postfix}]")
+            else:
+                self.bar = tqdm(total=total_runs, unit="exec", file=self.stream,
+                                dynamic_ncols=True, desc="nnfuzz", leave=True)
         self.max_time = max_time
 
     def _print(self, text: str) -> None:
@@ -127,10 +140,17 @@ class TerminalReporter(Reporter):
         if self.bar is None:
             self._print(snapshot.line())
             return
-        self.bar.update(snapshot.execs - self.bar.n)
-        self.bar.set_postfix_str(f"cov: {snapshot.coverage} corp: {snapshot.corpus}/"
+        self._advance(snapshot)
+        executions = f"#{snapshot.run_execs} " if self.by_time else ""
+        self.bar.set_postfix_str(f"{executions}cov: {snapshot.coverage} corp: {snapshot.corpus}/"
                                  f"{_size(snapshot.corpus_mb)} fail: {snapshot.failures}",
                                  refresh=True)
+
+    def _advance(self, snapshot: Snapshot) -> None:
+        done = snapshot.run_elapsed_s if self.by_time else snapshot.run_execs
+        if self.bar.total is not None:  # type: ignore[union-attr]
+            done = min(done, self.bar.total)  # type: ignore[union-attr]
+        self.bar.update(done - self.bar.n)  # type: ignore[union-attr]
 
     def failure(self, failure: "Failure", replay_command: str | None) -> None:
         self._print(f"==FAILURE== {failure.describe()}")
@@ -139,7 +159,7 @@ class TerminalReporter(Reporter):
 
     def finish(self, snapshot: Snapshot, reason: str) -> None:
         if self.bar is not None:
-            self.bar.update(snapshot.execs - self.bar.n)
+            self._advance(snapshot)
             self.bar.close()
         self._print(f"DONE {snapshot.line()} stopped: {reason}")
 
