@@ -348,6 +348,9 @@ def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) ->
               help="How many seeds (the first ones) the checks run on.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Picks gradcheck's random directions.")
+@click.option("--gradcheck-all", is_flag=True,
+              help="gradcheck: every value of each parameter of up to 512 values (two float64 "
+                   "passes each). Default: one random direction per parameter.")
 @_json_option("the record (doctor.json)")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a page with the table and the plots to this file.")
@@ -355,8 +358,8 @@ def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) ->
               help="Draw gradient norms, activation histograms and overfit curves into this folder.")
 @handles_errors
 def doctor(target: Path, out: Path, checks: tuple[str, ...], optimizer: str, lr: float, steps: int,
-           batch_size: int, seed: int, json_path: Path | None, html_path: Path | None,
-           png_dir: Path | None) -> int:
+           batch_size: int, seed: int, gradcheck_all: bool, json_path: Path | None,
+           html_path: Path | None, png_dir: Path | None) -> int:
     """Check the model of TARGET.py before fuzzing or training it; exit 1 when a check fails."""
     from nnfuzz.doctor import DoctorConfig, diagnose, write_record
     from nnfuzz.doctor.report import COLOURS, heading, summary, table, write_html, write_plots
@@ -368,7 +371,8 @@ def doctor(target: Path, out: Path, checks: tuple[str, ...], optimizer: str, lr:
         pyplot()  # no plots to draw: say so before the checks run, not after
     loaded = load_target(target)
     diagnosis = diagnose(loaded, DoctorConfig(optimizer=optimizer, lr=lr, batch_size=batch_size,
-                                              steps=steps, seed=seed, checks=checks or None))
+                                              steps=steps, seed=seed, checks=checks or None,
+                                              gradcheck_all=gradcheck_all))
     click.echo(heading(diagnosis))
     for line in table(diagnosis, lambda text, status: click.style(text, fg=COLOURS[status],
                                                                   bold=True)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,7 +22,7 @@ from nnfuzz.doctor.activations import activations
 from nnfuzz.doctor.gradients import gradcheck, gradient_flow
 from nnfuzz.doctor.loss import loss_sanity
 from nnfuzz.doctor.result import CheckResult, Status
-from nnfuzz.doctor.subject import DoctorConfig, examine
+from nnfuzz.doctor.subject import DoctorConfig, Subject, examine
 from nnfuzz.doctor.training import initial_loss, overfit, update_size
 from nnfuzz.errors import UsageError
 from nnfuzz.execution import model_device
@@ -94,9 +94,16 @@ def diagnose(target: Target, config: DoctorConfig = DoctorConfig()) -> Diagnosis
     started_at, started = datetime.now(timezone.utc), time.monotonic()
     with _threads_for(target.model):
         subject = examine(target, config)
-        results = [CHECKS[name](subject) for name in CHECKS if name in names]
+        results = [_timed(CHECKS[name], subject) for name in CHECKS if name in names]
     return Diagnosis(target, config, results, subject.size, str(model_device(target.model)),
                      started_at, time.monotonic() - started)
+
+
+def _timed(check: Callable[[Subject], CheckResult], subject: Subject) -> CheckResult:
+    """The check's result, with how long it took: the table says where the time went."""
+    started = time.monotonic()
+    result = check(subject)
+    return replace(result, seconds=time.monotonic() - started)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from nnfuzz.storage import atomic_write, ensure_folder
 COLOURS = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.SKIP: "blue"}
 #: Activation histograms drawn at most, one panel each, spread over the layers.
 HISTOGRAM_PANELS = 12
-HEADER = ("STATUS", "CHECK", "VALUE", "THRESHOLD")
+HEADER = ("STATUS", "CHECK", "TIME", "VALUE", "THRESHOLD")
 
 Style = Callable[[str, Status], str]
 
@@ -41,7 +41,7 @@ def heading(diagnosis: Diagnosis) -> str:
 
 def table(diagnosis: Diagnosis, style: Style = plain) -> list[str]:
     """One row per check: status, check, value and threshold, then its hint, indented."""
-    rows = [HEADER] + [(r.status.value.upper(), r.check, r.value, r.threshold)
+    rows = [HEADER] + [(r.status.value.upper(), r.check, f"{r.seconds:.1f}s", r.value, r.threshold)
                        for r in diagnosis.results]
     widths = [max(len(row[column]) for row in rows) for column in range(len(HEADER) - 1)]
     lines = ["  ".join([cell.ljust(width) for cell, width in zip(HEADER, widths)] + [HEADER[-1]])]

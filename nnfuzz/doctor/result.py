@@ -34,12 +34,15 @@ class CheckResult:
     measured: float | None = None
     #: JSON-ready details (per-layer numbers, curves) that the plots draw.
     data: dict[str, Any] = field(default_factory=dict)
+    #: How long the check took (set by diagnose).
+    seconds: float = 0.0
 
     def record(self) -> dict[str, Any]:
         """JSON-ready, and strict JSON: a NaN or infinite number becomes null."""
         return _finite({"check": self.check, "status": self.status.value, "value": self.value,
                         "threshold": self.threshold, "hint": self.hint,
-                        "measured": self.measured, "data": self.data})
+                        "measured": self.measured, "seconds": round(self.seconds, 3),
+                        "data": self.data})
 
 
 def _finite(value: Any) -> Any:

@@ -46,6 +46,9 @@ class DoctorConfig:
     seed: int = 0
     #: The checks to run, by name; None runs them all.
     checks: tuple[str, ...] | None = None
+    #: gradcheck value by value (parameters of up to FULL_GRADCHECK_VALUES values), not
+    #: along one random direction per parameter (--gradcheck-all).
+    gradcheck_all: bool = False
 
 
 @dataclass

@@ -182,8 +182,9 @@ def update_size(subject: Subject) -> CheckResult:
                  f"{HEALTHY_UPDATE * 10 ** UPDATE_WARN_ORDERS:.0e} ({HEALTHY_UPDATE:g} "
                  f"±{UPDATE_WARN_ORDERS:g} orders)")
     if not ratios:
-        return CheckResult(name, Status.PASS, "no parameter to measure", threshold,
-                           "no trainable parameter has both weights and a gradient to compare.")
+        return skipped(name, "no parameter to measure", "no trainable parameter has both "
+                       "non-zero weights and a gradient to compare (a zero-initialised head "
+                       "gets them after its first steps).")
     orders = {key: _orders_from_healthy(ratio) for key, ratio in ratios.items()}
     farthest = max(orders, key=lambda key: orders[key])
     status = graded(orders[farthest], UPDATE_WARN_ORDERS, UPDATE_FAIL_ORDERS)

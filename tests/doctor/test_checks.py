@@ -15,10 +15,13 @@ from nnfuzz.target import in_memory
 
 from .zoo import BROKEN, HEALTHY, MLP, build, digits, softmax_over_batch_loss
 
-#: The one warning a broken model may raise beside its failure: dead units pass an
-#: all-zero gradient to the layers before them, which gradient-flow reports (as a
-#: step function would cause it too) and leaves the failure to activations.
-SIDE_EFFECTS = {"activations": {"gradient-flow": Status.WARN}}
+#: What a broken model may say beside its failure: dead units pass an all-zero gradient
+#: to the layers before them, which gradient-flow reports (as a step function would
+#: cause it too) and leaves the failure to activations; a frozen model's one trainable
+#: parameter starts at zero, so update-size has nothing to measure, and says SKIP (it
+#: said PASS before issue #24: a check that measured nothing passed).
+SIDE_EFFECTS = {"activations": {"gradient-flow": Status.WARN},
+                "overfit": {"update-size": Status.SKIP}}
 
 
 @functools.cache
@@ -125,3 +128,23 @@ def test_a_nan_in_a_layer_fails_activations_and_names_the_layer() -> None:
     (result,) = diagnose(in_memory(model, seeds, targets=labels),
                          DoctorConfig(checks=("activations",))).results
     assert result.status is Status.FAIL and "'1'" in result.hint
+
+
+def test_each_check_says_how_long_it_took_in_its_line_and_its_record() -> None:
+    from nnfuzz.doctor.report import table
+
+    results = zoo_results(None)
+    assert all(result.seconds > 0 for result in results.values())
+    assert all(result.record()["seconds"] >= 0 for result in results.values())
+    lines = table(diagnose(build(*HEALTHY), DoctorConfig(checks=("gradcheck",))))
+    assert lines[0].split()[:3] == ["STATUS", "CHECK", "TIME"]
+    assert lines[1].split()[2].endswith("s")
+
+
+def test_gradcheck_checks_one_direction_per_parameter_unless_asked_for_every_value() -> None:
+    target = build(*HEALTHY)
+    [directional] = diagnose(target, DoctorConfig(checks=("gradcheck",))).results
+    [every] = diagnose(target, DoctorConfig(checks=("gradcheck",), gradcheck_all=True)).results
+    assert "one random direction per parameter" in directional.threshold
+    assert "every value up to 512" in every.threshold
+    assert directional.status is every.status is Status.PASS
