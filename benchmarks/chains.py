@@ -20,7 +20,6 @@ folder); a median more than twice either is flagged.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -31,9 +30,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
 
-from benchmarks import finding, machine, report
+from benchmarks import finding, finding_section, machine, report
 from nnfuzz.target import load_target
 
 #: (budget, run seeds) of a --quick and of a full run. Issue #30's bar: the chain_std
@@ -193,16 +191,10 @@ def run(quick: bool, budget: int | None = None, seeds: int | None = None,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK[1]} run seeds (default: {FULL[1]})")
-    parser.add_argument("--budget", type=int, help="executions per search")
-    parser.add_argument("--seeds", type=int, help="run seeds 0..K-1 per searcher")
+    parser = finding_section.search_options(__doc__.splitlines()[0], QUICK, FULL)
     parser.add_argument("--reference", help="measure the reference again at this commit "
                                              f"(default: the stored one, {REFERENCE} at first)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = finding_section.parsed(parser)
     run(args.quick, args.budget, args.seeds, args.reference)
 
 

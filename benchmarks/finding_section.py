@@ -160,18 +160,31 @@ def run(quick: bool, budget: int | None = None, seeds: int | None = None,
     return report.write("finding", text, quick)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def search_options(description: str, quick: tuple[int, int],
+                   full: tuple[int, int]) -> argparse.ArgumentParser:
+    """The options every search benchmark takes: --quick, --budget, --seeds, --threads (set
+    when the arguments are read, by :func:`parsed`)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true",
-                        help=f"budget {QUICK[0]:,} and {QUICK[1]} run seeds "
-                             f"(default: {FULL[0]:,} and {FULL[1]})")
+                        help=f"budget {quick[0]:,} and {quick[1]} run seeds "
+                             f"(default: {full[0]:,} and {full[1]})")
     parser.add_argument("--budget", type=int, help="executions per search")
     parser.add_argument("--seeds", type=int, help="run seeds 0..K-1 per searcher")
-    parser.add_argument("--targets", help="comma-separated zoo targets "
-                                          f"(default: {','.join(finding.TARGETS)})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    return parser
+
+
+def parsed(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    return args
+
+
+def main() -> None:
+    parser = search_options(__doc__.splitlines()[0], QUICK, FULL)
+    parser.add_argument("--targets", help="comma-separated zoo targets "
+                                          f"(default: {','.join(finding.TARGETS)})")
+    args = parsed(parser)
     run(args.quick, args.budget, args.seeds, args.targets.split(",") if args.targets else None)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from nnfuzz.corpus import Batch, Corpus
-from nnfuzz.domain import CONTINUOUS, Domain, Inputs
+from nnfuzz.domain import CONTINUOUS, Domain
 from nnfuzz.guidance import Guidance, Push
 from nnfuzz.mutation import Mutator, guided_step
 

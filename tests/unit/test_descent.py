@@ -13,7 +13,7 @@ import nnfuzz
 from nnfuzz import descent as descent_module
 from nnfuzz.campaign import Campaign
 from nnfuzz.config import FuzzConfig
-from nnfuzz.descent import Descent, Walk
+from nnfuzz.descent import Walk
 from nnfuzz.execution_record import STATS
 from nnfuzz.guidance import Push
 from nnfuzz.loop import Fuzzer
