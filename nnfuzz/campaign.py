@@ -15,15 +15,18 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.errors import NnfuzzError
 from nnfuzz.output import OutputFolder, run_record, summed
 from nnfuzz.reproducer import Failure, replay_command
-from nnfuzz.status import Reporter, Snapshot
+from nnfuzz.status import Reporter, Snapshot, announce_domain
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
+
+if TYPE_CHECKING:
+    from nnfuzz.loop import StartUp
 
 
 #: Makes a failure smaller (toward its seed) while it fails the same way; the failure
@@ -61,6 +64,18 @@ class Campaign:
         #: What the engines run on, for run.json; a driver sets them once set up.
         self.device = "cpu"
         self.coverage_layers: list[str] = []
+
+    def engine_set_up(self, startup: "StartUp") -> None:
+        """An engine's start-up facts, said once and recorded (run.json's device and
+        coverage layers), whichever driver ran it."""
+        for line in startup.warnings:
+            self.reporter.warning(line)
+        for line in startup.infos:
+            self.reporter.info(line)
+        self.reporter.info(f"coverage threshold {startup.threshold:.6g} ({startup.threshold_from}); "
+                           f"corpus {startup.corpus}, {len(self.known)} known failure(s)")
+        self.device = startup.device
+        self.coverage_layers = list(startup.coverage_layers)
 
     def close(self) -> None:
         """Let the next run have the output folder."""
@@ -174,12 +189,11 @@ class InProcess:
         except BaseException:
             self.campaign.close()  # a run that could not start holds no folder
             raise
-        self.campaign.device = str(self.fuzzer.executor.device)
-        self.campaign.coverage_layers = list(self.fuzzer.executor.layers)
 
     def run(self) -> FuzzResult:
         campaign, fuzzer = self.campaign, self.fuzzer
-        fuzzer.announce(campaign.reporter, len(campaign.known))
+        announce_domain(campaign.reporter, fuzzer.domain, api=campaign.target.path is None)
+        campaign.engine_set_up(fuzzer.startup())
         campaign.write_run(None, fuzzer.progress())
         try:
             while (reason := fuzzer.run_slice(campaign.config.status_interval,

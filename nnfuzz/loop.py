@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -33,12 +33,30 @@ from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
 from nnfuzz.reproducer import Failure
 from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
-from nnfuzz.status import Reporter, Snapshot, announce_domain
+from nnfuzz.status import Snapshot
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
 
 if TYPE_CHECKING:
     from nnfuzz.campaign import Shrink
+
+
+@dataclass(frozen=True)
+class StartUp:
+    """What an engine learnt while it set itself up, that the run must say and record:
+    handed to the Campaign by every driver (in this process, from a worker process, from
+    a Ray actor), which announces it and writes it into run.json."""
+
+    #: Lines of the start of the run besides the domain: warnings, then infos.
+    warnings: tuple[str, ...]
+    infos: tuple[str, ...]
+    threshold: float
+    #: Where the threshold came from: "--threshold" or "from the seeds".
+    threshold_from: str
+    corpus: int
+    device: str
+    #: The modules whose activations form the coverage vector ([]: the model's output).
+    coverage_layers: tuple[str, ...]
 
 
 class FailureSink(Protocol):
@@ -215,16 +233,13 @@ class Fuzzer:
 
     # --- slices ------------------------------------------------------------------
 
-    def announce(self, reporter: Reporter, known: int) -> None:
-        """What the start of a run says: the domain, its warnings and notes, the threshold."""
-        announce_domain(reporter, self.domain, api=self.target.path is None)
-        for note in self.notes_warned:
-            reporter.warning(note)
-        for note in self.notes:
-            reporter.info(note)
-        reporter.info(f"coverage threshold {self.coverage.threshold:.6g} "
-                      f"({'--threshold' if self.config.threshold else 'from the seeds'}); "
-                      f"corpus {len(self.corpus)}, {known} known failure(s)")
+    def startup(self) -> StartUp:
+        """What this engine learnt while it set itself up (see :class:`StartUp`)."""
+        return StartUp(warnings=tuple(self.notes_warned), infos=tuple(self.notes),
+                       threshold=self.coverage.threshold,
+                       threshold_from="--threshold" if self.config.threshold else "from the seeds",
+                       corpus=len(self.corpus), device=str(self.executor.device),
+                       coverage_layers=tuple(self.executor.layers))
 
     def run_slice(self, seconds: float,
                   stop: Callable[[int], StopReason | None]) -> StopReason | None:

@@ -71,7 +71,8 @@ class RayWorker:
     """One worker, run by Ray as an actor (on whichever node Ray places it)."""
 
     def __init__(self, index: int, target_name: str, config: FuzzConfig,
-                 corpus: dict[str, bytes], threads: int) -> None:
+                 corpus: dict[str, bytes], threads: int,
+                 earlier: tuple[dict[str, Any], ...] = ()) -> None:
         import torch
 
         from nnfuzz.loop import Fuzzer
@@ -90,11 +91,12 @@ class RayWorker:
         # Ray starts the actor in the target's folder (its working_dir).
         target = load_target(Path(os.getcwd()) / target_name, need_seeds=False)
         self.fuzzer = Fuzzer(target, replace(config, max_time=None), self.sink,
-                             folder=self.corpus, deadline=self.deadline)
+                             folder=self.corpus, earlier=earlier, deadline=self.deadline)
         self.sent = set(os.listdir(self.corpus))
 
-    def threshold(self) -> float:
-        return self.fuzzer.coverage.threshold
+    def startup(self) -> dict[str, Any]:
+        """This actor's start-up facts (loop.StartUp), for the parent's Campaign."""
+        return asdict(self.fuzzer.startup())
 
     def _stop(self, execs: int) -> StopReason | None:
         if self.config.stop_on_failure and self.sink.failures:
@@ -171,7 +173,7 @@ class RayPool(Pool):
         self.remote = ray.remote(num_cpus=1, max_restarts=0)(RayWorker)
         for index, config in enumerate(self.worker_configs()):
             self._start(index, config)
-        self.threshold = ray.get(self.actors[0].threshold.remote())
+        self._started(ray.get(self.actors[0].startup.remote()))
 
     def _start(self, index: int, config: FuzzConfig) -> None:
         self.configs = getattr(self, "configs", {})
@@ -180,7 +182,8 @@ class RayPool(Pool):
             # An actor may be on another machine, with another clock: it gets the seconds left.
             config = replace(config, max_time=max(0.1, self.campaign.deadline - time.monotonic()))
         actor = self.remote.remote(index, self.target.path.name, config,  # type: ignore[union-attr]
-                                   self._corpus_files(), config.threads or 1)
+                                   self._corpus_files(), config.threads or 1,
+                                   tuple(self.campaign.earlier))
         self.actors[index] = actor
         self.outbox[index] = {}
         self._submit(index)

@@ -48,6 +48,8 @@ class WorkerSpec:
     parent_pid: int
     #: When the whole run's --max-time is up, on ``time.monotonic()``'s clock.
     deadline: float | None = None
+    #: The output folder's earlier runs (run.json), where a resumed engine starts from.
+    earlier: tuple[dict[str, Any], ...] = ()
 
 
 def worker_seed(run_seed: int, index: int, restart: int) -> int:
@@ -158,9 +160,9 @@ def _worker_main(spec: WorkerSpec, messages: Any, stop: Any) -> None:
         sink = _ToParent(spec.index, messages,
                          set(known_failures(spec.out / "crashes", quiet=True)))
         fuzzer = Fuzzer(target, config, sink, corpus=spec.corpus, folder=spec.out / "corpus",
-                        deadline=spec.deadline)
+                        earlier=spec.earlier, deadline=spec.deadline)
         reason_to_stop = worker_stop(spec, stop.is_set, lambda: sink.sent > 0)
-        messages.put(("ready", spec.index, fuzzer.coverage.threshold))
+        messages.put(("ready", spec.index, asdict(fuzzer.startup())))
         try:
             while fuzzer.run_slice(config.status_interval, reason_to_stop) is None:
                 messages.put(("status", spec.index, asdict(fuzzer.progress())))

@@ -26,6 +26,7 @@ from typing import Any
 from nnfuzz.campaign import Campaign
 from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
 from nnfuzz.errors import NnfuzzError, UsageError
+from nnfuzz.loop import StartUp
 from nnfuzz.reproducer import Failure, failure_from_bytes
 from nnfuzz.status import Reporter, Snapshot, announce_domain
 from nnfuzz.target import Target
@@ -67,7 +68,8 @@ class Pool:
         self.snapshots: dict[int, dict[str, Any]] = {}
         self.execs_before: Counter[int] = Counter()
         self.finished: set[int] = set()
-        self.threshold: float | None = None
+        #: The first worker's start-up facts, once it has set up (said once, by the Campaign).
+        self.startup: StartUp | None = None
         self.error: NnfuzzError | None = None
 
     def worker_configs(self) -> list[FuzzConfig]:
@@ -140,6 +142,14 @@ class Pool:
 
     # --- news from the workers ----------------------------------------------------------
 
+    def _started(self, startup: dict[str, Any]) -> None:
+        """A worker set up: the first one's facts are said and recorded (every worker runs
+        the same target on the same folder, so the others' are the same)."""
+        if self.startup is None:
+            self.startup = StartUp(**{key: tuple(value) if isinstance(value, list) else value
+                                      for key, value in startup.items()})
+            self.campaign.engine_set_up(self.startup)
+
     def _status_of(self, index: int, snapshot: dict[str, Any]) -> None:
         self.snapshots[index] = snapshot
 
@@ -170,7 +180,8 @@ class Pool:
                         coverage=int(_largest(latest, "coverage")), failures=0,
                         corpus_mb=_largest(latest, "corpus_mb"),
                         kept_per_min=sum(float(s.get("kept_per_min", 0)) for s in latest),
-                        threshold=_largest(latest, "threshold") or (self.threshold or 0.0))
+                        threshold=_largest(latest, "threshold") or (
+                            self.startup.threshold if self.startup else 0.0))
 
 
 def _largest(snapshots: list[dict[str, Any]], field: str) -> float:
@@ -198,7 +209,8 @@ class WorkerPool(Pool):
             _Worker(WorkerSpec(index, target.path.resolve(), worker_config,  # type: ignore[union-attr]
                                self.campaign.out.path.resolve(),  # type: ignore[union-attr]
                                corpus.resolve() if corpus else None,
-                               gpu, threads, os.getpid(), self.campaign.deadline))
+                               gpu, threads, os.getpid(), self.campaign.deadline,
+                               tuple(self.campaign.earlier)))
             for index, (worker_config, gpu) in enumerate(zip(self.worker_configs(),
                                                              worker_devices(device, count)))]
 
@@ -260,7 +272,7 @@ class WorkerPool(Pool):
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind, index = message[0], message[1]
         if kind == "ready":
-            self.threshold = self.threshold or message[2]
+            self._started(message[2])
         elif kind == "status":
             self._status_of(index, message[2])
         elif kind == "failure":

@@ -18,7 +18,7 @@ from nnfuzz.status import Reporter
 from nnfuzz.target import load_target
 from nnfuzz.workers import WorkerPool
 
-from tests.targets import DEAD_RELU, write_target
+from tests.targets import DEAD_RELU, HEALTHY, write_target
 
 from .support import Process
 
@@ -263,3 +263,83 @@ def test_the_library_runs_workers_too_and_refuses_them_for_a_model_in_memory(
     target = load_target(dead_relu_target)
     with pytest.raises(nnfuzz.UsageError, match="target file"):
         nnfuzz.fuzz(target.model, target.seeds, out=tmp_path / "memory", runs=100, workers=2)
+
+
+ZERO_HEAD = '''
+import torch
+from torch import nn
+
+BOUNDS = (0.0, 1.0)
+
+class ZeroHead(nn.Module):
+    """A fresh classifier whose head is initialised to zero: every output is 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 12), nn.ReLU())
+        self.head = nn.Linear(12, 5)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+def model():
+    return ZeroHead()
+
+def seeds():
+    return torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
+'''
+
+
+@pytest.mark.slow
+def test_workers_say_and_record_what_their_engines_learnt_at_start_up_as_one_process_does(
+        tmp_path: Path) -> None:
+    from nnfuzz.campaign import InProcess
+    from nnfuzz.status import RecordingReporter
+
+    target = load_target(write_target(tmp_path, ZERO_HEAD))
+    said = {}
+    for name, workers in (("one", 1), ("two", 2)):
+        reporter = RecordingReporter()
+        config = FuzzConfig(runs=2000)
+        if workers == 1:
+            driver = InProcess(target, config, out=tmp_path / name, reporter=reporter)
+            try:
+                driver.run()
+            finally:
+                driver.close()
+        else:
+            WorkerPool(target, config, tmp_path / name, None, workers, None, reporter).run()
+        record = json.loads((tmp_path / name / "run.json").read_text())
+        said[name] = ([w for w in reporter.warnings if w.startswith("coverage:")],
+                      [i for i in reporter.infos if i.startswith(("coverage from layer",
+                                                                   "coverage threshold"))],
+                      record["coverage_layers"])
+    one, two = said["one"], said["two"]
+    assert one[0] == two[0] and len(one[0]) == 1, (one, two)  # the constant output, warned
+    assert [i.split(";")[0] for i in one[1]] == [i.split(";")[0] for i in two[1]]
+    assert any("coverage from layer 'body'" in info for info in two[1]), two
+    assert one[2] == two[2] == ["body"], "run.json records the layer the workers fuzz on"
+
+
+@pytest.mark.slow
+def test_resumed_workers_start_from_the_threshold_the_folder_grew_to(tmp_path: Path) -> None:
+    from nnfuzz.campaign import InProcess
+    from nnfuzz.status import RecordingReporter
+
+    target = load_target(write_target(tmp_path, HEALTHY))
+    out = tmp_path / "out"
+    first = InProcess(target, FuzzConfig(runs=6000), out=out, reporter=RecordingReporter())
+    try:
+        seeds_threshold = first.fuzzer.startup().threshold
+        first.run()
+    finally:
+        first.close()
+    grown = json.loads((out / "run.json").read_text())["threshold"]
+    assert grown > seeds_threshold, "the first run should have grown its threshold"
+    said = RecordingReporter()
+    WorkerPool(target, FuzzConfig(runs=400), out, None, 2, None, said).run()
+    [line] = [info for info in said.infos if info.startswith("coverage threshold")]
+    assert line.startswith(f"coverage threshold {grown:.6g} "), (line, grown)
