@@ -9,11 +9,11 @@ objective sees it.
 Why it needs a long chain: trained for 100 Adam steps, the CNN's logits on
 the digits spread by at most ~62, and every edge of the domain (the blank
 image, a constant, every pixel at a bound) stays below the threshold.
-Signed-gradient ascent of the loss crosses it from about a third of the
-seeds after 265-370 steps of 0.3% of the bounds' width (84-112 at 1%, ~30
-at 3%); one guided mutation is one such step from a parent drawn among
-hundreds, so the chain does not form (nnfuzz without descent walks: 0 of 3
-runs of 20,000 executions).
+Signed-gradient ascent of the loss crosses it from 9 of the 32 seeds
+after 265-358 steps of 0.3% of the bounds' width (13 after 81-113 steps at
+1%, 28-38 at 3%); one guided mutation is one such step from a parent drawn
+among hundreds, so the chain does not form (nnfuzz without descent walks: 0
+of 5 runs of 20,000 executions, benchmarks/results/chains.md).
 
     nnfuzz run benchmarks/zoo/chain_xent.py --stop-on-failure
 """
