@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from nnfuzz.config import FuzzConfig, FuzzResult, StopReason
+from nnfuzz.config import FuzzConfig, FuzzResult, StopReason, stop_reason
 from nnfuzz.errors import NnfuzzError
 from nnfuzz.output import OutputFolder, run_record, summed
 from nnfuzz.reproducer import Failure, replay_command
@@ -119,13 +119,7 @@ class Campaign:
 
     def stop_reason(self, execs: int) -> StopReason | None:
         """Why the run is over after ``execs`` executions of this run, or None."""
-        if self.config.stop_on_failure and self.failures:
-            return StopReason.FAILURE
-        if self.config.runs is not None and execs >= self.config.runs:
-            return StopReason.RUNS
-        if self.time_is_up():
-            return StopReason.MAX_TIME
-        return None
+        return stop_reason(self.config, execs, found=bool(self.failures), deadline=self.deadline)
 
     # --- what the run says and writes ---------------------------------------------------------
 

@@ -8,6 +8,7 @@ here; the modules that act on them import them from here.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,22 @@ class StopReason(enum.Enum):
 
     def describe(self) -> str:
         return self.value
+
+
+def stop_reason(config: "FuzzConfig", execs: int, *, found: bool, deadline: float | None,
+                stopped: bool = False) -> StopReason | None:
+    """The one stop rule of every driver and worker, asked before each batch: the parent said
+    stop (``stopped``), a failure was found under --stop-on-failure, ``execs`` reached --runs
+    (the share of it this engine has), or the deadline (``time.monotonic()``) has come."""
+    if stopped:
+        return StopReason.STOPPED
+    if config.stop_on_failure and found:
+        return StopReason.FAILURE
+    if config.runs is not None and execs >= config.runs:
+        return StopReason.RUNS
+    if deadline is not None and time.monotonic() >= deadline:
+        return StopReason.MAX_TIME
+    return None
 
 
 @dataclass(frozen=True)

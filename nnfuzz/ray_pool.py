@@ -19,18 +19,18 @@ import socket
 import tempfile
 import time
 import warnings
-from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from nnfuzz.config import FuzzConfig, StopReason
+from nnfuzz.config import FuzzConfig, StopReason, stop_reason
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.reproducer import failure_from_bytes
 from nnfuzz.status import Reporter
 from nnfuzz.corpus_files import save_input_file
 from nnfuzz.storage import TEMP_PREFIX
 from nnfuzz.target import Target
+from nnfuzz.worker_process import Relay
 from nnfuzz.workers import MAX_RESTARTS, Pool
 
 #: Seconds an actor fuzzes between two exchanges with the driver.
@@ -46,25 +46,6 @@ def import_ray() -> Any:
     except ImportError:
         raise UsageError(f"--ray needs Ray, which is not installed: {RAY_EXTRA}") from None
     return ray
-
-
-class _Collect:
-    """An actor's failure sink: failures (minimized here) wait for the driver's next call."""
-
-    def __init__(self) -> None:
-        self.known: set[str] = set()
-        self.hits: Counter[str] = Counter()
-        self.failures: list[bytes] = []
-
-    def is_known(self, signature: str) -> bool:
-        return signature in self.known
-
-    def hit(self, signature: str, count: int = 1) -> None:
-        self.hits[signature] += count
-
-    def take(self, failure: Any, shrink: Any = None) -> None:
-        self.known.add(failure.signature)
-        self.failures.append((shrink(failure) if shrink is not None else failure).to_bytes())
 
 
 class RayWorker:
@@ -87,7 +68,9 @@ class RayWorker:
         self.corpus = self.folder / "corpus"
         self.corpus.mkdir()
         self._write(corpus)
-        self.sink = _Collect()
+        #: Failures found since the driver's last call, as reproducer bytes.
+        self.outbox: list[bytes] = []
+        self.sink = Relay(self.outbox.append)
         # Ray starts the actor in the target's folder (its working_dir).
         target = load_target(Path(os.getcwd()) / target_name, need_seeds=False)
         self.fuzzer = Fuzzer(target, replace(config, max_time=None), self.sink,
@@ -99,13 +82,7 @@ class RayWorker:
         return asdict(self.fuzzer.startup())
 
     def _stop(self, execs: int) -> StopReason | None:
-        if self.config.stop_on_failure and self.sink.failures:
-            return StopReason.FAILURE
-        if self.config.runs is not None and execs >= self.config.runs:
-            return StopReason.RUNS
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return StopReason.MAX_TIME
-        return None
+        return stop_reason(self.config, execs, found=self.sink.sent > 0, deadline=self.deadline)
 
     def work(self, incoming: dict[str, bytes], known: list[str]) -> dict[str, Any]:
         """Take in the others' files and the failures already saved, fuzz a slice, report."""
@@ -117,7 +94,7 @@ class RayWorker:
         new = {name: (self.corpus / name).read_bytes() for name in os.listdir(self.corpus)
                if name not in self.sent and not name.startswith(TEMP_PREFIX)}
         self.sent.update(new)
-        failures, self.sink.failures = self.sink.failures, []
+        failures, self.outbox[:] = list(self.outbox), []
         return {"files": new, "failures": failures, "done": reason is not None,
                 "snapshot": asdict(self.fuzzer.progress()), "hits": dict(self.sink.hits)}
 

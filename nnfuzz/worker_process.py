@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from nnfuzz.campaign import Shrink
-from nnfuzz.config import FuzzConfig, StopReason
+from nnfuzz.config import FuzzConfig, StopReason, stop_reason
 from nnfuzz.errors import NnfuzzError
 from nnfuzz.output import known_failures
 from nnfuzz.reproducer import Failure
@@ -75,12 +75,13 @@ def worker_devices(device: str | None, workers: int) -> list[str | None]:
 
 # --- the worker process -----------------------------------------------------------------
 
-class _ToParent:
-    """A worker's failure sink: new failures, minimized here, go to the parent, which saves
-    each signature once; hits are counted here and sent when the worker is done."""
+class Relay:
+    """A worker's failure sink, in a process of its own or a Ray actor: it counts hits and
+    keeps the signatures it has seen, and hands each new failure, minimized here, as
+    reproducer bytes to ``send``; the parent's Campaign saves each signature once."""
 
-    def __init__(self, index: int, messages: Any, known: set[str]) -> None:
-        self.index, self.messages, self.known = index, messages, known
+    def __init__(self, send: Callable[[bytes], None], known: set[str] | None = None) -> None:
+        self.send, self.known = send, set(known or ())
         self.hits: Counter[str] = Counter()
         self.sent = 0
 
@@ -95,29 +96,16 @@ class _ToParent:
         failure = shrink(failure) if shrink is not None else failure
         # As reproducer bytes: a tensor sent through a queue is a shared-memory handle that
         # dies with its process, and this worker may be gone before the parent reads it.
-        self.messages.put(("failure", self.index, failure.to_bytes()))
+        self.send(failure.to_bytes())
         self.sent += 1
 
 
 def worker_stop(spec: WorkerSpec, parent_says_stop: Callable[[], bool],
                 found: Callable[[], bool]) -> Callable[[int], StopReason | None]:
-    """Why a worker stops, asked before each batch with its executions so far: the parent
-    says so, it found a failure (--stop-on-failure), its share of --runs is done, or the
-    whole run's deadline has come."""
-    config = spec.config
-
-    def reason(execs: int) -> StopReason | None:
-        if parent_says_stop():
-            return StopReason.STOPPED
-        if config.stop_on_failure and found():
-            return StopReason.FAILURE
-        if config.runs is not None and execs >= config.runs:
-            return StopReason.RUNS
-        if spec.deadline is not None and time.monotonic() >= spec.deadline:
-            return StopReason.MAX_TIME
-        return None
-
-    return reason
+    """Why a worker stops, asked before each batch with its executions so far (the one
+    stop rule, config.stop_reason, with the parent's word and the run's deadline)."""
+    return lambda execs: stop_reason(spec.config, execs, found=found(), deadline=spec.deadline,
+                                     stopped=parent_says_stop())
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -157,8 +145,8 @@ def _worker_main(spec: WorkerSpec, messages: Any, stop: Any) -> None:
         target = load_target(spec.target_path, need_seeds=False)
         if spec.device is not None:
             target.model.to(torch.device(spec.device))
-        sink = _ToParent(spec.index, messages,
-                         set(known_failures(spec.out / "crashes", quiet=True)))
+        sink = Relay(lambda data: messages.put(("failure", spec.index, data)),
+                     set(known_failures(spec.out / "crashes", quiet=True)))
         fuzzer = Fuzzer(target, config, sink, corpus=spec.corpus, folder=spec.out / "corpus",
                         earlier=spec.earlier, deadline=spec.deadline)
         reason_to_stop = worker_stop(spec, stop.is_set, lambda: sink.sent > 0)

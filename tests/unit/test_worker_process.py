@@ -26,3 +26,36 @@ def test_the_shares_of_the_runs_add_up_and_differ_by_at_most_one(runs: int, work
 def test_without_cuda_every_worker_runs_on_the_device_asked_for() -> None:
     assert worker_devices(None, 3) == [None, None, None]
     assert worker_devices("cpu", 2) == ["cpu", "cpu"]
+
+
+def test_one_stop_rule_in_its_order_for_every_driver() -> None:
+    import time as clock
+
+    from nnfuzz.config import FuzzConfig, StopReason, stop_reason
+
+    config = FuzzConfig(runs=100, stop_on_failure=True)
+    past, future = clock.monotonic() - 1, clock.monotonic() + 3600
+    assert stop_reason(config, 0, found=False, deadline=future) is None
+    assert stop_reason(config, 100, found=False, deadline=future) is StopReason.RUNS
+    assert stop_reason(config, 0, found=False, deadline=past) is StopReason.MAX_TIME
+    assert stop_reason(config, 100, found=True, deadline=past) is StopReason.FAILURE
+    assert stop_reason(config, 100, found=True, deadline=past, stopped=True) is StopReason.STOPPED
+    keep_going = FuzzConfig(runs=None, stop_on_failure=False)
+    assert stop_reason(keep_going, 10**9, found=True, deadline=None) is None
+
+
+def test_a_relay_sends_each_new_failure_once_as_bytes_and_counts_hits() -> None:
+    import torch
+
+    from nnfuzz.reproducer import Failure, failure_from_bytes
+    from nnfuzz.worker_process import Relay
+
+    sent: list[bytes] = []
+    relay = Relay(sent.append, known={"old"})
+    failure = Failure(inputs=(torch.ones(3),), seed=(torch.zeros(3),), objective="nonfinite",
+                      detail="NaN", signature="nonfinite:head")
+    assert relay.is_known("old") and not relay.is_known(failure.signature)
+    relay.take(failure)
+    relay.hit(failure.signature, 2)
+    assert relay.is_known(failure.signature) and relay.sent == 1 and relay.hits[failure.signature] == 2
+    assert failure_from_bytes(sent[0], "test").signature == failure.signature
