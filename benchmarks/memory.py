@@ -99,7 +99,7 @@ def child(model_name: str, seconds: float, out: Path) -> None:
 
     from benchmarks.throughput import build
     from nnfuzz.config import FuzzConfig
-    from nnfuzz.campaign import InProcess
+    from nnfuzz.drivers.in_process import InProcess
     from nnfuzz.status import Reporter, Snapshot
     from nnfuzz.target import in_memory
 
@@ -124,8 +124,8 @@ def child(model_name: str, seconds: float, out: Path) -> None:
                        reporter=log)
     try:
         result = fuzzer.run()
-        elements = fuzzer.fuzzer.corpus.elements()
-        dim = fuzzer.fuzzer.coverage.index.dim
+        elements = fuzzer.engine.corpus.elements()
+        dim = fuzzer.engine.coverage.index.dim
     finally:
         fuzzer.close()
     samples = sampler.stop()
@@ -134,7 +134,7 @@ def child(model_name: str, seconds: float, out: Path) -> None:
         "options": OPTIONS.get(model_name, {}), "seconds": seconds, "execs": result.execs,
         "baseline_bytes": baseline, "peak_bytes": peak_rss_bytes(),
         "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "corpus": len(elements[0]), "coverage": len(fuzzer.fuzzer.coverage), "dim": dim,
+        "corpus": len(elements[0]), "coverage": len(fuzzer.engine.coverage), "dim": dim,
         "input_bytes": sum(t.numel() * t.element_size() for t in elements),
         "bytes_per_input": sum(t[0].numel() * t.element_size() for t in elements),
         "rss": samples, "status": log.rows,

@@ -24,7 +24,7 @@ import nnfuzz
 from benchmarks import machine, report
 from benchmarks.finding import TARGETS, ZOO
 from nnfuzz.status import Reporter
-from nnfuzz.workers import WorkerPool
+from nnfuzz.drivers.processes import WorkerPool
 
 #: Most seconds one search may take.
 MAX_SECONDS = 120.0

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from nnfuzz.campaign import run_in_process
+from nnfuzz.drivers.in_process import run_in_process
 from nnfuzz.config import FuzzConfig, FuzzResult
 from nnfuzz.errors import UsageError
 from nnfuzz.status import Reporter
@@ -68,12 +68,12 @@ def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = 
     out_path = Path(out) if out else None
     corpus_path = Path(corpus) if corpus else None
     if ray is not None:
-        from nnfuzz.ray_pool import RayPool
+        from nnfuzz.drivers.ray_actors import RayPool
 
         return RayPool(target, config, _needs_out(out_path), corpus_path, workers, ray,
                        reporter or Reporter()).run()
     if workers > 1:
-        from nnfuzz.workers import WorkerPool
+        from nnfuzz.drivers.processes import WorkerPool
 
         return WorkerPool(target, config, _needs_out(out_path), corpus_path, workers, device,
                           reporter or Reporter()).run()

@@ -1,37 +1,29 @@
 """One run's bookkeeping, whatever drives it: one process, worker processes, or Ray actors.
 
-The engine (:class:`nnfuzz.loop.Fuzzer`) fuzzes; a driver runs one or many
+An engine (nnfuzz.drivers.engine) searches; a driver (nnfuzz.drivers) runs one or many
 engines; the :class:`Campaign` is what the run as a whole keeps, once: the
-output folder (resumed, locked), the failures already known, the intake of
-new ones (each signature saved once, minimized, reported), the counters
-across every run of the folder, the status cadence, why the run stops, and
-its result. ``run.json``'s format is in ``nnfuzz.output``.
+output folder (resumed, locked), where every engine starts from, the failures already
+known, the intake of new ones (each signature saved once, minimized, reported), the
+engines' start-up facts (said once, recorded), the counters across every run of the
+folder, why the run stops, and its result. ``run.json``'s format is in
+``nnfuzz.run_record``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
-from nnfuzz.config import FuzzConfig, FuzzResult, StopReason, stop_reason
-from nnfuzz.errors import NnfuzzError
-from nnfuzz.output import OutputFolder, run_record, summed
+from nnfuzz.config import Deadline, FuzzConfig, FuzzResult, StopReason, stop_reason
+from nnfuzz.drivers.engine import EngineStart, Progress, Shrink, StartUp
+from nnfuzz.output import OutputFolder
 from nnfuzz.reproducer import Failure, replay_command
-from nnfuzz.status import Reporter, Snapshot, announce_domain
+from nnfuzz.run_record import RunEntry, resume_point, run_record, summed
+from nnfuzz.status import Reporter, Snapshot
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
-
-if TYPE_CHECKING:
-    from nnfuzz.loop import StartUp
-
-
-#: Makes a failure smaller (toward its seed) while it fails the same way; the failure
-#: itself when it cannot.
-Shrink = Callable[[Failure], Failure]
 
 
 class Campaign:
@@ -52,7 +44,7 @@ class Campaign:
             self.close()
             raise
         #: What earlier runs in the output folder did: totals add up across runs.
-        self.earlier = self.out.earlier_runs() if self.out else []
+        self.earlier: list[RunEntry] = self.out.earlier_runs() if self.out else []
         #: Signature -> reproducer of every failure saved so far (earlier runs' included).
         self.known: dict[str, Path] = self.out.known_failures() if self.out else {}
         self.failures: list[Failure] = []
@@ -60,14 +52,24 @@ class Campaign:
         self.started = time.monotonic()
         self.started_at = datetime.now(timezone.utc)
         #: --max-time bounds the whole run, set-up (and workers' start-up) included.
-        self.deadline = self.started + config.max_time if config.max_time is not None else None
+        self.deadline = Deadline.after(config.max_time, now=self.started)
         #: What the engines run on, for run.json; a driver sets them once set up.
         self.device = "cpu"
         self.coverage_layers: list[str] = []
 
-    def engine_set_up(self, startup: "StartUp") -> None:
+    def engine_start(self, corpus: Path | None = None) -> EngineStart:
+        """Where every engine of this run starts from: ``corpus`` (--corpus) and the output
+        folder's corpus, the threshold its last run left, and the run's deadline."""
+        return EngineStart(corpus=corpus, folder=self.out.corpus if self.out else None,
+                           resume=resume_point(self.earlier), deadline=self.deadline)
+
+    def engine_set_up(self, startup: StartUp) -> None:
         """An engine's start-up facts, said once and recorded (run.json's device and
         coverage layers), whichever driver ran it."""
+        for line in startup.domain:
+            self.reporter.info(line)
+        for line in startup.domain_warnings:
+            self.reporter.warning(line)
         for line in startup.warnings:
             self.reporter.warning(line)
         for line in startup.infos:
@@ -114,27 +116,25 @@ class Campaign:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def time_is_up(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
-
     def stop_reason(self, execs: int) -> StopReason | None:
         """Why the run is over after ``execs`` executions of this run, or None."""
         return stop_reason(self.config, execs, found=bool(self.failures), deadline=self.deadline)
 
     # --- what the run says and writes ---------------------------------------------------------
 
-    def snapshot(self, progress: Snapshot) -> Snapshot:
+    def snapshot(self, progress: Progress) -> Snapshot:
         """This run's progress (from its engines) with the folder's earlier runs added in."""
         elapsed = self.elapsed()
-        return replace(progress,
-                       elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
-                       execs=progress.execs + int(summed(self.earlier, "execs")),
-                       execs_per_s=progress.execs / elapsed if elapsed > 0 else 0.0,
-                       failures=len(self.failures), saved_failures=len(self.known),
-                       run=len(self.earlier) + 1, run_execs=progress.execs,
-                       run_elapsed_s=elapsed)
+        return Snapshot(elapsed_s=elapsed + summed(self.earlier, "elapsed_s"),
+                        execs=progress.execs + int(summed(self.earlier, "execs")),
+                        execs_per_s=progress.execs / elapsed if elapsed > 0 else 0.0,
+                        corpus=progress.corpus, coverage=progress.coverage,
+                        failures=len(self.failures), saved_failures=len(self.known),
+                        run=len(self.earlier) + 1, corpus_mb=progress.corpus_mb,
+                        kept_per_min=progress.kept_per_min, threshold=progress.threshold,
+                        run_execs=progress.execs, run_elapsed_s=elapsed)
 
-    def status(self, progress: Snapshot) -> Snapshot:
+    def status(self, progress: Progress) -> Snapshot:
         """One status line, one stats.jsonl record, and run.json brought up to date (so that a
         killed run's work still counts in the totals)."""
         snapshot = self.snapshot(progress)
@@ -144,7 +144,7 @@ class Campaign:
         self.write_run(None, progress)
         return snapshot
 
-    def write_run(self, reason: StopReason | None, progress: Snapshot) -> None:
+    def write_run(self, reason: StopReason | None, progress: Progress) -> None:
         if self.out is None:
             return
         self.out.write_run(run_record(
@@ -155,7 +155,7 @@ class Campaign:
             snapshot=self.snapshot(progress), workers=self.workers,
             coverage_layers=self.coverage_layers))
 
-    def finish(self, reason: StopReason, progress: Snapshot, *, record: bool = True) -> FuzzResult:
+    def finish(self, reason: StopReason, progress: Progress, *, record: bool = True) -> FuzzResult:
         """The last status line and run.json; ``record=False`` when there is no progress to
         add to stats.jsonl (workers that never reported)."""
         snapshot = self.status(progress) if record else self.snapshot(progress)
@@ -165,51 +165,3 @@ class Campaign:
                           corpus=progress.corpus, coverage=progress.coverage,
                           threshold=progress.threshold, stop_reason=reason, hits=dict(self.hits),
                           out=self.out.path if self.out else None)
-
-
-class InProcess:
-    """The single-process driver: one engine, here, feeding one Campaign; status between
-    its slices. ``fuzzer`` and ``campaign`` are there to be looked at (tests, notebooks)."""
-
-    def __init__(self, target: Target, config: FuzzConfig, *, out: Path | None = None,
-                 corpus: Path | None = None, reporter: Reporter | None = None) -> None:
-        from nnfuzz.loop import Fuzzer
-
-        self.campaign = Campaign(target, config, out, reporter)
-        try:
-            self.fuzzer = Fuzzer(target, config, self.campaign, corpus=corpus,
-                                 folder=self.campaign.out.corpus if self.campaign.out else None,
-                                 earlier=self.campaign.earlier, deadline=self.campaign.deadline)
-        except BaseException:
-            self.campaign.close()  # a run that could not start holds no folder
-            raise
-
-    def run(self) -> FuzzResult:
-        campaign, fuzzer = self.campaign, self.fuzzer
-        announce_domain(campaign.reporter, fuzzer.domain, api=campaign.target.path is None)
-        campaign.engine_set_up(fuzzer.startup())
-        campaign.write_run(None, fuzzer.progress())
-        try:
-            while (reason := fuzzer.run_slice(campaign.config.status_interval,
-                                              campaign.stop_reason)) is None:
-                campaign.status(fuzzer.progress())
-        except KeyboardInterrupt:
-            reason = StopReason.INTERRUPTED
-        except NnfuzzError:
-            campaign.finish(StopReason.ERROR, fuzzer.progress())
-            raise
-        return campaign.finish(reason, fuzzer.progress())
-
-    def close(self) -> None:
-        self.fuzzer.close()
-        self.campaign.close()
-
-
-def run_in_process(target: Target, config: FuzzConfig, *, out: Path | None = None,
-                   corpus: Path | None = None, reporter: Reporter | None = None) -> FuzzResult:
-    """Fuzz in this process (what ``nnfuzz run`` does without --workers)."""
-    driver = InProcess(target, config, out=out, corpus=corpus, reporter=reporter)
-    try:
-        return driver.run()
-    finally:
-        driver.close()

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import click
 
-from nnfuzz.entry import EXIT_INTERRUPTED, handle_interrupts
+from nnfuzz.signals import EXIT_INTERRUPTED, handle_interrupts
 from nnfuzz.errors import NnfuzzError, UsageError
 # Leaves only: torch is imported by the commands that run, so that --help answers at once.
 from nnfuzz.config import (COMPILE_MODES, DEFAULT_ATOL, DEFAULT_RTOL, NORMS, REFERENCE_KINDS,

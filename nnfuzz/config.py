@@ -51,18 +51,49 @@ class StopReason(enum.Enum):
         return self.value
 
 
-def stop_reason(config: "FuzzConfig", execs: int, *, found: bool, deadline: float | None,
+@dataclass(frozen=True)
+class Deadline:
+    """--max-time, in the one form every part of a run honours it: the moment
+    (``time.monotonic()``) the whole run must be over, set once when the run starts, so
+    that set-up, workers' start-up and minimization count against it. ``at=None``: no limit.
+
+    ``time.monotonic()`` is one clock for every process of a machine; another machine (a
+    Ray node) gets the seconds ``left()`` and makes its own with ``after``.
+    """
+
+    at: float | None = None
+
+    @classmethod
+    def after(cls, seconds: float | None, now: float | None = None) -> "Deadline":
+        """``seconds`` after ``now`` (``time.monotonic()``: by default, this moment)."""
+        if seconds is None:
+            return cls(None)
+        return cls((time.monotonic() if now is None else now) + seconds)
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def left(self) -> float | None:
+        """Seconds until the deadline (0 once passed); None when there is none."""
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
+
+
+#: No --max-time.
+NO_DEADLINE = Deadline()
+
+
+def stop_reason(config: "FuzzConfig", execs: int, *, found: bool, deadline: Deadline,
                 stopped: bool = False) -> StopReason | None:
     """The one stop rule of every driver and worker, asked before each batch: the parent said
     stop (``stopped``), a failure was found under --stop-on-failure, ``execs`` reached --runs
-    (the share of it this engine has), or the deadline (``time.monotonic()``) has come."""
+    (the share of it this engine has), or the run's deadline has come."""
     if stopped:
         return StopReason.STOPPED
     if config.stop_on_failure and found:
         return StopReason.FAILURE
     if config.runs is not None and execs >= config.runs:
         return StopReason.RUNS
-    if deadline is not None and time.monotonic() >= deadline:
+    if deadline.passed():
         return StopReason.MAX_TIME
     return None
 
@@ -81,7 +112,8 @@ class FuzzConfig:
 
     #: Objectives by name; None: every one the target makes available.
     objectives: tuple[str, ...] | None = None
-    #: Seconds the whole run may take, set-up (and workers' start-up) included.
+    #: Seconds the whole run may take, set-up (and workers' start-up) included: read once,
+    #: when the run starts (its Deadline); workers and engines are handed that Deadline.
     max_time: float | None = None
     #: Stop after this many executions (mutants run through the model).
     runs: int | None = None

@@ -33,7 +33,7 @@ from nnfuzz.coverage import derive_threshold
 from nnfuzz.domain import Domain, Inputs
 from nnfuzz.errors import CorpusError
 from nnfuzz.execution import Execution, Executor
-from nnfuzz.output import coverage_settings
+from nnfuzz.run_record import coverage_settings
 
 #: Inputs per forward pass while measuring the corpus.
 BATCH = 256

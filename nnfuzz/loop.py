@@ -1,4 +1,4 @@
-"""The fuzz loop: the engine that every driver runs (nnfuzz.campaign).
+"""The fuzz loop: the engine that every driver runs (nnfuzz.drivers).
 
 One iteration, :meth:`Fuzzer.step`, reads top to bottom: sample parents from
 the corpus, mutate them, execute the model, judge the objectives, measure
@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 
 from nnfuzz.attribution import with_origin
-from nnfuzz.config import FuzzConfig, StopReason
+from nnfuzz.config import FuzzConfig
 from nnfuzz.corpus import Batch, Corpus
 from nnfuzz.corpus_files import starting_inputs
 from nnfuzz.descent import Descent, walk_width
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
 from nnfuzz.domain import Inputs
+from nnfuzz.drivers.engine import EngineStart, FailureSink, Progress, StartUp
 from nnfuzz.errors import TargetError
 from nnfuzz.execution import Execution, Executor, UnbatchedOutput
 from nnfuzz.guidance import Guidance, guiding
@@ -33,64 +33,24 @@ from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
 from nnfuzz.reproducer import Failure
 from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
-from nnfuzz.status import Snapshot
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
 
-if TYPE_CHECKING:
-    from nnfuzz.campaign import Shrink
-
-
-@dataclass(frozen=True)
-class StartUp:
-    """What an engine learnt while it set itself up, that the run must say and record:
-    handed to the Campaign by every driver (in this process, from a worker process, from
-    a Ray actor), which announces it and writes it into run.json."""
-
-    #: Lines of the start of the run besides the domain: warnings, then infos.
-    warnings: tuple[str, ...]
-    infos: tuple[str, ...]
-    threshold: float
-    #: Where the threshold came from: "--threshold" or "from the seeds".
-    threshold_from: str
-    corpus: int
-    device: str
-    #: The modules whose activations form the coverage vector ([]: the model's output).
-    coverage_layers: tuple[str, ...]
-
-
-class FailureSink(Protocol):
-    """Where an engine's failures go: the run's Campaign, or a worker's line to its parent."""
-
-    def is_known(self, signature: str) -> bool: ...
-
-    def hit(self, signature: str, count: int = 1) -> None: ...
-
-    def take(self, failure: Failure, shrink: Shrink | None = None) -> None: ...
-
-
 class Fuzzer:
-    """The engine: set up by ``__init__`` (seeds checked, corpus and coverage primed), then
-    ``step`` after ``step``, in slices of ``run_slice``. It keeps no run bookkeeping: its
-    failures go to ``sink``, its progress is read with ``progress()``.
-
-    ``corpus`` is a folder of inputs to start from as well (--corpus); ``folder`` is where
-    the run keeps its corpus (OUT/corpus, read at the start and written as inputs are kept);
-    ``earlier`` the records of the folder's earlier runs; ``deadline`` (``time.monotonic()``)
-    when minimizing a failure must stop.
+    """The fuzzing engine (nnfuzz.drivers.engine.Engine): set up by ``__init__`` (seeds
+    checked, corpus and coverage primed, from where ``start`` says), then ``step`` after
+    ``step``. It keeps no run bookkeeping: its failures go to ``sink``, its progress is read
+    with ``progress()``. A context manager: ``close`` releases the model's hook.
     """
 
-    def __init__(self, target: Target, config: FuzzConfig, sink: FailureSink, *,
-                 corpus: Path | None = None, folder: Path | None = None,
-                 earlier: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
-                 deadline: float | None = None) -> None:
+    def __init__(self, target: Target, config: FuzzConfig, sink: FailureSink,
+                 start: EngineStart = EngineStart()) -> None:
         config.check()
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        self.sink, self.deadline = sink, deadline
-        self.earlier = list(earlier)
+        self.sink, self.start = sink, start
         try:
-            self._set_up(target, config, corpus, folder)
+            self._set_up(target, config, start.corpus, start.folder)
         except BaseException:
             self.close()
             raise
@@ -160,11 +120,22 @@ class Fuzzer:
         if getattr(self, "executor", None) is not None:
             self.executor.close()
 
+    def __enter__(self) -> "Fuzzer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- one iteration --------------------------------------------------------------
 
-    def step(self, size: int) -> None:
+    def step(self, size: int | None = None) -> None:
         """Sample, mutate, execute, judge, cover, grow, report; or, when a descent walk is
-        due, one step of it."""
+        due, one step of it. ``size``: mutants in the batch; by default --batch-size, or what
+        is left of --runs when less."""
+        if size is None:
+            size = self.config.batch_size
+            if self.config.runs is not None:
+                size = min(size, self.config.runs - self.execs)
         if self.descent is not None and size >= self.descent.width and self.descent.due(self.execs):
             self._descend()
             return
@@ -235,33 +206,22 @@ class Fuzzer:
 
     def startup(self) -> StartUp:
         """What this engine learnt while it set itself up (see :class:`StartUp`)."""
-        return StartUp(warnings=tuple(self.notes_warned), infos=tuple(self.notes),
+        api = self.target.path is None
+        return StartUp(domain=tuple(self.domain.describe()),
+                       domain_warnings=tuple(self.domain.warnings(api)),
+                       warnings=tuple(self.notes_warned), infos=tuple(self.notes),
                        threshold=self.coverage.threshold,
                        threshold_from="--threshold" if self.config.threshold else "from the seeds",
                        corpus=len(self.corpus), device=str(self.executor.device),
                        coverage_layers=tuple(self.executor.layers))
 
-    def run_slice(self, seconds: float,
-                  stop: Callable[[int], StopReason | None]) -> StopReason | None:
-        """Fuzz for about ``seconds``, asking ``stop(executions so far)`` before each batch;
-        returns why to stop, or None when the slice is simply over."""
-        deadline = time.monotonic() + seconds
-        while (reason := stop(self.execs)) is None and time.monotonic() < deadline:
-            size = self.config.batch_size
-            if self.config.runs is not None:
-                size = min(size, self.config.runs - self.execs)
-            self.step(size)
-        return reason
-
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def progress(self) -> Snapshot:
-        """This engine's counters (a Campaign adds the run's failures and earlier runs)."""
+    def progress(self) -> Progress:
+        """This engine's counters (a Campaign adds time, the run's failures and earlier runs)."""
         elapsed = self.elapsed()
-        return Snapshot(elapsed_s=elapsed, execs=self.execs,
-                        execs_per_s=self.execs / elapsed if elapsed > 0 else 0.0,
-                        corpus=len(self.corpus), coverage=len(self.coverage), failures=0,
+        return Progress(execs=self.execs, corpus=len(self.corpus), coverage=len(self.coverage),
                         corpus_mb=self.corpus.stored_bytes / 2**20,
                         kept_per_min=60 * self.kept / elapsed if elapsed > 0 else 0.0,
                         threshold=self.coverage.threshold)
@@ -346,11 +306,10 @@ class Fuzzer:
     def _earlier_threshold(self) -> float:
         """Where the last run of the output folder left its threshold (it grows during a run):
         a resumed run does not flood again on its way there."""
-        last = self.earlier[-1] if self.earlier else {}
-        threshold = last.get("threshold")
-        if last.get("coverage_layers", []) != self.executor.layers:
+        resume = self.start.resume
+        if resume is None or list(resume.coverage_layers) != list(self.executor.layers):
             return 0.0  # another layer: another scale
-        return float(threshold) if isinstance(threshold, (int, float)) else 0.0
+        return resume.threshold
 
     def _prime_executions(self, mutation: MutationConfig) -> tuple[list[Execution], float]:
         """The starting corpus run once, and how far apart the seeds' coverage vectors lie."""
@@ -424,7 +383,7 @@ class Fuzzer:
                           "input alone: it depends on the batch, and replay may call it fixed",
                           stacklevel=2)
             return failure
-        smaller = minimize(failure, still_fails, self.domain, self.deadline)
+        smaller = minimize(failure, still_fails, self.domain, self.start.deadline)
         if is_smaller(smaller, failure):
             return smaller
         return replace(failure, metadata={**failure.metadata,

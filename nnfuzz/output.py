@@ -11,24 +11,13 @@ import fcntl
 import json
 import os
 import warnings
-from collections import Counter
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-
-from nnfuzz.config import FuzzConfig, StopReason
 from nnfuzz.errors import OutputError, ReproducerError, UsageError
 from nnfuzz.reproducer import Failure, load_failure
+from nnfuzz.run_record import RunEntry, RunRecord, read_run_json, recorded_target, runs_of
 from nnfuzz.storage import TEMP_PREFIX, atomic_write, ensure_folder, write_failure
-from nnfuzz.version import __version__, versions
-
-if TYPE_CHECKING:
-    from nnfuzz.status import Snapshot
-    from nnfuzz.target import Target
-
 
 #: The file whose advisory lock says a run is using the folder; it holds that run's pid.
 LOCK_NAME = ".lock"
@@ -127,7 +116,7 @@ class OutputFolder:
         if data and not data.endswith(b"\n"):
             atomic_write(self.stats_jsonl, data[:data.rfind(b"\n") + 1])
 
-    def previous_run(self) -> dict[str, Any] | None:
+    def previous_run(self) -> RunRecord | None:
         if not self.run_json.exists():
             return None
         try:
@@ -136,13 +125,10 @@ class OutputFolder:
             warnings.warn(f"{self.run_json} is unreadable; it will be rewritten", stacklevel=2)
             return None
 
-    def earlier_runs(self) -> list[dict[str, Any]]:
+    def earlier_runs(self) -> list[RunEntry]:
         """One entry per earlier run in this folder, oldest first (from run.json)."""
         previous = self.previous_run()
-        if previous is None:
-            return []
-        runs = previous.get("runs")
-        return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else [previous]
+        return [] if previous is None else runs_of(previous)
 
     @classmethod
     def check_usable(cls, path: Path, target_name: str, target_sha256: str) -> None:
@@ -159,9 +145,8 @@ class OutputFolder:
 
     def refuse_other_target(self, target_name: str | None, target_sha256: str) -> None:
         """One folder, one target: a folder of another target is an error."""
-        previous = self.previous_run() or {}
-        old_path, old_sha = previous.get("target"), previous.get("target_sha256") or ""
-        old_name = Path(old_path).name if isinstance(old_path, str) else None
+        old_path, old_sha = recorded_target(self.previous_run() or {})
+        old_name = Path(old_path).name if old_path else None
         if old_name and target_name and old_name != target_name and old_sha != target_sha256:
             raise OutputError(f"{self.path} holds runs of {old_name}, not {target_name}: "
                               "use another --out for each target.")
@@ -172,7 +157,7 @@ class OutputFolder:
         previous = self.previous_run()
         if not previous:
             return
-        old_sha = previous.get("target_sha256") or ""
+        _, old_sha = recorded_target(previous)
         if old_sha and target_sha256 and old_sha != target_sha256:
             warnings.warn(f"{target_name} changed since the last run in {self.path} (sha256 "
                           f"{old_sha[:12]}, now {target_sha256[:12]}): its corpus is reused and "
@@ -196,7 +181,7 @@ class OutputFolder:
             old.path.unlink(missing_ok=True)
         return path
 
-    def write_run(self, record: dict[str, Any]) -> None:
+    def write_run(self, record: RunRecord) -> None:
         atomic_write(self.run_json, (json.dumps(record, indent=2, default=str) + "\n").encode())
 
     def append_stats(self, record: dict[str, Any]) -> None:
@@ -212,26 +197,6 @@ class OutputFolder:
             raise OutputError(write_failure(self.stats_jsonl, error)) from None
 
 
-def read_run_json(path: Path) -> dict[str, Any]:
-    """run.json as written by run_record; ValueError or OSError when it cannot be read.
-    Every reader of run.json (resume, report, corpus minimize) goes through here."""
-    record = json.loads(path.read_text())
-    if not isinstance(record, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
-    return record
-
-
-def coverage_settings(folder: Path) -> tuple[float | None, tuple[str, ...]]:
-    """The coverage threshold and layers of the run whose output folder holds ``folder``
-    (OUT/corpus): (None, ()) when there is no readable run.json beside it."""
-    try:
-        record = read_run_json(folder.parent / "run.json")
-    except (OSError, ValueError):
-        return None, ()
-    threshold = record.get("threshold")
-    layers = record.get("coverage_layers") or (record.get("options") or {}).get("layers") or ()
-    return (float(threshold) if isinstance(threshold, (int, float)) else None,
-            tuple(str(layer) for layer in layers) if isinstance(layers, (list, tuple)) else ())
 
 
 def save_minimized(smaller: Failure, original: Path, output: Path | None) -> Path:
@@ -275,49 +240,3 @@ def known_failures(crashes: Path, *, quiet: bool = False) -> dict[str, Path]:
         elif not quiet:
             warnings.warn(f"skipped {error}", stacklevel=2)
     return known
-
-
-def run_record(*, target: "Target", config: FuzzConfig, device: str, threshold: float | None,
-               started_at: datetime, reason: StopReason | None, elapsed_s: float, execs: int,
-               failures: int, hits: Counter[str], known: int, earlier: list[dict[str, Any]],
-               snapshot: "Snapshot", workers: int | None = None,
-               coverage_layers: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """run.json (the README's *Output folder*): what ran, and totals across every run of the folder."""
-    what_ran = {
-        "target_sha256": target.sha256,
-        "seeds_sha256": target.seeds_sha256,
-        "run_seed": config.seed,
-        "start_time": started_at.isoformat(),
-        "end_time": datetime.now(timezone.utc).isoformat() if reason else None,
-        "stop_reason": reason.describe() if reason else "running",
-    }
-    this_run = {"nnfuzz": __version__, **what_ran, "execs": execs, "threshold": threshold,
-                "coverage_layers": list(coverage_layers),
-                "elapsed_s": round(elapsed_s, 3), "new_failures": failures, "hits": dict(hits)}
-    if workers is not None:
-        this_run["workers"] = workers
-    every_hit = Counter(hits)
-    for run in earlier:
-        every_hit.update(run.get("hits") or {})
-    return {
-        **versions(),
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
-        "options": asdict(config),
-        "target": str(target.path) if target.path else None,
-        "threshold": threshold,
-        "coverage_layers": list(coverage_layers),
-        **what_ran,
-        "totals": {**_without(snapshot.record(), "run"), "runs": len(earlier) + 1,
-                   "new_failures": failures, "known_failures": known, "hits": dict(every_hit)},
-        "runs": [*earlier, this_run],
-    }
-
-
-def summed(runs: list[dict[str, object]], key: str) -> float:
-    """The sum of a number over the runs of run.json's history."""
-    return float(sum(r.get(key) or 0 for r in runs if isinstance(r.get(key, 0), (int, float))))
-
-
-def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != key}

@@ -161,11 +161,11 @@ def _source(folder: Path, target: Path | None) -> ReplaySource:
 def _recorded_target(folder: Path, crashes: Path) -> Path:
     """The target the run that wrote ``folder`` fuzzed, from its run.json: as recorded, else
     (a relative path from another working folder) beside the output folder."""
-    from nnfuzz.output import read_run_json
+    from nnfuzz.run_record import read_run_json, recorded_target
 
     out = folder if (folder / "run.json").is_file() else crashes.parent
     try:
-        recorded = read_run_json(out / "run.json").get("target")
+        recorded, _ = recorded_target(read_run_json(out / "run.json"))
     except (OSError, ValueError):
         recorded = None
     if not recorded:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from nnfuzz.errors import OutputError, UsageError
-from nnfuzz.output import holder_of, read_run_json, reproducers_in
+from nnfuzz.output import holder_of, reproducers_in
 from nnfuzz.reproducer import Failure, replay_command
+from nnfuzz.run_record import RUNNING, read_run_json
 from nnfuzz.storage import atomic_write
 
 #: What to install for plots.
@@ -30,10 +31,6 @@ class SavedFailure:
     failure: Failure | None
     #: Why the file could not be read, when it could not.
     problem: str = ""
-
-
-#: What run.json says of a run that has not finished.
-RUNNING = "running"
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from nnfuzz.config import NO_DEADLINE, Deadline
 from nnfuzz.domain import Domain, Inputs
 from nnfuzz.mutation import input_distance
 from nnfuzz.reproducer import Failure
@@ -58,12 +59,12 @@ def reproduces(failure: Failure, still_fails: Check) -> bool:
 
 
 def minimize(failure: Failure, still_fails: Check, domain: Domain | None = None,
-             deadline: float | None = None) -> Failure:
+             deadline: Deadline = NO_DEADLINE) -> Failure:
     """A copy of ``failure`` whose inputs are as close to its seed as the check allows.
 
     With the target's ``domain``, masks are not shrunk but recomputed from their
     tokens, and padded sequences stay padded at the end, in every candidate. At
-    ``deadline`` (time.monotonic()), shrinking stops where it is: a run's
+    the run's ``deadline``, shrinking stops where it is: a run's
     --max-time bounds its minimization too.
     """
     started = time.monotonic()
@@ -161,14 +162,14 @@ def _along_the_line(current: Inputs, seed: Inputs, still_fails: Check) -> Inputs
     return at(high) if high < 1.0 else current
 
 
-def _until(deadline: float | None, still_fails: Check) -> Check:
+def _until(deadline: Deadline, still_fails: Check) -> Check:
     """The check, answering "passes" for every candidate once the deadline has passed: no
     candidate is taken after it, and the loops end at their next step."""
-    if deadline is None:
+    if deadline.at is None:
         return still_fails
 
     def check(batch: Inputs) -> torch.Tensor:
-        if time.monotonic() >= deadline:
+        if deadline.passed():
             return torch.zeros(batch[0].shape[0], dtype=torch.bool)
         return still_fails(batch)
 

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from nnfuzz.domain import Domain
     from nnfuzz.reproducer import Failure
 
 
@@ -162,12 +161,3 @@ class TerminalReporter(Reporter):
             self._advance(snapshot)
             self.bar.close()
         self._print(f"DONE {snapshot.line()} stopped: {reason}")
-
-
-def announce_domain(reporter: Reporter, domain: "Domain", api: bool = False) -> None:
-    """The first lines of a run: every input's kind and bounds, and what to fix (``api``: a
-    model in memory, fuzzed by nnfuzz.fuzz, whose fixes are its arguments)."""
-    for line in domain.describe():
-        reporter.info(line)
-    for message in domain.warnings(api):
-        reporter.warning(message)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from nnfuzz.config import FuzzConfig
-from nnfuzz.campaign import InProcess
+from nnfuzz.drivers.in_process import InProcess
 from nnfuzz.target import load_target
 
 from .support import assert_one_error_line, invoke

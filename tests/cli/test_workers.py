@@ -14,9 +14,10 @@ import torch
 
 import nnfuzz
 from nnfuzz.config import FuzzConfig
+from nnfuzz.drivers.engine import Progress
+from nnfuzz.drivers.processes import WorkerPool
 from nnfuzz.status import Reporter
 from nnfuzz.target import load_target
-from nnfuzz.workers import WorkerPool
 
 from tests.targets import DEAD_RELU, HEALTHY, write_target
 
@@ -73,7 +74,7 @@ def test_a_failure_two_workers_find_is_saved_once(tmp_path: Path, dead_relu_targ
     pool = WorkerPool(load_target(dead_relu_target), FuzzConfig(runs=0), tmp_path / "out", None,
                       2, None, Reporter())
     for value in (0.1, 0.2):  # two different inputs, one bug
-        pool._failure(nnfuzz.Failure(inputs=(torch.full((16,), value),), seed=(torch.ones(16),),
+        pool._found(nnfuzz.Failure(inputs=(torch.full((16,), value),), seed=(torch.ones(16),),
                                      objective="nonfinite", detail="NaN", signature="nonfinite:head"))
     assert len(list((tmp_path / "out" / "crashes").iterdir())) == 1
     assert len(pool.campaign.failures) == 1
@@ -87,11 +88,11 @@ def test_a_restarted_worker_gets_the_runs_deadline_and_what_is_left_of_its_share
     try:
         # --max-time counts from the parent's start, the workers' start-up included: every
         # worker, restarted or not, stops at the same moment, not 15 s after its own start.
-        assert {worker.spec.deadline for worker in pool.workers} == {pool.campaign.started + 15}
-        assert all(config.max_time is None for config in pool.worker_configs())
-        pool.snapshots[0] = {"execs": 300}
+        assert {worker.spec.start.deadline for worker in pool.workers} == {pool.campaign.deadline}
+        assert pool.campaign.deadline.at == pool.campaign.started + 15
+        pool.latest[0] = Progress(execs=300)
         config = pool.restarted_config(pool.worker_configs()[0], 0, restart=1)
-        assert config.runs == 500 - 300 and config.max_time is None
+        assert config.runs == 500 - 300 and pool._execs() == 300
         assert config.seed != pool.worker_configs()[0].seed
     finally:
         pool.campaign.close()
@@ -101,19 +102,18 @@ def test_a_worker_past_the_runs_deadline_stops_before_its_first_batch(
         healthy_target: Path, tmp_path: Path) -> None:
     from nnfuzz.campaign import Campaign
     from nnfuzz.config import StopReason
+    from nnfuzz.config import Deadline
+    from nnfuzz.drivers.engine import EngineStart, run_slice
+    from nnfuzz.drivers.processes import WorkerSpec, worker_stop
     from nnfuzz.loop import Fuzzer
-    from nnfuzz.worker_process import WorkerSpec, worker_stop
 
     target, config = load_target(healthy_target), FuzzConfig(runs=10_000)
-    spec = WorkerSpec(0, healthy_target, config, tmp_path, None, None, 1, os.getpid(),
-                      deadline=time.monotonic() - 1)
+    spec = WorkerSpec(0, healthy_target, config, tmp_path,
+                      EngineStart(deadline=Deadline.after(-1.0)), None, 1, os.getpid())
     stop = worker_stop(spec, parent_says_stop=lambda: False, found=lambda: False)
-    fuzzer = Fuzzer(target, config, Campaign(target, config, None))
-    try:
-        assert (fuzzer.run_slice(5.0, stop), fuzzer.execs) == (StopReason.MAX_TIME, 0)
-    finally:
-        fuzzer.close()
-    running = worker_stop(replace(spec, deadline=None), lambda: False, lambda: False)
+    with Fuzzer(target, config, Campaign(target, config, None)) as fuzzer:
+        assert (run_slice(fuzzer, 5.0, stop), fuzzer.execs) == (StopReason.MAX_TIME, 0)
+    running = worker_stop(replace(spec, start=EngineStart()), lambda: False, lambda: False)
     assert running(0) is None and running(10_000) is StopReason.RUNS
     assert worker_stop(spec, lambda: True, lambda: False)(0) is StopReason.STOPPED
 
@@ -296,7 +296,7 @@ def seeds():
 @pytest.mark.slow
 def test_workers_say_and_record_what_their_engines_learnt_at_start_up_as_one_process_does(
         tmp_path: Path) -> None:
-    from nnfuzz.campaign import InProcess
+    from nnfuzz.drivers.in_process import InProcess
     from nnfuzz.status import RecordingReporter
 
     target = load_target(write_target(tmp_path, ZERO_HEAD))
@@ -326,14 +326,14 @@ def test_workers_say_and_record_what_their_engines_learnt_at_start_up_as_one_pro
 
 @pytest.mark.slow
 def test_resumed_workers_start_from_the_threshold_the_folder_grew_to(tmp_path: Path) -> None:
-    from nnfuzz.campaign import InProcess
+    from nnfuzz.drivers.in_process import InProcess
     from nnfuzz.status import RecordingReporter
 
     target = load_target(write_target(tmp_path, HEALTHY))
     out = tmp_path / "out"
     first = InProcess(target, FuzzConfig(runs=6000), out=out, reporter=RecordingReporter())
     try:
-        seeds_threshold = first.fuzzer.startup().threshold
+        seeds_threshold = first.engine.startup().threshold
         first.run()
     finally:
         first.close()

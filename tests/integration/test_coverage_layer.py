@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnfuzz.config import FuzzConfig
-from nnfuzz.campaign import InProcess
+from nnfuzz.drivers.in_process import InProcess
 from nnfuzz.status import RecordingReporter
 from nnfuzz.target import in_memory
 
@@ -46,7 +46,7 @@ def test_a_constant_output_is_warned_about_and_coverage_moves_to_the_last_varyin
     [warning] = [w for w in said.warnings if w.startswith("coverage:")]
     assert "the model's output hardly varies over the seeds" in warning
     assert any("coverage from layer 'body' instead" in info for info in said.infos), said.infos
-    assert run.fuzzer.executor.layers == ["body"]  # body.3's output, as the Sequential returns it
+    assert run.engine.executor.layers == ["body"]  # body.3's output, as the Sequential returns it
     assert result.coverage > 16 * 4, "the corpus should grow on a layer that varies"
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["coverage_layers"] == ["body"]
@@ -58,4 +58,4 @@ def test_a_constant_layer_chosen_with_layer_is_warned_about_and_kept(tmp_path: P
     run.close()
     assert any("layer 'head' hardly varies" in w and "choose another --layer" in w
                for w in said.warnings), said.warnings
-    assert run.fuzzer.executor.layers == ["head"]
+    assert run.engine.executor.layers == ["head"]

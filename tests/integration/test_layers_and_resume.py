@@ -7,14 +7,14 @@ import torch
 
 import nnfuzz
 from nnfuzz.config import FuzzConfig
-from nnfuzz.campaign import InProcess
+from nnfuzz.drivers.in_process import InProcess
 from nnfuzz.target import load_target
 
 
 def test_layer_activations_form_the_coverage_vector(healthy_target: Path) -> None:
     target = load_target(healthy_target)
     fuzzer = InProcess(target, FuzzConfig(runs=500, layers=("1",)))
-    assert fuzzer.fuzzer.coverage.index.dim == 8, "the ReLU of the 4-8-2 MLP has 8 units"
+    assert fuzzer.engine.coverage.index.dim == 8, "the ReLU of the 4-8-2 MLP has 8 units"
     result = fuzzer.run()
     assert result.coverage >= len(target.seeds[0])
 
@@ -22,7 +22,7 @@ def test_layer_activations_form_the_coverage_vector(healthy_target: Path) -> Non
 def test_two_layers_are_concatenated(healthy_target: Path) -> None:
     target = load_target(healthy_target)
     fuzzer = InProcess(target, FuzzConfig(runs=100, layers=("0", "2")))
-    assert fuzzer.fuzzer.coverage.index.dim == 8 + 2
+    assert fuzzer.engine.coverage.index.dim == 8 + 2
 
 
 def test_an_unknown_layer_is_a_usage_error_naming_it(healthy_target: Path) -> None:
@@ -41,7 +41,7 @@ def test_a_resumed_run_reloads_its_corpus_and_does_not_report_known_failures_aga
     saved = {p.name for p in (out / "corpus").iterdir()}
     assert saved, "new coverage is saved in OUT/corpus"
     second = InProcess(target, FuzzConfig(runs=2000), out=out)
-    assert len(second.fuzzer.corpus) >= len(target.seeds[0]) + len(saved)
+    assert len(second.engine.corpus) >= len(target.seeds[0]) + len(saved)
     result = second.run()
     assert not result.failures, "the known signature is not new"
     assert saved <= {p.name for p in (out / "corpus").iterdir()}
@@ -53,7 +53,7 @@ def test_resumed_corpus_inputs_keep_their_seed_for_the_radius(dead_relu_target: 
     out = tmp_path / "out"
     nnfuzz.fuzz(target.model, target.seeds, bounds=target.bounds, out=out, runs=1000, radius=0.1)
     fuzzer = InProcess(target, FuzzConfig(runs=0, radius=0.1), out=out)
-    (inputs,), (roots,) = fuzzer.fuzzer.corpus.elements(), fuzzer.fuzzer.corpus.element_roots()
+    (inputs,), (roots,) = fuzzer.engine.corpus.elements(), fuzzer.engine.corpus.element_roots()
     assert len(inputs) > len(target.seeds[0])
     assert float((inputs - roots).abs().max()) <= 0.1 + 1e-6
     seeds = target.seeds[0]
@@ -78,10 +78,10 @@ def test_disagree_guides_by_default_with_its_margin_and_gap_as_low_only_records(
     target = nnfuzz.target.in_memory(model, seeds, bounds=(0.0, 1.0))
     plain = InProcess(target, FuzzConfig(reference="fp16", objective_guidance=False))
     guided = InProcess(target, FuzzConfig(reference="fp16"))
-    extra = len(guided.fuzzer.coverage.records.low) - len(plain.fuzzer.coverage.records.low)
+    extra = len(guided.engine.coverage.records.low) - len(plain.engine.coverage.records.low)
     assert extra == 2, "the margin of the top two classes and the gap to the reference"
-    assert not guided.fuzzer.coverage.records.track_high[-2:].any()
-    assert guided.fuzzer.coverage.records.track_high[:-2].all()
+    assert not guided.engine.coverage.records.track_high[-2:].any()
+    assert guided.engine.coverage.records.track_high[:-2].all()
 
 
 def test_the_loss_guides_by_default_and_objective_guidance_false_turns_it_off() -> None:
@@ -94,5 +94,5 @@ def test_the_loss_guides_by_default_and_objective_guidance_false_turns_it_off() 
         loss=lambda output, target: torch.nn.functional.cross_entropy(output, target, reduction="none"))
     default = InProcess(target, FuzzConfig())
     off = InProcess(target, FuzzConfig(objective_guidance=False))
-    assert len(default.fuzzer.coverage.records.low) == len(off.fuzzer.coverage.records.low) + 1
-    assert not default.fuzzer.coverage.records.track_high[-1], "a new high loss is a new low of -loss"
+    assert len(default.engine.coverage.records.low) == len(off.engine.coverage.records.low) + 1
+    assert not default.engine.coverage.records.track_high[-1], "a new high loss is a new low of -loss"

@@ -9,7 +9,7 @@ from torch import nn
 
 import nnfuzz
 from nnfuzz.config import FuzzConfig
-from nnfuzz.campaign import InProcess
+from nnfuzz.drivers.in_process import InProcess
 from nnfuzz.status import RecordingReporter
 from nnfuzz.target import in_memory
 
@@ -52,7 +52,7 @@ def test_seeds_that_already_disagree_are_dropped_with_a_warning_and_the_run_goes
     result = fuzzer.run()
     fuzzer.close()
     assert any("3 of 16 seeds already disagree with the reference" in w for w in said.warnings)
-    assert fuzzer.fuzzer.seed_count == 13
+    assert fuzzer.engine.seed_count == 13
     assert result.failures and result.failures[0].objective == "disagree"
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 import nnfuzz
 from nnfuzz.config import FuzzConfig
-from nnfuzz.campaign import InProcess
+from nnfuzz.drivers.in_process import InProcess
 from nnfuzz.target import in_memory
 
 #: Executions each side gets.
@@ -115,6 +115,6 @@ def test_the_radius_keeps_every_corpus_input_near_its_seed_and_out_of_reach_of_t
     result = fuzzer.run()
     assert not result.failures, "the all-dead region is farther than 0.05 from every seed"
     assert result.corpus > len(seeds), "the corpus should still grow inside the radius"
-    corpus = fuzzer.fuzzer.corpus
+    corpus = fuzzer.engine.corpus
     (inputs,), (roots,) = corpus.elements(), corpus.element_roots()
     assert float((inputs - roots).abs().max()) <= 0.05 + 1e-6

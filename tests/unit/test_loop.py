@@ -7,6 +7,7 @@ from torch import nn
 
 from nnfuzz.campaign import Campaign
 from nnfuzz.config import FuzzConfig, StopReason
+from nnfuzz.drivers.engine import run_slice
 from nnfuzz.loop import Fuzzer
 from nnfuzz.reproducer import Failure
 from nnfuzz.target import in_memory
@@ -63,7 +64,7 @@ def test_a_failure_found_in_a_step_reaches_the_campaign_once_and_stops_it() -> N
     campaign = Campaign(target, config, None)
     fuzzer = Fuzzer(target, config, campaign)
     try:
-        reason = fuzzer.run_slice(60.0, campaign.stop_reason)
+        reason = run_slice(fuzzer, 60.0, campaign.stop_reason)
     finally:
         fuzzer.close()
     assert reason is StopReason.FAILURE

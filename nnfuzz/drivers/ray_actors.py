@@ -2,13 +2,13 @@
 
 Ray (the optional extra ``nnfuzz[ray]``) runs them; nnfuzz does not invent a
 distributed system. The target's folder travels to every node as Ray's
-``working_dir``; each actor is an ordinary :class:`Fuzzer` with a private
-corpus folder, fuzzing in slices. After each slice it hands the driver its
-new corpus files and failures (as bytes: safetensors, never pickled
-tensors), and the driver writes them into ``OUT/`` and passes each actor the
-files the others found. So a cluster run leaves the same output folder as a
-local one, whether or not the nodes share a file system. An actor that dies
-is replaced by a new one given the whole corpus: nothing it sent is lost.
+``working_dir``; each actor is an ordinary engine with a private corpus folder,
+working in slices. After each slice it hands the driver its news (the messages of
+nnfuzz.drivers.messages: failures as reproducer bytes, never pickled tensors) and its
+new corpus files, and the driver writes them into ``OUT/`` and passes each actor the
+files the others found. So a cluster run leaves the same output folder as a local one,
+whether or not the nodes share a file system. An actor that dies is replaced by a new
+one given the whole corpus: nothing it sent is lost.
 """
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ import socket
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from nnfuzz.config import FuzzConfig, StopReason, stop_reason
-from nnfuzz.errors import NnfuzzError, UsageError
-from nnfuzz.reproducer import failure_from_bytes
-from nnfuzz.status import Reporter
+from nnfuzz.config import Deadline, FuzzConfig, StopReason, stop_reason
 from nnfuzz.corpus_files import save_input_file
+from nnfuzz.drivers.engine import EngineFactory, EngineStart, Relay, Resume, StartUp, run_slice
+from nnfuzz.drivers.messages import Done, Found, Message, Slice, Status
+from nnfuzz.drivers.pool import MAX_RESTARTS, Pool
+from nnfuzz.errors import NnfuzzError, UsageError
+from nnfuzz.loop import Fuzzer
+from nnfuzz.status import Reporter
 from nnfuzz.storage import TEMP_PREFIX
 from nnfuzz.target import Target
-from nnfuzz.worker_process import Relay
-from nnfuzz.workers import MAX_RESTARTS, Pool
 
-#: Seconds an actor fuzzes between two exchanges with the driver.
+#: Seconds an actor works between two exchanges with the driver.
 SLICE_SECONDS = 1.0
 RAY_EXTRA = "pip install 'nnfuzz[ray]'"
 #: Seconds to wait for a Ray head at HOST:PORT to answer.
@@ -49,54 +49,55 @@ def import_ray() -> Any:
 
 
 class RayWorker:
-    """One worker, run by Ray as an actor (on whichever node Ray places it)."""
+    """One worker, run by Ray as an actor (on whichever node Ray places it). Its deadline
+    comes as the seconds left (another machine's clock is another)."""
 
     def __init__(self, index: int, target_name: str, config: FuzzConfig,
-                 corpus: dict[str, bytes], threads: int,
-                 earlier: tuple[dict[str, Any], ...] = ()) -> None:
+                 corpus: dict[str, bytes], threads: int, resume: Resume | None,
+                 seconds_left: float | None, engine: EngineFactory) -> None:
         import torch
 
-        from nnfuzz.loop import Fuzzer
         from nnfuzz.target import load_target
 
         torch.set_num_threads(threads)
-        self.index = index
-        self.config = config
-        # The seconds left of the run, on this node's clock (another machine's is another).
-        self.deadline = time.monotonic() + config.max_time if config.max_time else None
+        self.index, self.config = index, config
+        self.deadline = Deadline.after(seconds_left)
         self.folder = Path(tempfile.mkdtemp(prefix=f"nnfuzz-ray-{index}-"))
         self.corpus = self.folder / "corpus"
         self.corpus.mkdir()
         self._write(corpus)
-        #: Failures found since the driver's last call, as reproducer bytes.
-        self.outbox: list[bytes] = []
-        self.sink = Relay(self.outbox.append)
+        #: News since the driver's last call.
+        self.news: list[Message] = []
+        self.sink = Relay(lambda data: self.news.append(Found(index, data)))
         # Ray starts the actor in the target's folder (its working_dir).
         target = load_target(Path(os.getcwd()) / target_name, need_seeds=False)
-        self.fuzzer = Fuzzer(target, replace(config, max_time=None), self.sink,
-                             folder=self.corpus, earlier=earlier, deadline=self.deadline)
+        self.engine = engine(target, config, self.sink,
+                             EngineStart(folder=self.corpus, resume=resume,
+                                         deadline=self.deadline))
         self.sent = set(os.listdir(self.corpus))
 
-    def startup(self) -> dict[str, Any]:
-        """This actor's start-up facts (loop.StartUp), for the parent's Campaign."""
-        return asdict(self.fuzzer.startup())
+    def startup(self) -> StartUp:
+        """This actor's start-up facts, for the parent's Campaign."""
+        return self.engine.startup()
 
     def _stop(self, execs: int) -> StopReason | None:
         return stop_reason(self.config, execs, found=self.sink.sent > 0, deadline=self.deadline)
 
-    def work(self, incoming: dict[str, bytes], known: list[str]) -> dict[str, Any]:
-        """Take in the others' files and the failures already saved, fuzz a slice, report."""
+    def work(self, incoming: dict[str, bytes], known: list[str]) -> Slice:
+        """Take in the others' files and the failures already saved, work a slice, report."""
         self._write(incoming)
         self.sent.update(incoming)
         self.sink.known.update(known)
-        self.fuzzer.import_shared()
-        reason = self.fuzzer.run_slice(SLICE_SECONDS, self._stop)
+        self.engine.import_shared()
+        reason = run_slice(self.engine, SLICE_SECONDS, self._stop)
         new = {name: (self.corpus / name).read_bytes() for name in os.listdir(self.corpus)
                if name not in self.sent and not name.startswith(TEMP_PREFIX)}
         self.sent.update(new)
-        failures, self.outbox[:] = list(self.outbox), []
-        return {"files": new, "failures": failures, "done": reason is not None,
-                "snapshot": asdict(self.fuzzer.progress()), "hits": dict(self.sink.hits)}
+        progress = self.engine.progress()
+        last = (Status(self.index, progress) if reason is None else
+                Done(self.index, progress, dict(self.sink.hits)))
+        news, self.news = (*self.news, last), []
+        return Slice(news=news, files=new, hits=dict(self.sink.hits))
 
     def _write(self, files: dict[str, bytes]) -> None:
         for name, data in files.items():
@@ -119,21 +120,21 @@ class RayPool(Pool):
     """The driver of a --ray run: actors fuzz, the driver keeps OUT/ and relays corpus files."""
 
     def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
-                 count: int, address: str, reporter: Reporter) -> None:
-        super().__init__(target, config, out, count, None, reporter)
+                 count: int, address: str, reporter: Reporter,
+                 engine: EngineFactory = Fuzzer) -> None:
+        super().__init__(target, config, out, count, None, reporter, engine)
         if corpus is not None:
             raise UsageError("--corpus with --ray: merge it into OUT/corpus first "
                              "(nnfuzz corpus merge TARGET OUT/corpus DIR), then run.")
         self.ray = import_ray()
         self.address = address
         self.actors: dict[int, Any] = {}
+        self.configs: dict[int, FuzzConfig] = {}
         self.pending: dict[Any, int] = {}
         #: Corpus files each actor has not been given yet.
         self.outbox: dict[int, dict[str, bytes]] = {}
         self.restarts: dict[int, int] = {}
         self.stopping = False
-
-    # --- actors ----------------------------------------------------------------------
 
     def _start_all(self) -> None:
         ray = self.ray
@@ -153,14 +154,12 @@ class RayPool(Pool):
         self._started(ray.get(self.actors[0].startup.remote()))
 
     def _start(self, index: int, config: FuzzConfig) -> None:
-        self.configs = getattr(self, "configs", {})
         self.configs[index] = config
-        if self.campaign.deadline is not None:
-            # An actor may be on another machine, with another clock: it gets the seconds left.
-            config = replace(config, max_time=max(0.1, self.campaign.deadline - time.monotonic()))
+        start = self.campaign.engine_start()
+        left = start.deadline.left()
         actor = self.remote.remote(index, self.target.path.name, config,  # type: ignore[union-attr]
-                                   self._corpus_files(), config.threads or 1,
-                                   tuple(self.campaign.earlier))
+                                   self._corpus_files(), config.threads or 1, start.resume,
+                                   None if left is None else max(0.1, left), self.engine)
         self.actors[index] = actor
         self.outbox[index] = {}
         self._submit(index)
@@ -193,17 +192,19 @@ class RayPool(Pool):
                 continue
             self._take(index, result)
 
-    def _take(self, index: int, result: dict[str, Any]) -> None:
-        for name, data in result["files"].items():
+    def _take(self, index: int, result: Slice) -> None:
+        for name, data in result.files.items():
             save_input_file(self.campaign.out.corpus, name, data)  # type: ignore[union-attr]
             for other in self.outbox:
                 if other != index:
                     self.outbox[other][name] = data
-        for data in result["failures"]:
-            self._failure(failure_from_bytes(data, f"worker {index}'s failure"))
-        self._status_of(index, result["snapshot"])
-        if result["done"] or self.stopping:
-            self._finished(index, int(result["snapshot"]["execs"]), result["hits"])
+        for message in result.news:
+            self._hear(message)
+        if index in self.finished:
+            return
+        if self.stopping:  # its last slice: what it did so far is all it did
+            last = result.news[-1]
+            self._hear(Done(index, last.progress, result.hits))  # type: ignore[union-attr]
         else:
             self._submit(index)
 
