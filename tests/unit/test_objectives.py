@@ -257,14 +257,15 @@ def test_disagree_runs_the_reference_once_per_batch_for_its_findings_and_pressur
 
 
 def test_a_step_down_the_steering_gradient_shrinks_the_top_two_margin() -> None:
+    from nnfuzz.guidance import gradient
     from nnfuzz.objectives.disagree import top_two_margin
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).eval()
     inputs = torch.rand(6, 5, generator=torch.Generator().manual_seed(1))
-    executor = Executor(model)
-    [direction] = executor.gradient((inputs,), top_two_margin)
+    with Executor(model) as executor:
+        [direction] = gradient(executor, (inputs,), top_two_margin)
     stepped = inputs - 0.01 * direction.sign()
     with torch.no_grad():
         before, after = top_two_margin(model(inputs)), top_two_margin(model(stepped))
