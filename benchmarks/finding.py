@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -102,8 +103,8 @@ def labelled(execution: Execution, target: Target, picks: torch.Tensor | None) -
     """Each example with the label of the seed it was drawn for, when the target has labels."""
     if target.targets is not None and picks is not None:
         device = execution.coverage.device
-        execution.targets = target.targets[picks].to(device)
-        execution.has_target = torch.ones(len(picks), dtype=torch.bool, device=device)
+        return replace(execution, targets=target.targets[picks].to(device),
+                       has_target=torch.ones(len(picks), dtype=torch.bool, device=device))
     return execution
 
 

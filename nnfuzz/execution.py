@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import traceback
 import weakref
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
-from torch.nn.modules.module import register_module_forward_hook
 
+from nnfuzz import hooks
 from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.reading import batch_first, batch_rows, output_tensors, primary_output, same_outputs
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError, first_line, user_frame
@@ -70,8 +71,33 @@ def _statistics(events: list[tuple[int, int, tuple[torch.Tensor, ...]]]
     return torch.stack((mean, std), 2), torch.maximum(highs.abs(), lows.abs())
 
 
+#: Given a module's index and its output rows (batch first, not detached), as the module
+#: makes them during a watched pass (:meth:`Executor.watched`).
+Watch = Callable[[int, torch.Tensor], None]
+#: (module index, values per example, _reductions) of one module output.
+Event = tuple[int, int, tuple[torch.Tensor, ...]]
+
+
+@dataclass
+class Pass:
+    """What one forward pass gathers as the model runs: the hook fills it while it is the
+    executor's current pass, and only then, so that nothing of one pass leaks into the next."""
+
+    #: The batch size, to tell the rows of a module's output.
+    batch: int
+    #: When set, each module output goes to it instead of being reduced and captured.
+    watch: Watch | None = None
+    #: Each module output's reductions, in forward order.
+    events: list[Event] = field(default_factory=list)
+    #: The coverage layers' outputs (pooled where a pool is set), by layer name.
+    captured: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
 class Executor:
-    """Runs a model with hooks that reduce every module's output as it is made."""
+    """Runs a model with hooks that reduce every module's output as it is made.
+
+    A context manager: leaving it closes the executor, which takes its process-wide
+    hook out."""
 
     def __init__(self, model: torch.nn.Module, *, layers: list[str] | None = None,
                  source: Path | None = None, names: Names = None) -> None:
@@ -85,29 +111,27 @@ class Executor:
         self._index = {module: position for position, module in enumerate(self._modules.values())}
         self.callers = _callers(self._modules)
         self.use_layers(list(layers or []))
-        #: While set, every module's output rows are kept here (see :meth:`activations`).
-        self._every: list[tuple[int, torch.Tensor]] | None = None
-        #: (module index, values per example, _reductions) of each module output seen.
-        self._events: list[tuple[int, int, tuple[torch.Tensor, ...]]] = []
         self._layout: tuple[tuple[int, ...], Any] | None = None
-        self._captured: dict[str, torch.Tensor] = {}
-        #: During a gradient pass: the modules whose output it needs (None until captured),
-        #: and whether it needs the model's own output too (else it stops once they ran).
-        self._gradient_outputs: dict[torch.nn.Module, torch.Tensor | None] | None = None
-        self._gradient_whole = False
-        self._batch = 0
-        self._recording = False
+        #: The forward pass under way (:meth:`_passing`); None between passes.
+        self._pass: Pass | None = None
         #: Set when instrumenting the model was seen to change its outputs: every batch
         #: is then judged on a plain pass, and the instrumented one only gives coverage.
         self.judge_plainly = False
         # The hook is process-wide: it holds the executor weakly, and goes when the executor
-        # does (closed or collected), so that a forgotten executor slows nothing down.
+        # does (closed or dropped), so that a forgotten executor slows nothing down. Nothing
+        # here refers back to the executor, so dropping it is enough: no cycle to collect.
         self._hook_function = _weak_hook(self)
-        self._handles = [register_module_forward_hook(self._hook_function)]
-        weakref.finalize(self, _remove_all, self._handles)
+        hooks.install(self._hook_function)
+        weakref.finalize(self, hooks.uninstall, self._hook_function)
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *_exception: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        _remove_all(self._handles)
+        hooks.uninstall(self._hook_function)
 
     def use_layers(self, layers: list[str], pool: Callable[[torch.Tensor], torch.Tensor] | None = None
                    ) -> None:
@@ -125,46 +149,57 @@ class Executor:
     def activations(self, inputs: Inputs) -> list[tuple[str, torch.Tensor]]:
         """Every module's output on ``inputs`` as (batch, values) rows, in forward order
         (each module once): what a coverage layer could be."""
-        self._every = []
-        try:
-            with torch.no_grad():
-                self._forward(inputs)
-            return [(self.module_names[i], rows) for i, rows in self._every]
-        finally:
-            self._every = None
+        first: dict[int, torch.Tensor] = {}
+
+        def keep_first(index: int, rows: torch.Tensor) -> None:
+            if index not in first:
+                first[index] = rows.detach().float()
+
+        with torch.no_grad():
+            self.watched(inputs, keep_first)
+        return [(self.module_names[i], rows) for i, rows in first.items()]
+
+    def watched(self, inputs: Inputs, watch: Watch) -> Any:
+        """The model's output on ``inputs``, each module's output rows handed to ``watch``
+        as they are made (a gradient pass reads them; an exception ``watch`` raises ends
+        the forward pass and goes to the caller)."""
+        with self._passing(Pass(inputs[0].shape[0], watch)):
+            return call(self.model, inputs, self.names)
 
     # --- the hook ----------------------------------------------------------------
 
+    @contextmanager
+    def _passing(self, current: Pass) -> Iterator[Pass]:
+        """``current`` is the pass the hook fills until the forward pass ends, however it ends."""
+        previous, self._pass = self._pass, current
+        try:
+            yield current
+        finally:
+            self._pass = previous
+
     def _hook(self, module: torch.nn.Module, _args: Any, output: Any) -> None:
-        # One hook for every module of the process: only this model's, only while it runs
-        # here (not the loss's or a reference's own forward pass).
-        index = self._index.get(module) if self._recording else None
-        if index is None:
+        # One hook for every module of the process: only this model's, only during a pass
+        # (not the loss's or a reference's own forward pass).
+        current = self._pass
+        index = self._index.get(module) if current is not None else None
+        if current is None or index is None:
             return
         try:
-            flat = batch_rows(output, self._batch)
+            flat = batch_rows(output, current.batch)
         except Exception:  # noqa: BLE001 - an output nnfuzz cannot read is skipped, never raised
             return
         if flat is None:
             return
-        wanted = self._gradient_outputs
-        if wanted is not None:
-            # A gradient pass needs some modules' outputs, not the statistics, nor (unless it
-            # reads the model's output) what the model computes after them: it stops there.
-            if module in wanted and wanted[module] is None:
-                wanted[module] = flat
-                if not self._gradient_whole and all(o is not None for o in wanted.values()):
-                    raise _StopForward
+        if current.watch is not None:
+            current.watch(index, flat)
             return
         flat = flat.detach().float()
-        if self._every is not None and all(index != i for i, _ in self._every):
-            self._every.append((index, flat))
         if module in self._layer_modules:
-            self._captured.setdefault(self._layer_modules[module],
-                                      self._pool(flat) if self._pool is not None else flat)
+            current.captured.setdefault(self._layer_modules[module],
+                                        self._pool(flat) if self._pool is not None else flat)
         if flat.shape[1] == 0:
             return
-        self._events.append((index, flat.shape[1], _reductions(flat)))
+        current.events.append((index, flat.shape[1], _reductions(flat)))
 
     # --- running -----------------------------------------------------------------
 
@@ -173,13 +208,14 @@ class Executor:
         """Run a batch; if it raises, run its examples one by one to find which. ``targets``:
         each example's label (its seed's), known where ``has_target``."""
         try:
-            judged, output = self._forward_batch(inputs)
+            judged, seen = self._forward_batch(inputs)
         except NnfuzzError:
             raise
         except Exception:  # noqa: BLE001 - the model's failure is a finding, not ours
             execution = self._run_one_by_one(inputs)
         else:
-            execution = self._collect(inputs, judged)  # nnfuzz's own errors are not the model's
+            # nnfuzz's own errors here are not the model's
+            execution = self._collect(inputs, judged, seen)
         if targets is None:
             return execution
         return replace(execution, targets=targets.to(self.device),
@@ -187,13 +223,11 @@ class Executor:
                                    else torch.ones(len(targets), dtype=torch.bool)).to(self.device))
 
     def plain(self, inputs: Inputs) -> Any:
-        """The model's output with no instrumentation at all: what the user's own call gives."""
-        _remove_all(self._handles)
-        try:
-            with torch.no_grad():
-                return call(self.model, inputs, self.names)
-        finally:
-            self._handles.append(register_module_forward_hook(self._hook_function))
+        """The model's output with no instrumentation at all: what the user's own call gives.
+        Every nnfuzz hook is out meanwhile, this executor's and any other's, since a model may
+        see that a hook is registered (``_global_forward_hooks``) and compute otherwise."""
+        with hooks.suspended(), torch.no_grad():
+            return call(self.model, inputs, self.names)
 
     def confirm_unobserved(self, inputs: Inputs) -> str | None:
         """Whether the hook leaves the model's outputs on ``inputs`` as they are; if not, every
@@ -201,7 +235,7 @@ class Executor:
         try:
             plain = self.plain(inputs)
             with torch.no_grad():
-                observed = self._forward(inputs)
+                observed, _ = self._forward(inputs)
         except Exception:  # noqa: BLE001 - the seeds' own check reports the model raising
             return None
         if same_outputs(plain, observed) or not same_outputs(plain, self.plain(inputs)):
@@ -210,24 +244,20 @@ class Executor:
         return ("instrumenting the model changes its outputs on the seeds, so every batch runs "
                 "twice: plain for the verdicts, instrumented for coverage (about half the speed)")
 
-    def _forward(self, inputs: Inputs) -> Any:
-        self._events, self._captured = [], {}
-        self._batch = inputs[0].shape[0]
-        self._recording = True
-        try:
-            return call(self.model, inputs, self.names)
-        finally:
-            self._recording = False
+    def _forward(self, inputs: Inputs) -> tuple[Any, Pass]:
+        """The model's output, and what the hook gathered of each module's."""
+        with self._passing(Pass(inputs[0].shape[0])) as seen:
+            return call(self.model, inputs, self.names), seen
 
-    def _forward_batch(self, inputs: Inputs) -> tuple[Any, Any]:
+    def _forward_batch(self, inputs: Inputs) -> tuple[Any, Pass]:
         """(what the objectives judge, what the hook saw): one pass, or two when
         instrumenting the model changes what it computes."""
         judged = self.plain(inputs) if self.judge_plainly else None
         with torch.no_grad():
-            output = self._forward(inputs)
-        return (judged if self.judge_plainly else output), output
+            output, seen = self._forward(inputs)
+        return (judged if self.judge_plainly else output), seen
 
-    def _collect(self, inputs: Inputs, output: Any) -> Execution:
+    def _collect(self, inputs: Inputs, output: Any, seen: Pass) -> Execution:
         size = inputs[0].shape[0]
         outputs = [first for t in output_tensors(output)
                    if (first := batch_first(t, size)) is not None]
@@ -238,31 +268,31 @@ class Executor:
             raise UnbatchedOutput(_shape_of(output), size)
         primary = primary.detach().float()
         if self.layers:
-            missing = [name for name in self.layers if name not in self._captured]
+            missing = [name for name in self.layers if name not in seen.captured]
             if missing:
                 raise UsageError(f"--layer {missing[0]!r} did not run in the forward pass "
                                  "(or its output has no batch dimension): choose another layer.")
-            coverage = torch.cat([self._captured[name] for name in self.layers], 1)
+            coverage = torch.cat([seen.captured[name] for name in self.layers], 1)
         else:
             coverage = primary.reshape(size, -1)
-        stats, absmax_matrix = self._module_statistics(size, primary.device)
+        stats, absmax_matrix = self._module_statistics(seen.events, size, primary.device)
         return Execution(inputs=inputs, output=output, outputs=[t.detach() for t in outputs],
                          primary=primary, judged_plainly=self.judge_plainly, callers=self.callers,
                          coverage=coverage, stats=stats,
-                         event_modules=[self.module_names[index] for index, _, _ in self._events],
+                         event_modules=[self.module_names[index] for index, _, _ in seen.events],
                          event_absmax=absmax_matrix)
 
-    def _module_statistics(self, size: int, device: torch.device
+    def _module_statistics(self, events: list[Event], size: int, device: torch.device
                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each module's statistics (B, M, STATS), NaN where it did not run: mean and std of
         its first output, the largest magnitude over all of them; and each event's largest
         magnitude (B, E)."""
         stats = torch.full((size, len(self.module_names), len(STATS)), float("nan"),
                            device=device)
-        if not self._events:
+        if not events:
             return stats, torch.zeros(size, 0, device=device)
-        mean_std, absmax = _statistics(self._events)
-        modules, firsts, repeats = self._event_layout(tuple(m for m, _, _ in self._events), device)
+        mean_std, absmax = _statistics(events)
+        modules, firsts, repeats = self._event_layout(tuple(m for m, _, _ in events), device)
         values = torch.cat((mean_std, absmax.unsqueeze(2)), 2)  # (B, E, STATS)
         if firsts is not None:
             values = values.index_select(1, firsts)
@@ -295,14 +325,14 @@ class Executor:
         for example in range(size):
             single = tuple(tensor[example:example + 1] for tensor in inputs)
             try:
-                judged, _ = self._forward_batch(single)
+                judged, seen = self._forward_batch(single)
             except NnfuzzError:
                 raise
             except Exception as error:  # noqa: BLE001 - recorded as a finding
                 results.append(None)
                 raised.append(self.describe_error(error))
                 continue
-            results.append(self._collect(single, judged))
+            results.append(self._collect(single, judged, seen))
             raised.append(None)
         return joined(inputs, results, raised, len(self.module_names))
 
@@ -312,55 +342,6 @@ class Executor:
     def _location(self, error: BaseException) -> str:
         chosen = user_frame(traceback.extract_tb(error.__traceback__), self.source)
         return f"{Path(chosen.filename).name}:{chosen.lineno}" if chosen else "unknown"
-
-    # --- gradients ---------------------------------------------------------------
-
-    def gradient(self, inputs: Inputs, measure: Callable[[torch.Tensor], torch.Tensor],
-                 module_index: int | None = None) -> Inputs | None:
-        """Gradient of ``measure`` (per example, summed over the batch) w.r.t. float inputs.
-
-        ``measure`` reads a module's output, or the primary output when
-        ``module_index`` is None. None when the model is not differentiable there.
-        """
-        if module_index is not None:
-            return self.gradient_of(inputs, lambda outputs, _: measure(outputs[module_index]),
-                                    (module_index,))
-        return self.gradient_of(inputs, lambda _, output: measure(primary_output(output)), (),
-                                whole=True)
-
-    def gradient_of(self, inputs: Inputs,
-                    measure: Callable[[dict[int, torch.Tensor], Any], torch.Tensor],
-                    modules: tuple[int, ...], whole: bool = False) -> Inputs | None:
-        """Gradient of ``measure(module outputs by index, the model's output)``, summed over
-        the batch, w.r.t. float inputs. The forward pass stops once the ``modules`` ran
-        unless ``whole`` (the model's output is then given, else None). None when the
-        model is not differentiable there."""
-        chosen = {index: list(self._index)[index] for index in modules}
-        leaves = tuple(t.detach().clone().requires_grad_(t.dtype.is_floating_point)
-                       for t in inputs)
-        wanted: dict[torch.nn.Module, torch.Tensor | None] = {m: None for m in chosen.values()}
-        self._gradient_outputs, self._gradient_whole = wanted, whole
-        try:
-            with torch.enable_grad():
-                try:
-                    output = self._forward(leaves)
-                except _StopForward:
-                    output = None
-                captured = {index: wanted[module] for index, module in chosen.items()}
-                if any(o is None or not o.requires_grad for o in captured.values()):
-                    return None
-                primary = primary_output(output) if whole else None
-                if whole and (primary is None or not primary.requires_grad):
-                    return None
-                value = measure(captured, output)  # type: ignore[arg-type]
-                grads = torch.autograd.grad(value.sum(), [t for t in leaves if t.requires_grad],
-                                            allow_unused=True)
-        except Exception:  # noqa: BLE001 - not differentiable here: the caller falls back
-            return None
-        finally:
-            self._gradient_outputs, self._gradient_whole = None, False
-        grads_iter = iter(grads)
-        return tuple(next(grads_iter) if t.requires_grad else None for t in leaves)  # type: ignore[misc]
 
 
 class UnbatchedOutput(TargetError):
@@ -377,13 +358,6 @@ def _shape_of(output: Any) -> str:
     if isinstance(output, torch.Tensor):
         return f"a tensor of shape {tuple(output.shape)}"
     return type(output).__name__
-
-
-def statistic(activation: torch.Tensor, stat: int) -> torch.Tensor:
-    """One of STATS per example of a module's output (B, ...), differentiably: what a
-    guided step pushes."""
-    flat = activation.flatten(1).float()
-    return (flat.mean(1), flat.std(1, correction=0), flat.abs().amax(1))[stat]
 
 
 def _callers(modules: dict[str, torch.nn.Module]) -> dict[str, str]:
@@ -412,12 +386,3 @@ def _weak_hook(executor: "Executor") -> Callable[..., None]:
             alive._hook(module, args, output)
 
     return hook
-
-
-def _remove_all(handles: list[Any]) -> None:
-    while handles:
-        handles.pop().remove()
-
-
-class _StopForward(Exception):
-    """Raised by a hook once a gradient pass has the module output it needs."""

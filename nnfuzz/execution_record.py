@@ -35,9 +35,9 @@ class RaisedError:
         return f"{self.type}: {self.message} at {self.location}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Execution:
-    """The model's results on one batch."""
+    """The model's results on one batch; a new one for a change (dataclasses.replace)."""
 
     inputs: Inputs
     #: The model's output as it returned it (detached); when some examples raised,

@@ -8,20 +8,23 @@ chosen at random, up or down. A descent walk (nnfuzz.descent) follows one
 :class:`Push` for many steps: a signal column (a module statistic, or a
 guiding objective's pressure) and the way toward failing. Which objectives
 guide is decided once, at set-up: each objective's measured default, unless
-``objective_guidance`` says all or none.
+``objective_guidance`` says all or none. The gradients come from a watched
+forward pass of the executor (:func:`gradient_of`), which stops as soon as the
+module outputs it needs are made.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from nnfuzz.coverage import SignalLayout
 from nnfuzz.domain import Inputs
-from nnfuzz.execution import Executor, statistic
+from nnfuzz.execution import Executor
 from nnfuzz.objectives import Objective
+from nnfuzz.reading import primary_output
 
 Directions = tuple[torch.Tensor | None, ...]
 
@@ -62,7 +65,7 @@ class Guidance:
         if self.steering and _coin(rng):
             pick = int(torch.randint(len(self.steering), (1,), generator=rng,
                                      device=rng.device).item())
-            grads = self.executor.gradient(inputs, self.steering[pick])
+            grads = gradient(self.executor, inputs, self.steering[pick])
             return None if grads is None else _negated(grads)
         push = self._statistic_push(rng)
         return None if push is None else self.direction(inputs, [push])
@@ -96,7 +99,7 @@ class Guidance:
                 total = total + torch.where(mine, -value if push.lower else value, 0.0)
             return total
 
-        return self.executor.gradient_of(inputs, ascent, modules, whole=whole)
+        return gradient_of(self.executor, inputs, ascent, modules, whole=whole)
 
     def _statistic_push(self, rng: torch.Generator) -> Push | None:
         """A module statistic that still has finite records, at random, up or down."""
@@ -115,3 +118,71 @@ def _coin(rng: torch.Generator) -> bool:
 
 def _negated(grads: Directions) -> Directions:
     return tuple(-g if g is not None else g for g in grads)
+
+
+# --- gradients ---------------------------------------------------------------------
+
+
+def gradient(executor: Executor, inputs: Inputs,
+             measure: Callable[[torch.Tensor], torch.Tensor]) -> Directions | None:
+    """Gradient of ``measure`` of the primary output (per example, summed over the batch)
+    w.r.t. float inputs; None when the model is not differentiable there."""
+    return gradient_of(executor, inputs, lambda _, output: measure(primary_output(output)), (),
+                       whole=True)
+
+
+def gradient_of(executor: Executor, inputs: Inputs,
+                measure: Callable[[dict[int, torch.Tensor], Any], torch.Tensor],
+                modules: tuple[int, ...], whole: bool = False) -> Directions | None:
+    """Gradient of ``measure(module outputs by index, the model's output)``, summed over
+    the batch, w.r.t. float inputs. The forward pass stops once the ``modules`` ran
+    unless ``whole`` (the model's output is then given, else None). None when the
+    model is not differentiable there."""
+    leaves = tuple(t.detach().clone().requires_grad_(t.dtype.is_floating_point)
+                   for t in inputs)
+    capture = _Capture(modules, stop=not whole)
+    try:
+        with torch.enable_grad():
+            try:
+                output = executor.watched(leaves, capture)
+            except _StopForward:
+                output = None
+            if any(o is None or not o.requires_grad for o in capture.outputs.values()):
+                return None
+            primary = primary_output(output) if whole else None
+            if whole and (primary is None or not primary.requires_grad):
+                return None
+            value = measure(capture.outputs, output)  # type: ignore[arg-type]
+            grads = torch.autograd.grad(value.sum(), [t for t in leaves if t.requires_grad],
+                                        allow_unused=True)
+    except Exception:  # noqa: BLE001 - not differentiable here: the caller falls back
+        return None
+    grads_iter = iter(grads)
+    return tuple(next(grads_iter) if t.requires_grad else None for t in leaves)
+
+
+class _Capture:
+    """Keeps the first output rows of the chosen modules during a watched pass; when
+    ``stop``, ends the pass once it has them all, since what the model computes after
+    them does not matter to the gradient."""
+
+    def __init__(self, modules: tuple[int, ...], stop: bool) -> None:
+        self.outputs: dict[int, torch.Tensor | None] = {index: None for index in modules}
+        self.stop = stop
+
+    def __call__(self, index: int, rows: torch.Tensor) -> None:
+        if index in self.outputs and self.outputs[index] is None:
+            self.outputs[index] = rows
+            if self.stop and all(o is not None for o in self.outputs.values()):
+                raise _StopForward
+
+
+class _StopForward(Exception):
+    """Raised by the capture once a gradient pass has the module outputs it needs."""
+
+
+def statistic(activation: torch.Tensor, stat: int) -> torch.Tensor:
+    """One of STATS per example of a module's output (B, ...), differentiably: what a
+    guided step pushes."""
+    flat = activation.flatten(1).float()
+    return (flat.mean(1), flat.std(1, correction=0), flat.abs().amax(1))[stat]

@@ -1,7 +1,11 @@
+import contextlib
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
+
+from nnfuzz.execution import Executor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -16,3 +20,11 @@ def healthy_target(tmp_path: Path) -> Path:
 @pytest.fixture
 def dead_relu_target(tmp_path: Path) -> Path:
     return write_target(tmp_path, DEAD_RELU)
+
+
+@pytest.fixture
+def executor_for() -> Iterator[Callable[..., Executor]]:
+    """Builds executors (``executor_for(model, **options)``) that are closed when the test
+    ends, so that no test leaves a process-wide hook behind for the next."""
+    with contextlib.ExitStack() as opened:
+        yield lambda model, **options: opened.enter_context(Executor(model, **options))

@@ -28,12 +28,9 @@ def merged_corpus(target: Path, tmp_path: Path) -> Path:
 
 def coverage_of(target: Path, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     loaded = load_target(target)
-    executor = Executor(loaded.model.eval(), source=loaded.path)
-    try:
+    with Executor(loaded.model.eval(), source=loaded.path) as executor:
         execution = executor.run(inputs)
-        return execution.coverage, execution.stats.reshape(execution.size, -1)
-    finally:
-        executor.close()
+    return execution.coverage, execution.stats.reshape(execution.size, -1)
 
 
 def test_minimize_keeps_every_cell_and_record_of_the_corpus_with_fewer_inputs(

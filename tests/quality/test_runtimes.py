@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -114,7 +115,8 @@ def test_a_model_that_cannot_be_exported_is_one_error_line_naming_where(
                           "GuardOnDataDependentSymNode", "another --reference")
 
 
-def test_an_input_the_runtime_raises_on_is_a_disagreement_found_alone() -> None:
+def test_an_input_the_runtime_raises_on_is_a_disagreement_found_alone(
+        executor_for: Callable[..., Executor]) -> None:
     model = torch.nn.Linear(3, 4).eval()
 
     def runtime(inputs):  # type: ignore[no-untyped-def]
@@ -126,7 +128,7 @@ def test_an_input_the_runtime_raises_on_is_a_disagreement_found_alone() -> None:
         "export", runtime, "export", "torch test")))
     batch = torch.rand(6, 3) * 0.5
     batch[4, 0] = 0.95
-    judged = objective.evaluate(Executor(model).run((batch,)))
+    judged = objective.evaluate(executor_for(model).run((batch,)))
     [finding] = judged.findings
     assert finding.example == 4 and finding.signature == "disagree:raised:RuntimeError"
     assert "raised RuntimeError: shape guard failed on an input the eager model accepts" in finding.detail
@@ -170,7 +172,8 @@ def test_a_model_that_fixes_its_batch_is_converted_for_one_example_and_run_on_ea
         assert torch.allclose(runtime((batch,)), model(batch), atol=1e-5)
 
 
-def test_an_example_the_eager_model_raises_on_alone_is_not_a_crash_of_disagree() -> None:
+def test_an_example_the_eager_model_raises_on_alone_is_not_a_crash_of_disagree(
+        executor_for: Callable[..., Executor]) -> None:
     """nn.TransformerEncoder's fast path raises on an all-padding example alone that it runs in
     a batch; re-running a candidate alone must not stop the run (the exception objective's)."""
 
@@ -186,4 +189,4 @@ def test_an_example_the_eager_model_raises_on_alone_is_not_a_crash_of_disagree()
         else inputs[0] * 2, "export", "torch test")))
     batch = torch.rand(5, 3) * 0.5
     batch[2, 0] = 0.95
-    assert objective.evaluate(Executor(model).run((batch,))).findings == []
+    assert objective.evaluate(executor_for(model).run((batch,))).findings == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -30,11 +32,12 @@ class DictOutput(nn.Module):
         return {"hidden_states": features, "logits": self.head(features)}
 
 
-def test_the_primary_output_of_a_tuple_is_its_first_tensor() -> None:
+def test_the_primary_output_of_a_tuple_is_its_first_tensor(
+        executor_for: Callable[..., Executor]) -> None:
     torch.manual_seed(0)
     model = TupleOutput().eval()
     inputs = torch.rand(4, 2)
-    execution = Executor(model).run((inputs,))
+    execution = executor_for(model).run((inputs,))
     with torch.no_grad():
         expected = model.head(inputs)
     assert execution.primary.shape == (4, 3)
@@ -42,21 +45,23 @@ def test_the_primary_output_of_a_tuple_is_its_first_tensor() -> None:
     assert torch.allclose(execution.coverage, expected)
 
 
-def test_every_tensor_of_a_tuple_output_is_checked_for_nonfinite_values() -> None:
+def test_every_tensor_of_a_tuple_output_is_checked_for_nonfinite_values(
+        executor_for: Callable[..., Executor]) -> None:
     model = TupleOutput().eval()
     with torch.no_grad():
         model.aux.weight.copy_(torch.tensor([[1.0, 0.0]]))
         model.aux.bias.zero_()
-    execution = Executor(model).run((torch.tensor([[1.0, 0.0], [-1.0, 0.0]]),))
+    execution = executor_for(model).run((torch.tensor([[1.0, 0.0], [-1.0, 0.0]]),))
     findings = Nonfinite().judge(execution)
     assert [f.example for f in findings] == [1]
 
 
-def test_the_primary_output_of_a_mapping_is_its_logits() -> None:
+def test_the_primary_output_of_a_mapping_is_its_logits(
+        executor_for: Callable[..., Executor]) -> None:
     torch.manual_seed(0)
     model = DictOutput().eval()
     inputs = torch.rand(6, 2)
-    execution = Executor(model).run((inputs,))
+    execution = executor_for(model).run((inputs,))
     with torch.no_grad():
         expected = model.head(model.features(inputs))
     assert execution.primary.shape == (6, 3)
@@ -65,11 +70,12 @@ def test_the_primary_output_of_a_mapping_is_its_logits() -> None:
     assert len(execution.outputs) == 2
 
 
-def test_layers_named_for_coverage_give_their_activations_as_the_coverage_vector() -> None:
+def test_layers_named_for_coverage_give_their_activations_as_the_coverage_vector(
+        executor_for: Callable[..., Executor]) -> None:
     torch.manual_seed(0)
     model = DictOutput().eval()
     inputs = torch.rand(6, 2)
-    execution = Executor(model, layers=["features"]).run((inputs,))
+    execution = executor_for(model, layers=["features"]).run((inputs,))
     with torch.no_grad():
         assert torch.allclose(execution.coverage, model.features(inputs))
 
@@ -80,7 +86,7 @@ def test_an_unknown_layer_is_a_usage_error() -> None:
         Executor(DictOutput(), layers=["nosuchlayer"])
 
 
-def test_the_model_runs_without_autograd() -> None:
+def test_the_model_runs_without_autograd(executor_for: Callable[..., Executor]) -> None:
     class Records(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -92,7 +98,7 @@ def test_the_model_runs_without_autograd() -> None:
             return self.linear(x)
 
     model = Records().eval()
-    Executor(model).run((torch.rand(3, 2),))
+    executor_for(model).run((torch.rand(3, 2),))
     assert model.grad_enabled == [False]
 
 
@@ -115,12 +121,14 @@ def _expected(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return rows.mean(1), rows.std(1, correction=0), rows.abs().amax(1)
 
 
-def test_each_module_s_statistics_are_the_mean_spread_and_largest_magnitude_of_its_output() -> None:
+def test_each_module_s_statistics_are_the_mean_spread_and_largest_magnitude_of_its_output(
+        executor_for: Callable[..., Executor]) -> None:
     torch.manual_seed(0)
     model = SharedActivation().eval()
     x = torch.randn(5, 3) * 3
-    execution = Executor(model).run((x,))
-    names = Executor(model).module_names
+    executor = executor_for(model)
+    execution = executor.run((x,))
+    names = executor.module_names
     with torch.no_grad():
         first = model.first(x)
         second = model.second(torch.relu(first))
@@ -140,10 +148,11 @@ def test_each_module_s_statistics_are_the_mean_spread_and_largest_magnitude_of_i
     assert execution.event_modules == ["first", "relu", "second", "relu", "(model)"]
 
 
-def test_a_non_finite_value_reaches_the_largest_magnitude_of_its_module_and_every_later_one() -> None:
+def test_a_non_finite_value_reaches_the_largest_magnitude_of_its_module_and_every_later_one(
+        executor_for: Callable[..., Executor]) -> None:
     model = SharedActivation().eval()
     x = torch.zeros(3, 3)
     x[1, 0] = float("inf")
-    execution = Executor(model).run((x,))
+    execution = executor_for(model).run((x,))
     assert torch.isfinite(execution.event_absmax[[0, 2]]).all()
     assert not torch.isfinite(execution.event_absmax[1]).any()

@@ -7,8 +7,12 @@ verdicts come from the model as the user runs it.
 
 from __future__ import annotations
 
+import gc
+
+import pytest
 import torch
 from torch import nn
+from torch.nn.modules.module import _global_forward_hooks
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nnfuzz.execution import Executor
@@ -50,12 +54,8 @@ def run_both(model: nn.Module, *inputs: torch.Tensor, layers: list[str] | None =
     model.eval()
     with torch.no_grad():
         plain = model(*inputs)
-    executor = Executor(model, layers=layers)
-    try:
-        execution = executor.run(inputs)
-    finally:
-        executor.close()
-    return plain, execution
+    with Executor(model, layers=layers) as executor:
+        return plain, executor.run(inputs)
 
 
 def test_a_fast_path_pre_ln_encoder_is_judged_on_its_fast_path_nan() -> None:
@@ -134,44 +134,99 @@ class HookSensitive(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.linear = nn.Linear(3, 2)
+        #: Whether each call saw a hook registered.
+        self.saw_hooks: list[bool] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hooked = bool(torch.nn.modules.module._global_forward_hooks)
+        hooked = bool(_global_forward_hooks)
+        self.saw_hooks.append(hooked)
         return self.linear(x) + (1.0 if hooked else 0.0)
 
 
 def test_a_model_whose_outputs_change_under_the_hook_is_judged_on_a_plain_pass() -> None:
     model, x = HookSensitive().eval(), torch.rand(4, 3)
-    executor = Executor(model)
-    try:
+    with Executor(model) as executor:
         note = executor.confirm_unobserved((x,))
         assert note is not None and "runs twice" in note
         execution = executor.run((x,))
-    finally:
-        executor.close()
     with torch.no_grad():
         assert same_outputs(execution.output, model(x))
     assert "linear" in execution.event_modules, "coverage still comes from the instrumented pass"
 
 
 def test_a_model_the_hook_leaves_alone_is_judged_in_one_pass() -> None:
-    executor = Executor(EncoderClassifier(norm_first=True).eval())
-    try:
+    with Executor(EncoderClassifier(norm_first=True).eval()) as executor:
         assert executor.confirm_unobserved((padded_tokens(),)) is None
         assert not executor.judge_plainly
-    finally:
-        executor.close()
 
 
-def test_a_forgotten_executor_takes_its_process_wide_hook_with_it() -> None:
-    import gc
+def test_no_nnfuzz_hook_runs_or_is_registered_during_a_plain_pass_not_even_another_executors(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    hook = Executor._hook
 
-    from torch.nn.modules.module import _global_forward_hooks
+    def counted(self: Executor, module: nn.Module, args: object, output: object) -> None:
+        calls.append(type(module).__name__)
+        hook(self, module, args, output)
+
+    monkeypatch.setattr(Executor, "_hook", counted)
+    model, x = HookSensitive().eval(), torch.rand(4, 3)
+    with torch.no_grad():
+        own = model.linear(x)  # what the model computes with no hook about
+    before = set(_global_forward_hooks.values())
+    with Executor(PackedLSTM().eval()), Executor(model) as executor:
+        ours = set(_global_forward_hooks.values()) - before
+        plain = executor.plain((x,))
+        assert calls == [] and model.saw_hooks == [False]
+        assert torch.equal(plain, own)
+        assert set(_global_forward_hooks.values()) - before == ours, "both hooks are back"
+        executor.run((x,))
+        assert calls, "the hook runs again after the plain pass"
+
+
+def test_the_hook_gathers_nothing_outside_a_pass_even_after_a_pass_that_raised() -> None:
+    class Stop(Exception):
+        pass
+
+    seen: list[int] = []
+
+    def watch(index: int, rows: torch.Tensor) -> None:
+        seen.append(index)
+        raise Stop
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU()).eval()
+    with Executor(model) as executor:
+        with pytest.raises(Stop):
+            executor.watched((torch.rand(2, 3),), watch)
+        model(torch.rand(2, 3))
+        assert seen == [1], "the pass ended with the exception: the watch is not called again"
+        assert executor.run((torch.rand(2, 3),)).event_modules == ["0", "1", "(model)"]
+
+
+def test_leaving_an_executor_s_with_block_takes_its_hook_out() -> None:
+    before = set(_global_forward_hooks.values())
+    with Executor(PackedLSTM().eval()):
+        assert len(set(_global_forward_hooks.values()) - before) == 1
+    assert set(_global_forward_hooks.values()) - before == set()
+
+
+def test_a_dropped_executor_takes_its_hook_with_it_at_once_without_the_cyclic_collector() -> None:
+    """Nothing an executor sets up, nor any pass it ran, refers back to it: dropping the
+    last reference removes its process-wide hook there and then."""
+    from nnfuzz.guidance import gradient, gradient_of
 
     before = set(_global_forward_hooks.values())
-    executor = Executor(PackedLSTM().eval())  # never closed
-    ours = set(_global_forward_hooks.values()) - before
-    assert len(ours) == 1
-    del executor
-    gc.collect()
-    assert not ours & set(_global_forward_hooks.values())
+    gc.disable()
+    try:
+        executor = Executor(SequenceFirst().eval(), layers=["lstm"])  # never closed
+        x = torch.randn(3, 7, 4, generator=torch.Generator().manual_seed(3))
+        executor.run((x,))
+        executor.activations((x,))
+        assert gradient(executor, (x,), lambda output: output) is not None
+        lstm = executor.module_names.index("lstm")
+        assert gradient_of(executor, (x,), lambda outputs, _: outputs[lstm].sum(1), (lstm,))
+        assert len(set(_global_forward_hooks.values()) - before) == 1
+        del executor
+        assert set(_global_forward_hooks.values()) - before == set()
+    finally:
+        gc.enable()

@@ -4,6 +4,7 @@ judge(): findings and pressure from one evaluation."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -51,18 +52,18 @@ class NanInSecondLayer(nn.Module):
 
 def test_nonfinite_flags_exactly_the_rows_whose_second_layer_makes_nan() -> None:
     inputs = torch.tensor([[1.0, 2.0], [-1.0, 2.0], [3.0, 4.0], [0.5, -0.1], [0.0, 0.0]])
-    executor = Executor(NanInSecondLayer().eval())
-    execution = executor.run((inputs,))
+    with Executor(NanInSecondLayer().eval()) as executor:
+        execution = executor.run((inputs,))
     findings = Nonfinite().judge(execution)
     assert sorted(f.example for f in findings) == [1, 3]
     for finding in findings:
         assert finding.objective == "nonfinite"
         assert "'second'" in finding.detail and "NaN" in finding.detail
         assert finding.signature == "nonfinite:second"
-    executor.close()
 
 
-def test_the_first_nonfinite_module_is_named_in_forward_order_not_registration_order() -> None:
+def test_the_first_nonfinite_module_is_named_in_forward_order_not_registration_order(
+        executor_for: Callable[..., Executor]) -> None:
     class Reordered(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -72,13 +73,13 @@ def test_the_first_nonfinite_module_is_named_in_forward_order_not_registration_o
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.late(self.early(x))
 
-    execution = Executor(Reordered().eval()).run((torch.tensor([[-1.0, 1.0], [1.0, 1.0]]),))
+    execution = executor_for(Reordered().eval()).run((torch.tensor([[-1.0, 1.0], [1.0, 1.0]]),))
     findings = Nonfinite().judge(execution)
     assert [f.example for f in findings] == [0]
     assert findings[0].signature == "nonfinite:early"
 
 
-def test_inf_is_reported_as_inf() -> None:
+def test_inf_is_reported_as_inf(executor_for: Callable[..., Executor]) -> None:
     class Overflow(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -87,13 +88,14 @@ def test_inf_is_reported_as_inf() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.scale(x.exp())
 
-    execution = Executor(Overflow().eval()).run((torch.tensor([[1.0], [1000.0]]),))
+    execution = executor_for(Overflow().eval()).run((torch.tensor([[1.0], [1000.0]]),))
     findings = Nonfinite().judge(execution)
     assert [f.example for f in findings] == [1]
     assert "Inf" in findings[0].detail and "NaN" not in findings[0].detail
 
 
-def test_a_nan_made_outside_any_submodule_is_reported_in_the_models_output() -> None:
+def test_a_nan_made_outside_any_submodule_is_reported_in_the_models_output(
+        executor_for: Callable[..., Executor]) -> None:
     class Divides(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -103,16 +105,16 @@ def test_a_nan_made_outside_any_submodule_is_reported_in_the_models_output() -> 
             h = self.hidden(x)
             return {"hidden": h, "logits": h / h.sum(1, keepdim=True)}
 
-    execution = Executor(Divides().eval()).run((torch.tensor([[1.0, 1.0], [-1.0, -2.0]]),))
+    execution = executor_for(Divides().eval()).run((torch.tensor([[1.0, 1.0], [-1.0, -2.0]]),))
     findings = Nonfinite().judge(execution)
     assert [f.example for f in findings] == [1]
     assert "NaN" in findings[0].detail
 
 
-def test_a_healthy_model_gives_no_finding() -> None:
+def test_a_healthy_model_gives_no_finding(executor_for: Callable[..., Executor]) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
-    execution = Executor(model).run((torch.rand(16, 3),))
+    execution = executor_for(model).run((torch.rand(16, 3),))
     assert judge(build_objectives(None, ObjectiveContext(model=model)), execution).findings == []
     assert bool(execution.ran.all())
 
@@ -130,8 +132,8 @@ class RaisesOnPositive(nn.Module):
 
 def test_only_the_examples_that_raise_are_flagged_with_the_type_and_the_line() -> None:
     inputs = torch.tensor([[-1.0, 0.0], [2.0, 0.0], [-3.0, 1.0], [0.5, 0.5]])
-    executor = Executor(RaisesOnPositive().eval())
-    execution = executor.run((inputs,))
+    with Executor(RaisesOnPositive().eval()) as executor:
+        execution = executor.run((inputs,))
     assert execution.ran.tolist() == [True, False, True, False]
     findings = RaisedException().judge(execution)
     assert [f.example for f in findings] == [1, 3]
@@ -146,7 +148,8 @@ def test_only_the_examples_that_raise_are_flagged_with_the_type_and_the_line() -
         assert torch.allclose(execution.primary[[0, 2]], executor.model.linear(inputs[[0, 2]]))
 
 
-def test_rows_that_raised_are_not_also_reported_as_nonfinite() -> None:
+def test_rows_that_raised_are_not_also_reported_as_nonfinite(
+        executor_for: Callable[..., Executor]) -> None:
     class RaisesOrNan(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -159,7 +162,7 @@ def test_rows_that_raised_are_not_also_reported_as_nonfinite() -> None:
 
     inputs = torch.tensor([[1.0], [-1.0], [200.0], [4.0]])
     model = RaisesOrNan().eval()
-    execution = Executor(model).run((inputs,))
+    execution = executor_for(model).run((inputs,))
     findings = judge(build_objectives(None, ObjectiveContext(model=model)), execution).findings
     by_example = {f.example: f for f in findings}
     assert sorted(by_example) == [1, 2]
@@ -168,8 +171,9 @@ def test_rows_that_raised_are_not_also_reported_as_nonfinite() -> None:
     assert f"{HERE}:{line_of('raise-too-large')}" in by_example[2].detail
 
 
-def test_a_model_that_raises_on_every_example_flags_every_row() -> None:
-    execution = Executor(RaisesOnPositive().eval()).run((torch.ones(3, 2),))
+def test_a_model_that_raises_on_every_example_flags_every_row(
+        executor_for: Callable[..., Executor]) -> None:
+    execution = executor_for(RaisesOnPositive().eval()).run((torch.ones(3, 2),))
     assert execution.primary is None
     assert [f.example for f in RaisedException().judge(execution)] == [0, 1, 2]
 
@@ -182,7 +186,7 @@ def _compiled(path: Path, text: str) -> dict:
 
 
 def test_the_line_named_is_in_the_target_file_when_a_library_it_calls_raises(
-        tmp_path: Path) -> None:
+        tmp_path: Path, executor_for: Callable[..., Executor]) -> None:
     library = _compiled(tmp_path / "helper_library.py",
                         "def check(x):\n"
                         "    if bool((x < 0).any()):\n"
@@ -198,20 +202,22 @@ def test_the_line_named_is_in_the_target_file_when_a_library_it_calls_raises(
             return target["forward"](library["check"], x)
 
     inputs = (torch.tensor([[1.0], [-1.0]]),)
-    findings = RaisedException().judge(Executor(CallsTarget().eval(), source=source).run(inputs))
+    executor = executor_for(CallsTarget().eval(), source=source)
+    findings = RaisedException().judge(executor.run(inputs))
     assert [f.example for f in findings] == [1]
     assert "IndexError" in findings[0].detail
     assert "target_model.py:3" in findings[0].detail
     # Without a target file, the innermost user frame is named.
-    findings = RaisedException().judge(Executor(CallsTarget().eval()).run(inputs))
+    findings = RaisedException().judge(executor_for(CallsTarget().eval()).run(inputs))
     assert "helper_library.py:3" in findings[0].detail
 
 
 
-def test_judge_gives_each_guides_pressure_in_its_columns_nan_where_it_has_none() -> None:
+def test_judge_gives_each_guides_pressure_in_its_columns_nan_where_it_has_none(
+        executor_for: Callable[..., Executor]) -> None:
     model = nn.Linear(3, 4).eval()
     loss = LossObjective(ObjectiveContext(model=model, loss=lambda out, _: out.sum(1)))
-    execution = Executor(model).run((torch.rand(5, 3),))
+    execution = executor_for(model).run((torch.rand(5, 3),))
     verdicts = judge([Nonfinite(), loss], execution, guides=[loss])
     assert verdicts.findings == [] and verdicts.pressure.shape == (5, 1)
     with torch.no_grad():
@@ -248,23 +254,24 @@ def test_disagree_runs_the_reference_once_per_batch_for_its_findings_and_pressur
         return model(*inputs)
 
     objective = Disagree(ObjectiveContext(model=model, reference=Reference("copy", reference, "x")))
-    executor = Executor(model)
-    for size in (5, 1, 7):
-        execution = executor.run((torch.rand(size, 3),))
-        judged = objective.evaluate(execution)
-        assert judged.findings == [] and judged.pressure.shape == (size, 2)
+    with Executor(model) as executor:
+        for size in (5, 1, 7):
+            execution = executor.run((torch.rand(size, 3),))
+            judged = objective.evaluate(execution)
+            assert judged.findings == [] and judged.pressure.shape == (size, 2)
     assert calls == [5, 1, 7], "each batch's reference output is computed once, for that batch"
 
 
 def test_a_step_down_the_steering_gradient_shrinks_the_top_two_margin() -> None:
+    from nnfuzz.guidance import gradient
     from nnfuzz.objectives.disagree import top_two_margin
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).eval()
     inputs = torch.rand(6, 5, generator=torch.Generator().manual_seed(1))
-    executor = Executor(model)
-    [direction] = executor.gradient((inputs,), top_two_margin)
+    with Executor(model) as executor:
+        [direction] = gradient(executor, (inputs,), top_two_margin)
     stepped = inputs - 0.01 * direction.sign()
     with torch.no_grad():
         before, after = top_two_margin(model(inputs)), top_two_margin(model(stepped))
