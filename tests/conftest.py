@@ -1,11 +1,14 @@
 import contextlib
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
 from nnfuzz.execution import Executor
+
+if TYPE_CHECKING:
+    from nnfuzz.drivers.in_process import InProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -28,3 +31,14 @@ def executor_for() -> Iterator[Callable[..., Executor]]:
     ends, so that no test leaves a process-wide hook behind for the next."""
     with contextlib.ExitStack() as opened:
         yield lambda model, **options: opened.enter_context(Executor(model, **options))
+
+
+@pytest.fixture
+def in_process() -> Iterator[Callable[..., "InProcess"]]:
+    """Builds in-process drivers (``in_process(target, config, **options)``) that are closed
+    when the test ends: their engine's hook goes, and their output folder's lock."""
+    from nnfuzz.drivers.in_process import InProcess
+
+    with contextlib.ExitStack() as opened:
+        yield lambda *args, **options: opened.enter_context(InProcess(*args, **options))
+

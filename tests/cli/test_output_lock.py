@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from nnfuzz.config import FuzzConfig
 from nnfuzz.drivers.in_process import InProcess
@@ -17,9 +18,9 @@ from .support import assert_one_error_line, invoke
 
 
 def test_a_second_run_on_a_folder_in_use_is_one_error_line_naming_the_first_runs_pid(
-        tmp_path: Path, healthy_target: Path) -> None:
+        tmp_path: Path, healthy_target: Path, in_process: Callable[..., InProcess]) -> None:
     out = tmp_path / "out"
-    first = InProcess(load_target(healthy_target), FuzzConfig(runs=100), out=out)
+    first = in_process(load_target(healthy_target), FuzzConfig(runs=100), out=out)
     try:
         second = invoke("run", healthy_target, "--out", out, "--runs", 100)
         assert_one_error_line(second, str(out), "in use by another nnfuzz run",

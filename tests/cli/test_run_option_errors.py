@@ -57,7 +57,7 @@ def test_a_corpus_npy_file_of_the_wrong_dtype_is_one_line_naming_the_file(
 
 def test_a_pickled_npy_in_the_corpus_is_refused_in_one_line_naming_the_file(
         tmp_path: Path, healthy_target: Path) -> None:
-    # Corpora are data: loading one runs no code (DESIGN §1), so object arrays are refused.
+    # Corpora are data: loading one runs no code (README, *Output folder*), so object arrays are refused.
     corpus = tmp_path / "corpus-in"
     corpus.mkdir()
     np.save(corpus / "pickled.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)

@@ -1,4 +1,4 @@
-"""``nnfuzz run``: exit codes, the output folder (DESIGN §4, §5, §6) and resuming."""
+"""``nnfuzz run``: exit codes, the output folder (README: *Output folder*, *Exit codes*) and resuming."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGKILL on a real ``python -m nnfuzz run`` process (DESIGN §3, §4, §6)."""
+"""Ctrl-C and SIGKILL on a real ``python -m nnfuzz run`` process (README: *Output folder*, *Exit codes*)."""
 
 from __future__ import annotations
 

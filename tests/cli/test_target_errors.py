@@ -1,4 +1,4 @@
-"""``nnfuzz run`` on broken target files: one ``ERROR:`` line, exit code 2 (DESIGN §1, §6)."""
+"""``nnfuzz run`` on broken target files: one ``ERROR:`` line, exit code 2 (README: *FAQ: error messages*, *Exit codes*)."""
 
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def test_malformed_bounds_are_one_line_naming_bounds_and_exit_2(tmp_path: Path, 
 
 
 def test_a_bounds_error_names_the_target_file(tmp_path: Path) -> None:
-    # DESIGN §1: "a clear error naming the file, the name and what to fix".
+    # README, *FAQ: error messages*: one line naming the file, the name and what to fix.
     malformed = HEADER + "BOUNDS = 'zero to one'\n" + LINEAR_MODEL + TWO_SEEDS
     outside = HEADER + "BOUNDS = (0.0, 0.5)\n" + LINEAR_MODEL + TWO_SEEDS
     for name, source in (("malformed.py", malformed), ("outside.py", outside)):

@@ -8,6 +8,7 @@ import signal
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ import torch
 import nnfuzz
 from nnfuzz.config import FuzzConfig
 from nnfuzz.drivers.engine import Progress
+from nnfuzz.drivers.in_process import InProcess
 from nnfuzz.drivers.processes import WorkerPool
 from nnfuzz.status import Reporter
 from nnfuzz.target import load_target
@@ -173,7 +175,8 @@ def test_a_target_the_workers_refuse_is_one_error_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_no_worker_outlives_a_parent_killed_with_sigkill(tmp_path: Path, healthy_target: Path) -> None:
+def test_no_worker_outlives_a_parent_killed_with_sigkill(
+        tmp_path: Path, healthy_target: Path) -> None:
     run = Process("run", healthy_target, "--out", tmp_path / "out", "--workers", 2, cwd=tmp_path)
     try:
         run.wait_for_line(lambda line: line.startswith("#"))
@@ -295,8 +298,7 @@ def seeds():
 
 @pytest.mark.slow
 def test_workers_say_and_record_what_their_engines_learnt_at_start_up_as_one_process_does(
-        tmp_path: Path) -> None:
-    from nnfuzz.drivers.in_process import InProcess
+        tmp_path: Path, in_process: Callable[..., InProcess]) -> None:
     from nnfuzz.status import RecordingReporter
 
     target = load_target(write_target(tmp_path, ZERO_HEAD))
@@ -305,7 +307,7 @@ def test_workers_say_and_record_what_their_engines_learnt_at_start_up_as_one_pro
         reporter = RecordingReporter()
         config = FuzzConfig(runs=2000)
         if workers == 1:
-            driver = InProcess(target, config, out=tmp_path / name, reporter=reporter)
+            driver = in_process(target, config, out=tmp_path / name, reporter=reporter)
             try:
                 driver.run()
             finally:
@@ -325,13 +327,13 @@ def test_workers_say_and_record_what_their_engines_learnt_at_start_up_as_one_pro
 
 
 @pytest.mark.slow
-def test_resumed_workers_start_from_the_threshold_the_folder_grew_to(tmp_path: Path) -> None:
-    from nnfuzz.drivers.in_process import InProcess
+def test_resumed_workers_start_from_the_threshold_the_folder_grew_to(
+        tmp_path: Path, in_process: Callable[..., InProcess]) -> None:
     from nnfuzz.status import RecordingReporter
 
     target = load_target(write_target(tmp_path, HEALTHY))
     out = tmp_path / "out"
-    first = InProcess(target, FuzzConfig(runs=6000), out=out, reporter=RecordingReporter())
+    first = in_process(target, FuzzConfig(runs=6000), out=out, reporter=RecordingReporter())
     try:
         seeds_threshold = first.engine.startup().threshold
         first.run()

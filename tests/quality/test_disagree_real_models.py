@@ -3,6 +3,8 @@ padding positions no one reads."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -41,12 +43,13 @@ class FlipsBrightInputs(nn.Module):
         return out
 
 
-def test_seeds_that_already_disagree_are_dropped_with_a_warning_and_the_run_goes_on() -> None:
+def test_seeds_that_already_disagree_are_dropped_with_a_warning_and_the_run_goes_on(
+        in_process: Callable[..., InProcess]) -> None:
     seeds = 0.8 * torch.rand(16, 3, generator=torch.Generator().manual_seed(1))
     seeds[:3, 0] = 0.95  # three seeds the reference already disagrees on
     model = Classifier()
     said = RecordingReporter()
-    fuzzer = InProcess(in_memory(model, seeds, bounds=(0.0, 1.0),
+    fuzzer = in_process(in_memory(model, seeds, bounds=(0.0, 1.0),
                                  reference=lambda: FlipsBrightInputs(model)),
                        FuzzConfig(runs=3000, stop_on_failure=True), reporter=said)
     result = fuzzer.run()

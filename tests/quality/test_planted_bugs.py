@@ -11,6 +11,8 @@ feedback adds to the other operators.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -108,10 +110,11 @@ def test_finds_the_nan_of_an_all_padding_token_sequence_that_random_search_misse
     assert not random.failures, "random search found it: the planted bug is too easy"
 
 
-def test_the_radius_keeps_every_corpus_input_near_its_seed_and_out_of_reach_of_the_bug() -> None:
+def test_the_radius_keeps_every_corpus_input_near_its_seed_and_out_of_reach_of_the_bug(
+        in_process: Callable[..., InProcess]) -> None:
     seeds = 0.6 + 0.4 * torch.rand(16, 32, generator=torch.Generator().manual_seed(1))
     config = FuzzConfig(runs=3000, radius=0.05, seed=0)
-    fuzzer = InProcess(in_memory(DeadReluStd(), seeds, bounds=(0.0, 1.0)), config)
+    fuzzer = in_process(in_memory(DeadReluStd(), seeds, bounds=(0.0, 1.0)), config)
     result = fuzzer.run()
     assert not result.failures, "the all-dead region is farther than 0.05 from every seed"
     assert result.corpus > len(seeds), "the corpus should still grow inside the radius"
