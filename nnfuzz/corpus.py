@@ -10,7 +10,6 @@ TensorFuzz does: new coverage is where the search is going.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,35 +17,13 @@ import torch
 from nnfuzz.corpus_files import scan_folder, write_input
 from nnfuzz.domain import Domain, Inputs
 from nnfuzz.errors import CorpusError
+from nnfuzz.lineage import Batch
 from nnfuzz.storage import content_hash, ensure_folder
 
 #: Share of each batch drawn from the most recent elements; the rest is uniform.
 RECENT_SHARE = 0.5
 #: How many of the newest elements count as recent.
 RECENT_WINDOW = 64
-
-
-@dataclass
-class Batch:
-    """Inputs with their lineage: root (B,), depth (B,); and their coverage vectors
-    (B, D) once known, which spare the novelty index a lookup for mutants that
-    stayed close to their parent (see Coverage.update)."""
-
-    inputs: Inputs
-    root: torch.Tensor
-    depth: torch.Tensor
-    vectors: torch.Tensor | None = None
-    #: Sampled from the corpus: which element each row is (credited when a child is kept).
-    index: torch.Tensor | None = None
-
-    def select(self, rows: torch.Tensor) -> "Batch":
-        return Batch(tuple(t[rows] for t in self.inputs), self.root[rows], self.depth[rows],
-                     self.vectors[rows] if self.vectors is not None else None,
-                     self.index[rows] if self.index is not None else None)
-
-    @property
-    def size(self) -> int:
-        return self.inputs[0].shape[0]
 
 
 #: Past a cap, eviction brings the corpus down to this share of it: evicting a little at

@@ -26,9 +26,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.corpus import Corpus
 from nnfuzz.domain import CONTINUOUS, Domain
 from nnfuzz.guidance import Guidance, Push
+from nnfuzz.lineage import Batch
 from nnfuzz.mutation import Mutator, guided_step
 
 #: Starts per walk, at the least: half seeds, half uniform points (a walk's steps run as one

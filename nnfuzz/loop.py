@@ -20,7 +20,7 @@ import torch
 
 from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig, StopReason
-from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.corpus import Corpus
 from nnfuzz.corpus_files import starting_inputs
 from nnfuzz.descent import Descent, walk_width
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
@@ -29,6 +29,7 @@ from nnfuzz.domain import Inputs
 from nnfuzz.errors import TargetError
 from nnfuzz.execution import Execution, Executor, UnbatchedOutput
 from nnfuzz.guidance import Guidance, guiding
+from nnfuzz.lineage import Batch
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
 from nnfuzz.reproducer import Failure

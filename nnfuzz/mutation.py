@@ -25,8 +25,8 @@ from typing import Callable
 
 import torch
 
-from nnfuzz.corpus import Batch
 from nnfuzz.domain import CONTINUOUS, FLAGS, IMAGE, TOKENS, Domain, Field, Inputs
+from nnfuzz.lineage import Batch
 
 #: Noise scales, as fractions of the bounds' width: small steps refine, large
 #: ones jump; no single scale suits every model.

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnfuzz import CorpusError
-from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.corpus import Corpus
 from nnfuzz.corpus_files import inputs_in_folder
 from nnfuzz.inference import infer_domain
+from nnfuzz.lineage import Batch
 from nnfuzz.storage import content_hash, tensor_file_bytes
 
 SEEDS = 4

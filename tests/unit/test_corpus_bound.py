@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import nnfuzz
-from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.corpus import Corpus
+from nnfuzz.lineage import Batch
 from nnfuzz.coverage import ADAPT_AFTER, ADAPT_EVERY, TARGET_KEPT_SHARE, Coverage
 from nnfuzz.inference import infer_domain
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnfuzz.inference import infer_domain
-from nnfuzz.corpus import Batch
+from nnfuzz.lineage import Batch
 from nnfuzz.mutation import (GUIDED_CHILDREN, MAX_TOKEN_RUN, NOISE_SCALES, MutationConfig, Mutator, delete_tokens, distance,
                              insert_tokens, project, replace_tokens)
 
