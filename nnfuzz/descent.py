@@ -30,7 +30,8 @@ from nnfuzz.corpus import Corpus
 from nnfuzz.domain import CONTINUOUS, Domain
 from nnfuzz.guidance import Guidance, Push
 from nnfuzz.lineage import Batch
-from nnfuzz.mutation import Mutator, guided_step
+from nnfuzz.mutation import Mutator
+from nnfuzz.operators import guided_step
 
 #: Starts per walk, at the least: half seeds, half uniform points (a walk's steps run as one
 #: batch). With larger batches a walk is BATCH_SHARE of one, so that its steps keep the
