@@ -27,8 +27,7 @@ from nnfuzz.config import FuzzConfig, StopReason, stop_reason
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.reproducer import failure_from_bytes
 from nnfuzz.status import Reporter
-from nnfuzz.corpus_files import save_input_file
-from nnfuzz.storage import TEMP_PREFIX
+from nnfuzz.corpus_files import CorpusFolder
 from nnfuzz.target import Target
 from nnfuzz.worker_process import Relay
 from nnfuzz.workers import MAX_RESTARTS, Pool
@@ -67,6 +66,7 @@ class RayWorker:
         self.folder = Path(tempfile.mkdtemp(prefix=f"nnfuzz-ray-{index}-"))
         self.corpus = self.folder / "corpus"
         self.corpus.mkdir()
+        self.corpus_folder = CorpusFolder(self.corpus)
         self._write(corpus)
         #: Failures found since the driver's last call, as reproducer bytes.
         self.outbox: list[bytes] = []
@@ -75,7 +75,7 @@ class RayWorker:
         target = load_target(Path(os.getcwd()) / target_name, need_seeds=False)
         self.fuzzer = Fuzzer(target, replace(config, max_time=None), self.sink,
                              folder=self.corpus, earlier=earlier, deadline=self.deadline)
-        self.sent = set(os.listdir(self.corpus))
+        self.sent = set(self.corpus_folder.names())
 
     def startup(self) -> dict[str, Any]:
         """This actor's start-up facts (loop.StartUp), for the parent's Campaign."""
@@ -91,8 +91,8 @@ class RayWorker:
         self.sink.known.update(known)
         self.fuzzer.import_shared()
         reason = self.fuzzer.run_slice(SLICE_SECONDS, self._stop)
-        new = {name: (self.corpus / name).read_bytes() for name in os.listdir(self.corpus)
-               if name not in self.sent and not name.startswith(TEMP_PREFIX)}
+        new = {name: self.corpus_folder.read_bytes(name) for name in self.corpus_folder.names()
+               if name not in self.sent}
         self.sent.update(new)
         failures, self.outbox[:] = list(self.outbox), []
         return {"files": new, "failures": failures, "done": reason is not None,
@@ -100,7 +100,7 @@ class RayWorker:
 
     def _write(self, files: dict[str, bytes]) -> None:
         for name, data in files.items():
-            save_input_file(self.corpus, name, data)
+            self.corpus_folder.save_bytes(name, data)
 
 
 def _check_reachable(address: str) -> None:
@@ -166,8 +166,7 @@ class RayPool(Pool):
         self._submit(index)
 
     def _corpus_files(self) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in sorted(self.campaign.out.corpus.iterdir())
-                if p.is_file() and not p.name.startswith(TEMP_PREFIX)}
+        return CorpusFolder(self.campaign.out.corpus).files()  # type: ignore[union-attr]
 
     def _submit(self, index: int) -> None:
         incoming, self.outbox[index] = self.outbox[index], {}
@@ -195,7 +194,7 @@ class RayPool(Pool):
 
     def _take(self, index: int, result: dict[str, Any]) -> None:
         for name, data in result["files"].items():
-            save_input_file(self.campaign.out.corpus, name, data)  # type: ignore[union-attr]
+            CorpusFolder(self.campaign.out.corpus).save_bytes(name, data)  # type: ignore[union-attr]
             for other in self.outbox:
                 if other != index:
                     self.outbox[other][name] = data
