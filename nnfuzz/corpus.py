@@ -10,43 +10,19 @@ TensorFuzz does: new coverage is where the search is going.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from nnfuzz.corpus_files import scan_folder, write_input
+from nnfuzz.corpus_files import CorpusFolder
 from nnfuzz.domain import Domain, Inputs
 from nnfuzz.errors import CorpusError
-from nnfuzz.storage import content_hash, ensure_folder
+from nnfuzz.lineage import Batch
+from nnfuzz.storage import content_hash
 
 #: Share of each batch drawn from the most recent elements; the rest is uniform.
 RECENT_SHARE = 0.5
 #: How many of the newest elements count as recent.
 RECENT_WINDOW = 64
-
-
-@dataclass
-class Batch:
-    """Inputs with their lineage: root (B,), depth (B,); and their coverage vectors
-    (B, D) once known, which spare the novelty index a lookup for mutants that
-    stayed close to their parent (see Coverage.update)."""
-
-    inputs: Inputs
-    root: torch.Tensor
-    depth: torch.Tensor
-    vectors: torch.Tensor | None = None
-    #: Sampled from the corpus: which element each row is (credited when a child is kept).
-    index: torch.Tensor | None = None
-
-    def select(self, rows: torch.Tensor) -> "Batch":
-        return Batch(tuple(t[rows] for t in self.inputs), self.root[rows], self.depth[rows],
-                     self.vectors[rows] if self.vectors is not None else None,
-                     self.index[rows] if self.index is not None else None)
-
-    @property
-    def size(self) -> int:
-        return self.inputs[0].shape[0]
 
 
 #: Past a cap, eviction brings the corpus down to this share of it: evicting a little at
@@ -100,9 +76,10 @@ def _reserve(like: torch.Tensor, at_least: int) -> torch.Tensor:
 
 
 class Corpus:
-    """Seeds and the inputs that gave new coverage, optionally mirrored in a folder."""
+    """Seeds and the inputs that gave new coverage, in memory; mirrored in a folder when
+    given one, whose files it saves, deletes and reads through that CorpusFolder alone."""
 
-    def __init__(self, domain: Domain, seeds: Inputs, *, folder: Path | None = None,
+    def __init__(self, domain: Domain, seeds: Inputs, *, folder: CorpusFolder | None = None,
                  device: torch.device | None = None) -> None:
         self.domain = domain
         self.folder = folder
@@ -127,7 +104,7 @@ class Corpus:
         self._add_roots(seeds)
         self._hashes.update(self._element_hashes)
         if folder is not None:
-            ensure_folder(folder)
+            folder.create()
 
     def __len__(self) -> int:
         return self._depth.count
@@ -204,7 +181,7 @@ class Corpus:
         root_inputs = tuple(t[0] for t in self.root_inputs(torch.tensor([root])))
         metadata = {"root": content_hash(root_inputs),
                     "mutations": str(int(batch.depth[example]))}
-        write_input(self.folder, inputs, self.domain.names, metadata)  # type: ignore[arg-type]
+        self.folder.save(inputs, self.domain.names, metadata)  # type: ignore[union-attr]
 
     # --- bounding it --------------------------------------------------------------------
 
@@ -247,7 +224,7 @@ class Corpus:
         self._hashes.difference_update(gone)
         if self.folder is not None:
             for digest in gone:
-                (self.folder / f"{digest.hex()}.safetensors").unlink(missing_ok=True)
+                self.folder.delete(self.folder.name_of(digest.hex()))
         return len(victims)
 
     # --- reading ---------------------------------------------------------------------
@@ -292,18 +269,18 @@ class Corpus:
 
     # --- folders ---------------------------------------------------------------------
 
-    def load_folder(self, folder: Path, *, strict: bool) -> int:
+    def load_folder(self, folder: CorpusFolder, *, strict: bool) -> int:
         """Add every input in ``folder``; returns how many files were read.
 
         Files nnfuzz cannot read are skipped with one warning naming them,
         unless ``strict`` (a folder the user named), where an input of the
         wrong shape is an error.
         """
-        if not folder.is_dir():
-            raise CorpusError(f"--corpus {folder}: no such folder: give a folder of "
+        if not folder.exists():
+            raise CorpusError(f"--corpus {folder.path}: no such folder: give a folder of "
                               ".safetensors or .npy inputs.")
         skipped, loaded = [], 0
-        for path, inputs, metadata, problem in scan_folder(folder, self.domain):
+        for path, inputs, metadata, problem in folder.scan(self.domain):
             if problem is not None and strict:
                 raise problem
             if inputs is None:
@@ -313,7 +290,7 @@ class Corpus:
             loaded += 1
         if skipped:
             shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-            warnings.warn(f"skipped {len(skipped)} file(s) in {folder} that are not nnfuzz inputs: "
+            warnings.warn(f"skipped {len(skipped)} file(s) in {folder.path} that are not nnfuzz inputs: "
                           f"{shown}", stacklevel=2)
         return loaded
 
@@ -337,33 +314,27 @@ class Corpus:
 
     # --- sharing a folder with other workers ------------------------------------------
 
-    def new_in_folder(self, folder: Path) -> list[tuple[Inputs, dict[str, str]]]:
-        """Inputs (each with a batch dimension of 1) of files that appeared in ``folder``
-        since the last look, other than this corpus's own; files that cannot be used
-        are passed over silently (a worker's folder is written by nnfuzz alone)."""
+    def new_in_folder(self) -> list[tuple[Inputs, dict[str, str]]]:
+        """Inputs (each with a batch dimension of 1) of files that appeared in the corpus's
+        folder since the last look, other than its own; files that cannot be used are
+        passed over silently (a worker's folder is written by nnfuzz alone)."""
+        if self.folder is None:
+            return []
         fresh = []
-        for path, inputs, metadata, _ in scan_folder(folder, self.domain, self._is_new_file):
+        for path, inputs, metadata, _ in self.folder.scan(self.domain, self._is_new_file):
             self._looked_at.add(path.name)
             if inputs is not None:
                 fresh.append((tuple(t.unsqueeze(0).to(self.device) for t in inputs), metadata))
         return fresh
 
-    def _is_new_file(self, path: Path) -> bool:
-        return path.name not in self._looked_at and _digest(path.stem) not in self._hashes
+    def _is_new_file(self, name: str) -> bool:
+        return name not in self._looked_at and CorpusFolder.digest_of(name) not in self._hashes
 
     def add_imported(self, found: list[tuple[Inputs, dict[str, str]]],
                      vectors: torch.Tensor) -> None:
         """Add what :meth:`new_in_folder` found, with the coverage vector of each."""
         for (inputs, metadata), vector in zip(found, vectors):
             self._add_loaded(inputs, metadata, vector.unsqueeze(0))
-
-
-def _digest(name: str) -> bytes | None:
-    """The content hash a corpus file's name is, if it is one."""
-    try:
-        return bytes.fromhex(name)
-    except ValueError:
-        return None
 
 
 def _clamped(inputs: Inputs, domain: Domain) -> Inputs:

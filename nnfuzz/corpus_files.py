@@ -2,9 +2,11 @@
 
 Each file is a safetensors file (or a plain ``.npy`` of one unnamed input) named
 by its content hash, so an input is kept once however many runs or machines
-find it. This module is the one writer of those files (``save_input_file``) and
-their one reader (``scan_folder``), which checks each against the target's
-inputs; nothing in them is ever unpickled.
+find it. ``CorpusFolder`` is the one owner of those files: it names, saves
+(atomically), deletes and lists them, and reads them raw (Ray's relays) or as
+inputs checked against the target's (``scan``); nothing in them is ever
+unpickled. The in-memory corpus, the drivers, distillation and the
+strategies reach the disk through it alone.
 """
 
 from __future__ import annotations
@@ -21,22 +23,84 @@ from nnfuzz.storage import (TEMP_PREFIX, atomic_write, content_hash, ensure_fold
 
 #: The files of a corpus folder that hold inputs.
 CORPUS_SUFFIXES = (".safetensors", ".npy")
+#: The suffix of the files nnfuzz writes.
+SAVED_SUFFIX = ".safetensors"
+
+#: One file of a scan: (path, inputs without batch dimension, metadata, problem); inputs is
+#: None for a file that is no input (problem None: not an input's suffix) or that cannot be
+#: used (problem says why).
+Entry = tuple[Path, Inputs | None, dict[str, str], CorpusError | None]
 
 
-def write_input(folder: Path, inputs: Inputs, names: Names, metadata: dict[str, str]) -> bool:
-    """Save one input into a corpus folder under its content hash; False when it was there."""
-    return save_input_file(folder, f"{content_hash(inputs)}.safetensors",
-                           lambda: input_file_bytes(inputs, names, metadata))
+class CorpusFolder:
+    """One corpus folder: the one place that names, saves, deletes, lists and reads its files."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
 
-def save_input_file(folder: Path, name: str, data: bytes | Callable[[], bytes]) -> bool:
-    """The one writer of corpus files (runs, merges, Ray's relays): atomic, and once per
-    name (names are content hashes, so a file already there holds the same input)."""
-    path = folder / name
-    if path.exists():
-        return False
-    atomic_write(path, data() if callable(data) else data)
-    return True
+    def create(self) -> None:
+        ensure_folder(self.path)
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    @staticmethod
+    def name_of(digest: str) -> str:
+        """The file of the input whose content hash (hex) is ``digest``."""
+        return f"{digest}{SAVED_SUFFIX}"
+
+    @staticmethod
+    def digest_of(name: str) -> bytes | None:
+        """The content hash a file's name is, if it is one."""
+        try:
+            return bytes.fromhex(Path(name).stem)
+        except ValueError:
+            return None
+
+    def save(self, inputs: Inputs, names: Names, metadata: dict[str, str]) -> bool:
+        """Save one input (no batch dimension) under its content hash; False when it was there."""
+        return self.save_bytes(self.name_of(content_hash(inputs)),
+                               lambda: input_file_bytes(inputs, names, metadata))
+
+    def save_bytes(self, name: str, data: bytes | Callable[[], bytes]) -> bool:
+        """The one writer of corpus files (runs, merges, Ray's relays): atomic, and once per
+        name (names are content hashes, so a file already there holds the same input)."""
+        path = self.path / name
+        if path.exists():
+            return False
+        atomic_write(path, data() if callable(data) else data)
+        return True
+
+    def delete(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        """The folder's files, sorted; not the temporary ones (a write under way, or one a
+        killed run left behind)."""
+        return [path.name for path in self._paths()]
+
+    def read_bytes(self, name: str) -> bytes:
+        return (self.path / name).read_bytes()
+
+    def files(self) -> dict[str, bytes]:
+        """Every file's bytes by name: the whole corpus, for a worker on another machine."""
+        return {name: self.read_bytes(name) for name in self.names()}
+
+    def scan(self, domain: Domain | None,
+             wanted: Callable[[str], bool] | None = None) -> Iterator[Entry]:
+        """Each file (whose name ``wanted`` accepts), read and checked against ``domain``:
+        see Entry. Named inputs come in the domain's order."""
+        for path in self._paths(wanted):
+            yield _entry(path, domain)
+
+    def _paths(self, wanted: Callable[[str], bool] | None = None) -> Iterator[Path]:
+        # The name is asked before the file system: a worker's look for new files passes
+        # over thousands it has seen.
+        for path in sorted(self.path.iterdir()):
+            if path.name.startswith(TEMP_PREFIX) or (wanted is not None and not wanted(path.name)):
+                continue
+            if path.is_file():
+                yield path
 
 
 def input_file_bytes(inputs: Inputs, names: Names, metadata: dict[str, str]) -> bytes:
@@ -45,38 +109,22 @@ def input_file_bytes(inputs: Inputs, names: Names, metadata: dict[str, str]) -> 
                              {**metadata, **names_metadata(names)})
 
 
-def scan_folder(folder: Path, domain: Domain | None,
-                wanted: Callable[[Path], bool] | None = None
-                ) -> Iterator[tuple[Path, Inputs | None, dict[str, str], CorpusError | None]]:
-    """Each file of a corpus folder (that ``wanted`` accepts), read and checked against ``domain``.
-
-    Yields (path, inputs without batch dimension, metadata, problem): inputs is
-    None for a file that is no input (problem None: not an input's suffix) or
-    that cannot be used (problem says why). Named inputs come in the domain's
-    order. Temporary files are passed over.
-    """
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(TEMP_PREFIX) or (wanted is not None and not wanted(path)):
-            continue
-        if not path.is_file():
-            continue
-        if path.suffix not in CORPUS_SUFFIXES:
-            yield path, None, {}, None
-            continue
-        try:
-            inputs, metadata = read_input_file(path)
-            if domain is not None:
-                batch = domain.arrange(tuple(t.unsqueeze(0) for t in inputs), names_in(metadata),
-                                       f"corpus file {path}")
-                inputs = tuple(t[0] for t in batch)
-        except (ValueError, OSError) as error:
-            yield path, None, {}, CorpusError(f"corpus file {path}: {error}: remove it or "
-                                              "replace it with an input nnfuzz wrote.")
-            continue
-        except CorpusError as error:
-            yield path, None, {}, error
-            continue
-        yield path, inputs, metadata, None
+def _entry(path: Path, domain: Domain | None) -> Entry:
+    """One file read, and checked against ``domain`` when there is one."""
+    if path.suffix not in CORPUS_SUFFIXES:
+        return path, None, {}, None
+    try:
+        inputs, metadata = read_input_file(path)
+        if domain is not None:
+            batch = domain.arrange(tuple(t.unsqueeze(0) for t in inputs), names_in(metadata),
+                                   f"corpus file {path}")
+            inputs = tuple(t[0] for t in batch)
+    except (ValueError, OSError) as error:
+        return path, None, {}, CorpusError(f"corpus file {path}: {error}: remove it or "
+                                           "replace it with an input nnfuzz wrote.")
+    except CorpusError as error:
+        return path, None, {}, error
+    return path, inputs, metadata, None
 
 
 def inputs_in_folder(folder: Path) -> Inputs | None:
@@ -108,7 +156,7 @@ def named_inputs_in_folder(folder: Path) -> tuple[Inputs, Names] | None:
     """
     rows: list[Inputs] = []
     names: Names = None
-    for path, inputs, metadata, _ in scan_folder(folder, None):
+    for path, inputs, metadata, _ in CorpusFolder(folder).scan(None):
         if inputs is None:
             continue
         structure = ([(t.shape, t.dtype) for t in inputs], names_in(metadata))
@@ -132,17 +180,18 @@ def merge_folders(domain: Domain, destination: Path, sources: list[Path]) -> tup
     a nightly job that merges corpora of another target (or of an older version
     of this one) must not look as if it worked.
     """
-    ensure_folder(destination)
+    into = CorpusFolder(destination)
+    into.create()
     added, fitting, skipped = 0, 0, []
     for source in sources:
         if not source.is_dir():
             raise CorpusError(f"{source}: no such folder: give corpus folders to merge.")
-        for path, inputs, metadata, _ in scan_folder(source, domain):
+        for path, inputs, metadata, _ in CorpusFolder(source).scan(domain):
             if inputs is None:
                 skipped.append(str(path))
                 continue
             fitting += 1
-            added += write_input(destination, inputs, domain.names, metadata)
+            added += into.save(inputs, domain.names, metadata)
     if not fitting:
         found = (f"none of the {len(skipped)} file(s) in them fits the target's inputs "
                  f"({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''})"

@@ -26,10 +26,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.corpus import Corpus
 from nnfuzz.domain import CONTINUOUS, Domain
 from nnfuzz.guidance import Guidance, Push
-from nnfuzz.mutation import Mutator, guided_step
+from nnfuzz.lineage import Batch
+from nnfuzz.mutation import Mutator
+from nnfuzz.operators import guided_step
 
 #: Starts per walk, at the least: half seeds, half uniform points (a walk's steps run as one
 #: batch). With larger batches a walk is BATCH_SHARE of one, so that its steps keep the

@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 import torch
 
-from nnfuzz.corpus_files import scan_folder, starting_inputs
+from nnfuzz.corpus_files import CorpusFolder, starting_inputs
 from nnfuzz.coverage import derive_threshold
 from nnfuzz.domain import Domain, Inputs
 from nnfuzz.errors import CorpusError
@@ -75,7 +75,7 @@ def minimize_folder(target: "Target", folder: Path, threshold: float | None = No
         executor.close()
     if not dry_run:
         for path in result.removed:
-            path.unlink(missing_ok=True)
+            CorpusFolder(folder).delete(path.name)
     return result
 
 
@@ -85,7 +85,7 @@ def distill_folder(folder: Path, domain: Domain, executor: Executor, seeds: Inpu
     paths: list[Path] = []
     rows: list[Inputs] = []
     skipped: list[str] = []
-    for path, inputs, _, _ in scan_folder(folder, domain):
+    for path, inputs, _, _ in CorpusFolder(folder).scan(domain):
         if inputs is None:
             skipped.append(str(path))
         else:

@@ -19,8 +19,8 @@ import torch
 
 from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig
-from nnfuzz.corpus import Batch, Corpus
-from nnfuzz.corpus_files import starting_inputs
+from nnfuzz.corpus import Corpus
+from nnfuzz.corpus_files import CorpusFolder, starting_inputs
 from nnfuzz.descent import Descent, walk_width
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
@@ -29,6 +29,7 @@ from nnfuzz.drivers.engine import EngineStart, FailureSink, Progress, StartUp
 from nnfuzz.errors import TargetError
 from nnfuzz.execution import Execution, Executor, UnbatchedOutput
 from nnfuzz.guidance import Guidance, guiding
+from nnfuzz.lineage import Batch
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
 from nnfuzz.reproducer import Failure
@@ -90,11 +91,12 @@ class Fuzzer:
         self.notes_warned: list[str] = []
         seeds = self._passing_seeds(seeds)
         self.folder = folder
-        self.corpus = Corpus(self.domain, seeds, folder=folder, device=self.executor.device)
+        shared = CorpusFolder(folder) if folder is not None else None
+        self.corpus = Corpus(self.domain, seeds, folder=shared, device=self.executor.device)
         if corpus is not None:
-            self.corpus.load_folder(corpus, strict=True)
-        if folder is not None:
-            self.corpus.load_folder(folder, strict=False)
+            self.corpus.load_folder(CorpusFolder(corpus), strict=True)
+        if shared is not None:
+            self.corpus.load_folder(shared, strict=False)
         mutation = MutationConfig(config.radius, config.norm, config.edges)
         self.coverage = self._prime_coverage(mutation)
         # Nothing set up here refers back to the engine (no bound method of it, no closure
@@ -351,7 +353,7 @@ class Fuzzer:
         """Take in the corpus files other workers saved into the folder since the last look."""
         if self.folder is None:
             return
-        found = self.corpus.new_in_folder(self.folder)
+        found = self.corpus.new_in_folder()
         if not found:
             return
         inputs = tuple(torch.cat(column) for column in zip(*(i for i, _ in found)))

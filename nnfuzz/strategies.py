@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from nnfuzz.corpus_files import scan_folder
+from nnfuzz.corpus_files import CorpusFolder
 from nnfuzz.domain import CONTINUOUS, FLAGS, IMAGE, Domain, Field, Inputs
 from nnfuzz.errors import UsageError
 from nnfuzz.target import Target, load_target
@@ -69,7 +69,7 @@ def _starting_rows(target: Target, domain: Domain, corpus: str | Path | None) ->
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such corpus folder: give an output folder's corpus/.")
         batches += [tuple(t.unsqueeze(0) for t in inputs)
-                    for _, inputs, _, _ in scan_folder(folder, domain) if inputs is not None]
+                    for _, inputs, _, _ in CorpusFolder(folder).scan(domain) if inputs is not None]
     rows = [tuple(t[i:i + 1].clone() for t in batch) for batch in batches
             for i in range(len(batch[0]))]
     if not rows:

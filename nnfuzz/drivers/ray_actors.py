@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from nnfuzz.config import Deadline, FuzzConfig, StopReason, stop_reason
-from nnfuzz.corpus_files import save_input_file
+from nnfuzz.corpus_files import CorpusFolder
 from nnfuzz.drivers.engine import EngineFactory, EngineStart, Relay, Resume, StartUp, run_slice
 from nnfuzz.drivers.messages import Done, Found, Message, Slice, Status
 from nnfuzz.drivers.pool import MAX_RESTARTS, Pool
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.loop import Fuzzer
 from nnfuzz.status import Reporter
-from nnfuzz.storage import TEMP_PREFIX
 from nnfuzz.target import Target
 
 #: Seconds an actor works between two exchanges with the driver.
@@ -65,6 +64,7 @@ class RayWorker:
         self.folder = Path(tempfile.mkdtemp(prefix=f"nnfuzz-ray-{index}-"))
         self.corpus = self.folder / "corpus"
         self.corpus.mkdir()
+        self.corpus_folder = CorpusFolder(self.corpus)
         self._write(corpus)
         #: News since the driver's last call.
         self.news: list[Message] = []
@@ -74,7 +74,7 @@ class RayWorker:
         self.engine = engine(target, config, self.sink,
                              EngineStart(folder=self.corpus, resume=resume,
                                          deadline=self.deadline))
-        self.sent = set(os.listdir(self.corpus))
+        self.sent = set(self.corpus_folder.names())
 
     def startup(self) -> StartUp:
         """This actor's start-up facts, for the parent's Campaign."""
@@ -90,8 +90,8 @@ class RayWorker:
         self.sink.known.update(known)
         self.engine.import_shared()
         reason = run_slice(self.engine, SLICE_SECONDS, self._stop)
-        new = {name: (self.corpus / name).read_bytes() for name in os.listdir(self.corpus)
-               if name not in self.sent and not name.startswith(TEMP_PREFIX)}
+        new = {name: self.corpus_folder.read_bytes(name) for name in self.corpus_folder.names()
+               if name not in self.sent}
         self.sent.update(new)
         progress = self.engine.progress()
         last = (Status(self.index, progress) if reason is None else
@@ -101,7 +101,7 @@ class RayWorker:
 
     def _write(self, files: dict[str, bytes]) -> None:
         for name, data in files.items():
-            save_input_file(self.corpus, name, data)
+            self.corpus_folder.save_bytes(name, data)
 
 
 def _check_reachable(address: str) -> None:
@@ -165,8 +165,7 @@ class RayPool(Pool):
         self._submit(index)
 
     def _corpus_files(self) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in sorted(self.campaign.out.corpus.iterdir())
-                if p.is_file() and not p.name.startswith(TEMP_PREFIX)}
+        return CorpusFolder(self.campaign.out.corpus).files()  # type: ignore[union-attr]
 
     def _submit(self, index: int) -> None:
         incoming, self.outbox[index] = self.outbox[index], {}
@@ -194,7 +193,7 @@ class RayPool(Pool):
 
     def _take(self, index: int, result: Slice) -> None:
         for name, data in result.files.items():
-            save_input_file(self.campaign.out.corpus, name, data)  # type: ignore[union-attr]
+            CorpusFolder(self.campaign.out.corpus).save_bytes(name, data)  # type: ignore[union-attr]
             for other in self.outbox:
                 if other != index:
                     self.outbox[other][name] = data

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnfuzz import CorpusError
-from nnfuzz.corpus import Batch, Corpus
-from nnfuzz.corpus_files import inputs_in_folder
+from nnfuzz.corpus import Corpus
+from nnfuzz.corpus_files import CorpusFolder, inputs_in_folder
 from nnfuzz.inference import infer_domain
+from nnfuzz.lineage import Batch
 from nnfuzz.storage import content_hash, tensor_file_bytes
 
 SEEDS = 4
@@ -25,7 +26,8 @@ def make_seeds() -> tuple[torch.Tensor, ...]:
 
 def make_corpus(folder: Path | None = None, seeds: tuple[torch.Tensor, ...] | None = None) -> Corpus:
     seeds = seeds or make_seeds()
-    return Corpus(infer_domain(seeds, (0.0, 1.0)), seeds, folder=folder)
+    return Corpus(infer_domain(seeds, (0.0, 1.0)), seeds,
+                  folder=CorpusFolder(folder) if folder is not None else None)
 
 
 def mutants_of(seeds: tuple[torch.Tensor, ...], roots: list[int], depths: list[int]) -> Batch:
@@ -86,7 +88,7 @@ def test_inputs_saved_in_a_folder_load_back_into_a_new_corpus(tmp_path: Path) ->
     corpus = make_corpus(tmp_path, seeds)
     corpus.add(mutants_of(seeds, [1, 3, 0], [2, 1, 5]))
     fresh = make_corpus(seeds=seeds)
-    assert fresh.load_folder(tmp_path, strict=True) == 3
+    assert fresh.load_folder(CorpusFolder(tmp_path), strict=True) == 3
     assert len(fresh) == len(corpus)
     assert as_rows(fresh.elements()) == as_rows(corpus.elements())
 
@@ -97,7 +99,7 @@ def test_loaded_inputs_link_back_to_their_seed_root_and_depth(tmp_path: Path) ->
     batch = mutants_of(seeds, [1, 3], [2, 1])
     corpus.add(batch)
     fresh = make_corpus(seeds=seeds)
-    fresh.load_folder(tmp_path, strict=True)
+    fresh.load_folder(CorpusFolder(tmp_path), strict=True)
     everything = fresh.sample(256, torch.Generator().manual_seed(0))
     lineage = {}
     for row in range(everything.size):
@@ -116,7 +118,7 @@ def test_an_input_whose_seed_is_absent_loads_as_its_own_root(tmp_path: Path) -> 
     corpus.add(mutants_of(seeds, [1], [2]))
     other_seeds = (torch.full((2, 3), 0.9),)
     fresh = make_corpus(seeds=other_seeds)
-    fresh.load_folder(tmp_path, strict=True)
+    fresh.load_folder(CorpusFolder(tmp_path), strict=True)
     assert len(fresh) == 3
     loaded = fresh.sample(64, torch.Generator().manual_seed(0))
     new_rows = [row for row in range(loaded.size) if not bool((loaded.inputs[0][row] == 0.9).all())]
@@ -131,15 +133,15 @@ def test_loading_the_same_folder_twice_adds_nothing_new(tmp_path: Path) -> None:
     seeds = make_seeds()
     make_corpus(tmp_path, seeds).add(mutants_of(seeds, [0, 1], [1, 1]))
     fresh = make_corpus(seeds=seeds)
-    fresh.load_folder(tmp_path, strict=True)
-    fresh.load_folder(tmp_path, strict=True)
+    fresh.load_folder(CorpusFolder(tmp_path), strict=True)
+    fresh.load_folder(CorpusFolder(tmp_path), strict=True)
     assert len(fresh) == SEEDS + 2
 
 
 def test_a_npy_input_of_the_right_shape_loads(tmp_path: Path) -> None:
     np.save(tmp_path / "one.npy", np.full(3, 0.25, dtype=np.float32))
     corpus = make_corpus()
-    assert corpus.load_folder(tmp_path, strict=True) == 1
+    assert corpus.load_folder(CorpusFolder(tmp_path), strict=True) == 1
     assert len(corpus) == SEEDS + 1
     assert as_rows((torch.full((1, 3), 0.25),)) <= as_rows(corpus.elements())
 
@@ -147,7 +149,7 @@ def test_a_npy_input_of_the_right_shape_loads(tmp_path: Path) -> None:
 def test_loaded_inputs_are_clipped_into_the_bounds(tmp_path: Path) -> None:
     np.save(tmp_path / "wide.npy", np.array([-5.0, 0.5, 7.0], dtype=np.float32))
     corpus = make_corpus()
-    corpus.load_folder(tmp_path, strict=True)
+    corpus.load_folder(CorpusFolder(tmp_path), strict=True)
     elements = corpus.elements()[0]
     assert bool((elements >= 0).all() and (elements <= 1).all())
     assert as_rows((torch.tensor([[0.0, 0.5, 1.0]]),)) <= as_rows(corpus.elements())
@@ -167,7 +169,7 @@ def test_a_lenient_load_skips_unreadable_and_misshapen_files_with_a_warning(tmp_
     _write_bad_files(tmp_path)
     corpus = make_corpus(seeds=seeds)
     with pytest.warns(UserWarning) as caught:
-        loaded = corpus.load_folder(tmp_path, strict=False)
+        loaded = corpus.load_folder(CorpusFolder(tmp_path), strict=False)
     assert loaded == 1
     assert len(corpus) == SEEDS + 1
     message = " ".join(str(w.message) for w in caught)
@@ -184,7 +186,7 @@ def test_a_strict_load_raises_corpus_error_for_a_bad_file(name: str, tmp_path: P
         if path.name != name:
             path.unlink()
     with pytest.raises(CorpusError) as caught:
-        make_corpus().load_folder(tmp_path, strict=True)
+        make_corpus().load_folder(CorpusFolder(tmp_path), strict=True)
     assert name in str(caught.value)
 
 
@@ -192,14 +194,14 @@ def test_a_npy_file_of_strings_is_skipped_with_a_warning_not_a_crash(tmp_path: P
     np.save(tmp_path / "words.npy", np.array(["ab", "cd", "ef"]))
     corpus = make_corpus()
     with pytest.warns(UserWarning, match="words.npy"):
-        assert corpus.load_folder(tmp_path, strict=False) == 0
+        assert corpus.load_folder(CorpusFolder(tmp_path), strict=False) == 0
     assert len(corpus) == SEEDS
 
 
 def test_a_strict_load_of_a_npy_file_of_strings_raises_corpus_error(tmp_path: Path) -> None:
     np.save(tmp_path / "words.npy", np.array(["ab", "cd", "ef"]))
     with pytest.raises(CorpusError, match="words.npy"):
-        make_corpus().load_folder(tmp_path, strict=True)
+        make_corpus().load_folder(CorpusFolder(tmp_path), strict=True)
 
 
 def test_seeds_read_from_a_folder_skip_a_npy_file_of_strings(tmp_path: Path) -> None:
@@ -232,7 +234,7 @@ def test_a_file_that_is_not_an_input_is_skipped_with_a_warning_naming_it(tmp_pat
     (tmp_path / "notes.txt").write_text("remember to fuzz")
     corpus = make_corpus()
     with pytest.warns(UserWarning, match="notes.txt"):
-        assert corpus.load_folder(tmp_path, strict=True) == 0
+        assert corpus.load_folder(CorpusFolder(tmp_path), strict=True) == 0
     assert len(corpus) == SEEDS
 
 
@@ -241,13 +243,13 @@ def test_temporary_files_and_subfolders_are_ignored_silently(tmp_path: Path,
     (tmp_path / ".tmp-abc123").write_bytes(b"half written")
     (tmp_path / "sub").mkdir()
     corpus = make_corpus()
-    assert corpus.load_folder(tmp_path, strict=False) == 0
+    assert corpus.load_folder(CorpusFolder(tmp_path), strict=False) == 0
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
 
 
 def test_loading_a_missing_folder_raises_corpus_error(tmp_path: Path) -> None:
     with pytest.raises(CorpusError):
-        make_corpus().load_folder(tmp_path / "absent", strict=True)
+        make_corpus().load_folder(CorpusFolder(tmp_path / "absent"), strict=True)
 
 
 def _grown_corpus() -> Corpus:

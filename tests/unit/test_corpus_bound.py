@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import nnfuzz
-from nnfuzz.corpus import Batch, Corpus
+from nnfuzz.corpus import Corpus
+from nnfuzz.corpus_files import CorpusFolder
+from nnfuzz.lineage import Batch
 from nnfuzz.coverage import ADAPT_AFTER, ADAPT_EVERY, TARGET_KEPT_SHARE, Coverage
 from nnfuzz.inference import infer_domain
 
@@ -42,7 +44,7 @@ def test_a_threshold_the_user_gave_never_moves() -> None:
 
 def grown_corpus(folder: Path, count: int) -> Corpus:
     seeds = (torch.rand(4, 3, generator=torch.Generator().manual_seed(0)),)
-    corpus = Corpus(infer_domain(seeds, (0.0, 1.0)), seeds, folder=folder)
+    corpus = Corpus(infer_domain(seeds, (0.0, 1.0)), seeds, folder=CorpusFolder(folder))
     inputs = (torch.rand(count, 3, generator=torch.Generator().manual_seed(1)),)
     corpus.add(Batch(inputs, torch.zeros(count, dtype=torch.long), torch.ones(count, dtype=torch.long)))
     return corpus

@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import nnfuzz
 from nnfuzz import descent as descent_module
 from nnfuzz.campaign import Campaign
 from nnfuzz.config import FuzzConfig
 from nnfuzz.descent import Walk
 from nnfuzz.execution_record import STATS
 from nnfuzz.guidance import Push
+from nnfuzz.lineage import Batch
 from nnfuzz.loop import Fuzzer
 from nnfuzz.mutation import input_distance
 from nnfuzz.objectives.base import ObjectiveContext
@@ -104,7 +104,7 @@ def test_the_loss_descent_is_minus_the_loss_so_walking_it_down_raises_the_loss()
 
 
 def walk_that(found: int, best: float, record: float) -> Walk:
-    batch = nnfuzz.corpus.Batch((torch.zeros(1, 6),), torch.zeros(1, dtype=torch.long),
+    batch = Batch((torch.zeros(1, 6),), torch.zeros(1, dtype=torch.long),
                                 torch.zeros(1, dtype=torch.long))
     return Walk(batch, [Push(0, True)], 0.01, torch.tensor([record]), torch.tensor([best]),
                 found=found)

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnfuzz.inference import infer_domain
-from nnfuzz.corpus import Batch
-from nnfuzz.mutation import (GUIDED_CHILDREN, MAX_TOKEN_RUN, NOISE_SCALES, MutationConfig, Mutator, delete_tokens, distance,
-                             insert_tokens, project, replace_tokens)
+from nnfuzz.lineage import Batch
+from nnfuzz.mutation import GUIDED_CHILDREN, MutationConfig, Mutator, distance, project
+from nnfuzz.operators import MAX_TOKEN_RUN, NOISE_SCALES, delete_tokens, insert_tokens, replace_tokens
 
 SETTINGS = settings(max_examples=30, deadline=None)
 CHAIN = 5

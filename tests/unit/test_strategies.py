@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, find, given, settings
 
 import nnfuzz
-from nnfuzz.corpus_files import write_input
+from nnfuzz.corpus_files import CorpusFolder
 from nnfuzz.kinds import Tokens
 from nnfuzz.target import in_memory
 from tests.targets import write_target
@@ -103,7 +103,7 @@ def test_inputs_are_drawn_from_a_saved_corpus_folder_too(tmp_path: Path) -> None
     saved = torch.tensor([0.9, 0.1, 0.8, 0.2])  # no seed is near it, no fill or edit makes it
     folder = tmp_path / "corpus"
     folder.mkdir()
-    write_input(folder, (saved,), None, {})
+    CorpusFolder(folder).save((saved,), None, {})
     found = find(nnfuzz.strategies.inputs(target, corpus=folder),
                  lambda x: torch.equal(x[0], saved),
                  settings=settings(database=None, max_examples=2000, deadline=None))
