@@ -77,7 +77,7 @@ def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_
         while execs < budget:
             # The seed each example is drawn around, and whose label it carries.
             picks = (torch.randint(count, (batch,), generator=generator)
-                     if around_seeds or target.targets is not None else None)
+                     if around_seeds or target.labels is not None else None)
             inputs = []
             for field, seeds in zip(domain.fields, target.seeds):
                 shape = (batch, *field.shape)
@@ -101,10 +101,10 @@ def first_failure_uniform(target: nnfuzz.Target, budget: int, seed: int, around_
 
 def labelled(execution: Execution, target: Target, picks: torch.Tensor | None) -> Execution:
     """Each example with the label of the seed it was drawn for, when the target has labels."""
-    if target.targets is not None and picks is not None:
+    if target.labels is not None and picks is not None:
         device = execution.coverage.device
-        return replace(execution, targets=target.targets[picks].to(device),
-                       has_target=torch.ones(len(picks), dtype=torch.bool, device=device))
+        return replace(execution, labels=target.labels[picks].to(device),
+                       has_label=torch.ones(len(picks), dtype=torch.bool, device=device))
     return execution
 
 

@@ -253,7 +253,7 @@ class Records:
         self.high = torch.where(new_high, highs.values, self.high)
         return winners
 
-    def targets(self) -> torch.Tensor:
+    def finite_columns(self) -> torch.Tensor:
         """Indices of statistics that are finite, i.e. worth pushing further."""
         return (torch.isfinite(self.low) & torch.isfinite(self.high)).nonzero().flatten()
 

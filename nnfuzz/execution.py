@@ -203,10 +203,10 @@ class Executor:
 
     # --- running -----------------------------------------------------------------
 
-    def run(self, inputs: Inputs, targets: torch.Tensor | None = None,
-            has_target: torch.Tensor | None = None) -> Execution:
-        """Run a batch; if it raises, run its examples one by one to find which. ``targets``:
-        each example's label (its seed's), known where ``has_target``."""
+    def run(self, inputs: Inputs, labels: torch.Tensor | None = None,
+            has_label: torch.Tensor | None = None) -> Execution:
+        """Run a batch; if it raises, run its examples one by one to find which. ``labels``:
+        each example's label (its seed's), known where ``has_label``."""
         try:
             judged, seen = self._forward_batch(inputs)
         except NnfuzzError:
@@ -216,11 +216,11 @@ class Executor:
         else:
             # nnfuzz's own errors here are not the model's
             execution = self._collect(inputs, judged, seen)
-        if targets is None:
+        if labels is None:
             return execution
-        return replace(execution, targets=targets.to(self.device),
-                       has_target=(has_target if has_target is not None
-                                   else torch.ones(len(targets), dtype=torch.bool)).to(self.device))
+        return replace(execution, labels=labels.to(self.device),
+                       has_label=(has_label if has_label is not None
+                                   else torch.ones(len(labels), dtype=torch.bool)).to(self.device))
 
     def plain(self, inputs: Inputs) -> Any:
         """The model's output with no instrumentation at all: what the user's own call gives.

@@ -57,9 +57,9 @@ class Execution:
     #: One entry per example: what it raised, or None.
     raised: list[RaisedError | None] = field(default_factory=list)
     #: The label of each example (its seed's), set by the loop when the target has targets().
-    targets: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
     #: Mask (B,) of the examples whose label is known (their seed is known).
-    has_target: torch.Tensor | None = None
+    has_label: torch.Tensor | None = None
     #: For each module name, the module whose forward() calls it ("" for the model itself).
     callers: dict[str, str] = field(default_factory=dict)
     #: The outputs come from a plain pass of their own (Executor.judge_plainly): the module
@@ -83,8 +83,8 @@ class Execution:
         if label is None:
             return self
         device = self.coverage.device
-        return replace(self, targets=label.unsqueeze(0).expand(self.size, *label.shape).to(device),
-                       has_target=torch.ones(self.size, dtype=torch.bool, device=device))
+        return replace(self, labels=label.unsqueeze(0).expand(self.size, *label.shape).to(device),
+                       has_label=torch.ones(self.size, dtype=torch.bool, device=device))
 
     def first_nonfinite_module(self, example: int) -> str | None:
         """The first module, in forward order, whose output was NaN or Inf."""

@@ -49,7 +49,7 @@ class Guidance:
 
     def __init__(self, executor: Executor, guides: list[Objective], layout: SignalLayout,
                  record_targets: Callable[[], torch.Tensor]) -> None:
-        """``record_targets``: the signal columns whose records are finite (Records.targets)."""
+        """``record_targets``: the signal columns whose records are finite (Records.finite_columns)."""
         self.executor, self.layout, self.record_targets = executor, layout, record_targets
         self.steering = [s for s in (o.steer() for o in guides) if s is not None]
         #: Each guide's differentiable first pressure column, by its column in the layout.

@@ -84,7 +84,7 @@ class Fuzzer:
                                    sum(o.pressure_columns for o in self.guides))
         self.seed_count = seeds[0].shape[0]
         #: The label of each seed (targets()), of those fuzzed from.
-        self.labels = target.targets
+        self.labels = target.labels
         self.notes += [note for note in [self.executor.confirm_unobserved(
             tuple(t[:config.batch_size] for t in seeds))] if note]
         #: What the start of the run warns about besides the domain.
@@ -102,7 +102,7 @@ class Fuzzer:
         # Nothing set up here refers back to the engine (no bound method of it, no closure
         # over it): a Fuzzer that is dropped without close() goes at once, and with it the
         # executor's process-wide hook, not when the cyclic collector happens to run.
-        guidance = (Guidance(self.executor, self.guides, self.layout, self.coverage.records.targets)
+        guidance = (Guidance(self.executor, self.guides, self.layout, self.coverage.records.finite_columns)
                     if config.feedback and config.guided else None)
         self.mutator = Mutator(self.domain, mutation, guidance)
         self.descent = (Descent(self.domain, self.mutator, guidance, self.labels,
@@ -197,8 +197,8 @@ class Fuzzer:
         if labels is None:
             return self.executor.run(inputs)
         roots = roots.to(labels.device)
-        return self.executor.run(inputs, targets=labels[roots.clamp(max=self.seed_count - 1)],
-                                 has_target=roots < self.seed_count)
+        return self.executor.run(inputs, labels=labels[roots.clamp(max=self.seed_count - 1)],
+                                 has_label=roots < self.seed_count)
 
     def _signals(self, execution: Execution, verdicts: Verdicts) -> torch.Tensor:
         """What records track (self.layout): every module statistic, then the guides' pressure."""
@@ -397,10 +397,10 @@ class Fuzzer:
         inputs = tuple(t[example].detach().cpu() for t in mutants.inputs)
         seed = tuple(t[0].detach().cpu() for t in self.corpus.root_inputs(torch.tensor([root])))
         labels = self.labels
-        target = labels[root].detach().cpu() if labels is not None and self.corpus.is_seed(root) else None
+        label = labels[root].detach().cpu() if labels is not None and self.corpus.is_seed(root) else None
         objective = next(o for o in self.objectives if o.name == finding.objective)
         return Failure(inputs=inputs, seed=seed, objective=finding.objective, detail=finding.detail,
-                       signature=finding.signature, target=target, names=self.domain.names, metadata={
+                       signature=finding.signature, label=label, names=self.domain.names, metadata={
                            "nnfuzz_version": __version__,
                            "torch_version": torch.__version__,
                            "target_sha256": self.target.sha256,

@@ -65,7 +65,7 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
         if error is not None and failure.objective != "exception":
             return ReplayOutcome(path, Verdict.ERROR, f"the model raised {error.describe()} on it: "
                                  f"cannot tell whether {failure.objective} still fires", **known)
-        findings = objective.judge(execution.label_all(failure.target))
+        findings = objective.judge(execution.label_all(failure.label))
         still += [f for f in findings if f.signature == failure.signature][:1]
         other += [f for f in findings if f.signature != failure.signature][:1]
     counts = {**known, "failed_runs": len(still)}

@@ -33,7 +33,8 @@ class Failure:
     objective: str
     detail: str
     signature: str
-    target: torch.Tensor | None = None
+    #: The label of the seed it came from (targets()), saved as the tensor ``target``.
+    label: torch.Tensor | None = None
     #: The rest of the README's *Output folder*'s metadata: versions, run seed, distance, when found.
     metadata: dict[str, str] = field(default_factory=dict)
     #: Where the reproducer was saved, once it was.
@@ -66,8 +67,8 @@ class Failure:
     def to_bytes(self) -> bytes:
         tensors = input_tensors(self.inputs, self.names, "input")
         tensors.update(input_tensors(self.seed, self.names, "seed"))
-        if self.target is not None:
-            tensors["target"] = self.target
+        if self.label is not None:
+            tensors["target"] = self.label
         metadata = dict(self.metadata)
         metadata.update(objective=self.objective, detail=self.detail, signature=self.signature,
                         **names_metadata(self.names))
@@ -114,7 +115,7 @@ def failure_from_bytes(data: bytes, origin: str) -> Failure:
     rest = {k: v for k, v in metadata.items() if k not in (*REQUIRED_METADATA, NAMES_KEY)}
     return Failure(inputs=inputs, seed=seed, objective=metadata["objective"],
                    detail=metadata["detail"], signature=metadata["signature"],
-                   target=tensors.get("target"), metadata=rest, names=names)
+                   label=tensors.get("target"), metadata=rest, names=names)
 
 
 def replay_command(target: str | Path, reproducer: str | Path) -> str:

@@ -43,7 +43,7 @@ def signature_check(failure: Failure, objective: "Objective", executor: "Executo
 
     def still_fails(batch: Inputs) -> torch.Tensor:
         execution = executor.run(tuple(t.to(executor.device) for t in batch)).label_all(
-            failure.target)
+            failure.label)
         mask = torch.zeros(execution.size, dtype=torch.bool)
         for finding in objective.judge(execution):
             if finding.signature == failure.signature:

@@ -36,7 +36,8 @@ class Target:
     model: torch.nn.Module
     seeds: Inputs | None
     bounds: object = None
-    targets: torch.Tensor | None = None
+    #: What targets() returned: one label per seed.
+    labels: torch.Tensor | None = None
     loss: Callable[..., torch.Tensor] | None = None
     reference: Callable[[], Any] | None = None
     objectives: list[Callable[..., torch.Tensor]] = field(default_factory=list)
@@ -68,7 +69,10 @@ class Target:
 
 
 def in_memory(model: torch.nn.Module, seeds: object = None, **fields: Any) -> Target:
-    """A target made of Python objects rather than a file (for nnfuzz.fuzz and tests)."""
+    """A target made of Python objects rather than a file (for nnfuzz.fuzz and tests); the
+    fields are named as in a target file (``bounds``, ``inputs``, ``targets``, ``loss``, ...)."""
+    if "targets" in fields:
+        fields["labels"] = fields.pop("targets")
     if not isinstance(model, torch.nn.Module):
         raise TargetError(f"model is a {type(model).__name__}, not a torch.nn.Module.")
     model.eval()  # as for a target file (the README's *The target file*): replay and shrinking judge it in eval mode
@@ -143,7 +147,7 @@ def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
         bounds=getattr(module, "BOUNDS", None),
         inputs=getattr(module, "INPUTS", None),
         input_names=names,
-        targets=targets,
+        labels=targets,
         loss=_callable(module, name, "loss"),
         reference=_callable(module, name, "reference"),
         objectives=_user_objectives(module, name),

@@ -126,7 +126,7 @@ def evenly_spread(items: list[Any], most: int) -> list[Any]:
 def gradient_flow(subject: Subject) -> CheckResult:
     """Every trainable parameter gets a finite gradient of a useful size from one backward."""
     name = "gradient-flow"
-    missing = subject.missing(targets=False)
+    missing = subject.missing(labels=False)
     if missing:
         return skipped(name, "no loss", f"{missing} to see how gradients flow.")
     model = subject.copy_with_gradients()

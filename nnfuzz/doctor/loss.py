@@ -35,11 +35,11 @@ def loss_sanity(subject: Subject) -> CheckResult:
     """Finite, shaped (N,) or scalar, not negative for a classifier, falling along
     its negative gradient, and each example's loss independent of the others."""
     name = "loss-sanity"
-    missing = subject.missing(targets=False)
+    missing = subject.missing(labels=False)
     if missing:
         return skipped(name, "no loss", f"{missing} to check it.")
     output = subject.output.detach().clone().requires_grad_()
-    value = subject.loss(output, subject.targets)
+    value = subject.loss(output, subject.labels)
     findings = [*_shape(value, subject.size), *_values(value, subject.classes is not None)]
     if not any(status is Status.FAIL for status, _, _ in findings):
         findings += _descent(subject, output, value) + _independence(subject, value)
@@ -92,7 +92,7 @@ def _descent(subject: Subject, output: torch.Tensor, value: torch.Tensor) -> lis
                                       "the loss's gradient is NaN or Inf on the seeds.")]
     step = DESCENT_STEP * max(float(output.detach().pow(2).mean().sqrt()), 1.0)
     with torch.no_grad():
-        moved = subject.loss(output - step * gradient / norm, subject.targets).mean()
+        moved = subject.loss(output - step * gradient / norm, subject.labels).mean()
     before, after = float(total.detach()), float(moved)
     if after < before:
         return []
@@ -103,7 +103,7 @@ def _descent(subject: Subject, output: torch.Tensor, value: torch.Tensor) -> lis
 
 def _independence(subject: Subject, value: torch.Tensor) -> list[Finding]:
     """Each example's loss is the same in the batch as alone (a scalar: the mean or sum)."""
-    output, targets = subject.output, subject.targets
+    output, targets = subject.output, subject.labels
     count = subject.size if value.dim() == 0 else min(ALONE_EXAMPLES, subject.size)
     with torch.no_grad():
         alone = torch.stack([subject.loss(output[i:i + 1], None if targets is None

@@ -58,7 +58,7 @@ class Subject:
     target: Target
     config: DoctorConfig
     inputs: Inputs
-    targets: torch.Tensor | None
+    labels: torch.Tensor | None
     #: The model's primary output on ``inputs``, computed once (no gradient).
     output: torch.Tensor
     #: What the model returned on ``inputs`` (a dict, a tuple, ...), when not a tensor:
@@ -116,18 +116,18 @@ class Subject:
         return primary(model, self.inputs if inputs is None else inputs, self.origin,
                        self.target.input_names)
 
-    def loss(self, output: Any, targets: torch.Tensor | None) -> torch.Tensor:
+    def loss(self, output: Any, labels: torch.Tensor | None) -> torch.Tensor:
         """The target's ``loss(output, target)`` as it returns it: (N,), a scalar or worse;
         ``output`` is what the model returned (a dict stays a dict)."""
         loss: Callable[..., Any] = self.target.loss  # type: ignore[assignment]
         if isinstance(output, torch.Tensor) and self.structure is not None:
             output = with_primary(self.structure, output)
         try:
-            value = loss(output, targets)
+            value = loss(output, labels)
         except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
             raise TargetError(f"{self.origin}: loss(output, target) raised {type(error).__name__}: "
                               f"{first_line(error)}: fix loss() so it accepts any batch of outputs "
-                              "and targets.", context=user_traceback(error)) from None
+                              "and labels.", context=user_traceback(error)) from None
         if not isinstance(value, torch.Tensor):
             raise TargetError(f"{self.origin}: loss(output, target) returned "
                               f"{type(value).__name__}: return a tensor, (N,) or a scalar.")
@@ -137,39 +137,39 @@ class Subject:
                   inputs: Inputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean loss of ``model`` on the batch (or its ``rows``), and the output it came from."""
         inputs = self.inputs if inputs is None else inputs
-        targets = self.targets
+        labels = self.labels
         if rows is not None:
             inputs = tuple(tensor[rows] for tensor in inputs)
-            targets = targets[rows] if targets is not None else None
+            labels = labels[rows] if labels is not None else None
         output = run_model(model, inputs, self.origin, self.target.input_names)
-        return self.loss(output, targets).mean(), primary_of(output, inputs, self.origin)
+        return self.loss(output, labels).mean(), primary_of(output, inputs, self.origin)
 
     # --- what the target is --------------------------------------------------------
 
     @functools.cached_property
     def classes(self) -> int | None:
         """The number of classes when the model is a classifier: its output (..., C)
-        scores C >= 2 classes and the targets (...) are class indices below C."""
-        targets, output = self.targets, self.output
-        if targets is None or targets.dtype.is_floating_point or targets.dtype == torch.bool:
+        scores C >= 2 classes and the labels (...) are class indices below C."""
+        labels, output = self.labels, self.output
+        if labels is None or labels.dtype.is_floating_point or labels.dtype == torch.bool:
             return None
-        if output.dim() != targets.dim() + 1 or output.shape[:-1] != targets.shape:
+        if output.dim() != labels.dim() + 1 or output.shape[:-1] != labels.shape:
             return None
         count = output.shape[-1]
-        if count < 2 or len(targets) == 0 or targets.min() < 0 or targets.max() >= count:
+        if count < 2 or len(labels) == 0 or labels.min() < 0 or labels.max() >= count:
             return None
         return count
 
-    def accuracy(self, output: torch.Tensor, targets: torch.Tensor) -> float:
-        return float((output.argmax(-1) == targets).float().mean())
+    def accuracy(self, output: torch.Tensor, labels: torch.Tensor) -> float:
+        return float((output.argmax(-1) == labels).float().mean())
 
-    def missing(self, *, targets: bool) -> str | None:
-        """What the target must define for a check that needs its loss (and targets)."""
+    def missing(self, *, labels: bool) -> str | None:
+        """What the target must define for a check that needs its loss (and labels)."""
         if self.target.loss is None:
             return "define loss(output, target) in the target" + (
-                " and targets() with the label of each seed" if targets and self.targets is None
+                " and targets() with the label of each seed" if labels and self.labels is None
                 else "")
-        if targets and self.targets is None:
+        if labels and self.labels is None:
             return "define targets() with the label of each seed"
         return None
 
@@ -177,10 +177,10 @@ class Subject:
         """Rows of ``count`` seeds for the overfit check: one of each class first, so
         that fitting them means telling classes apart, then the next seeds in order."""
         count = min(count, self.size)
-        if self.classes is None or self.targets is None or self.targets.dim() != 1:
+        if self.classes is None or self.labels is None or self.labels.dim() != 1:
             return torch.arange(count)
         first_of_each: dict[int, int] = {}
-        for row, label in enumerate(self.targets.tolist()):
+        for row, label in enumerate(self.labels.tolist()):
             first_of_each.setdefault(label, row)
         first = sorted(first_of_each.values())
         rest = [row for row in range(self.size) if row not in set(first)]
@@ -202,13 +202,13 @@ def examine(target: Target, config: DoctorConfig) -> Subject:
             raise UsageError(f"{option} {value} must be at least 1.")
     device = model_device(target.model)
     inputs = tuple(tensor[:config.batch_size].to(device) for tensor in target.seeds)
-    targets = target.targets[:config.batch_size].to(device) if target.targets is not None else None
+    labels = target.labels[:config.batch_size].to(device) if target.labels is not None else None
     with torch.no_grad():
         returned = run_model(copy.deepcopy(target.model).eval(), inputs, target.origin,
                              target.input_names)
     output = primary_of(returned, inputs, target.origin)
     structure = None if isinstance(returned, torch.Tensor) else returned
-    return Subject(target, config, inputs, targets, output, structure)
+    return Subject(target, config, inputs, labels, output, structure)
 
 
 def primary(model: Callable[..., Any], inputs: Inputs, origin: str,

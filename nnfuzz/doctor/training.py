@@ -42,7 +42,7 @@ UPDATE_WARN_ORDERS, UPDATE_FAIL_ORDERS = 1.5, 2.5
 def initial_loss(subject: Subject) -> CheckResult:
     """The fresh model's mean loss is close to the loss of uniform logits (ln C for cross-entropy)."""
     name = "initial-loss"
-    missing = subject.missing(targets=True)
+    missing = subject.missing(labels=True)
     if missing:
         return skipped(name, "no loss or targets", f"{missing} to check the initial loss.")
     classes = subject.classes
@@ -54,7 +54,7 @@ def initial_loss(subject: Subject) -> CheckResult:
                        "model, or give model() a pretrained=False keyword.")
     with torch.no_grad():
         fresh, _ = subject.mean_loss(subject.fresh_model())
-        uniform = subject.loss(torch.zeros_like(subject.output), subject.targets).mean()
+        uniform = subject.loss(torch.zeros_like(subject.output), subject.labels).mean()
     loss, reference = float(fresh), float(uniform)
     baseline = f"{reference:.4g}" + (f" (ln {classes})" if _is_log(reference, classes) else
                                      " (uniform logits)")
@@ -112,7 +112,7 @@ class Fit:
 def overfit(subject: Subject) -> CheckResult:
     """A few hundred steps on 2 seeds, then 8, bring the loss near zero (and accuracy to 100%)."""
     name = "overfit"
-    missing = subject.missing(targets=False)
+    missing = subject.missing(labels=False)
     if missing:
         return skipped(name, "no loss", f"{missing} to check that the model can fit a batch.")
     threshold = (f"< {OVERFIT_NEAR_ZERO:.0%} of start" +
@@ -141,7 +141,7 @@ def _fit(subject: Subject, rows: torch.Tensor) -> Fit:
     """Train a copy on ``rows`` until it fits them or the steps run out."""
     model = subject.copy()
     optimizer = subject.optimizer(model)
-    targets = subject.targets[rows] if subject.targets is not None else None
+    targets = subject.labels[rows] if subject.labels is not None else None
     classifier = subject.classes is not None and targets is not None
     losses: list[float] = []
     accuracy = None
@@ -163,7 +163,7 @@ def _fit(subject: Subject, rows: torch.Tensor) -> Fit:
 def update_size(subject: Subject) -> CheckResult:
     """After one optimizer step, each parameter moved by about 1e-3 of its norm."""
     name = "update-size"
-    missing = subject.missing(targets=False)
+    missing = subject.missing(labels=False)
     if missing:
         return skipped(name, "no loss", f"{missing} to measure an optimizer step.")
     model = subject.copy_with_gradients()

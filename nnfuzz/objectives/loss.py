@@ -43,20 +43,20 @@ class LossObjective(Objective):
 
     def evaluate(self, execution: Execution) -> Judgement:
         rows = execution.ran
-        if execution.targets is not None and execution.has_target is not None:
-            rows = rows & execution.has_target
+        if execution.labels is not None and execution.has_label is not None:
+            rows = rows & execution.has_label
         rows = rows.nonzero().flatten()
         pressure = torch.full((execution.size, 1), float("nan"), device=execution.coverage.device)
         if not len(rows):
             return Judgement([], pressure)
         inputs = tuple(t[rows].detach().clone().requires_grad_(t.dtype.is_floating_point)
                        for t in execution.inputs)
-        targets = execution.targets[rows] if execution.targets is not None else None
+        labels = execution.labels[rows] if execution.labels is not None else None
         with torch.enable_grad():
             output = call(self.model, inputs, self.names)  # as the model returned it
-            losses = self._per_example(output, targets, len(rows))  # (n,)
+            losses = self._per_example(output, labels, len(rows))  # (n,)
             pressure[rows.to(pressure.device), 0] = -losses.detach().float().to(pressure.device)
-            return Judgement(self._findings(losses, output, inputs, targets, rows), pressure)
+            return Judgement(self._findings(losses, output, inputs, labels, rows), pressure)
 
     def descent(self) -> Callable[[Any, torch.Tensor | None], torch.Tensor]:
         """Minus each example's loss (its pressure): walking it down walks the loss up,
@@ -64,7 +64,7 @@ class LossObjective(Objective):
         return lambda output, labels: -self._per_example(output, labels, _rows(output))
 
     def _findings(self, losses: torch.Tensor, output: Any, inputs: tuple[torch.Tensor, ...],
-                  targets: torch.Tensor | None, rows: Rows) -> list[Finding]:
+                  labels: torch.Tensor | None, rows: Rows) -> list[Finding]:
         """Nothing when the loss and every gradient is finite (one backward says so);
         otherwise the loss, the input gradients and the parameter gradients, in turn,
         each blaming only the examples the one before left healthy."""
@@ -80,8 +80,8 @@ class LossObjective(Objective):
             healthy = torch.tensor([i for i in healthy.tolist() if int(rows[i]) not in blamed],
                                    dtype=torch.long, device=rows.device)
         if len(healthy) and self.parameters:
-            findings += [self._parameter_finding(rows, inputs, targets, i)
-                         for i in self._blame(inputs, targets, healthy)]
+            findings += [self._parameter_finding(rows, inputs, labels, i)
+                         for i in self._blame(inputs, labels, healthy)]
         return findings
 
     def _all_finite(self, losses: torch.Tensor, inputs: tuple[torch.Tensor, ...]) -> bool:
@@ -130,7 +130,7 @@ class LossObjective(Objective):
                                       f"{_kind(grad[i])}", "input-grad"))
         return findings
 
-    def _blame(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor | None,
+    def _blame(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor | None,
                rows: Rows) -> list[int]:
         """The examples whose own parameter gradient is bad, by bisection.
 
@@ -138,18 +138,18 @@ class LossObjective(Objective):
         excluded example's zero upstream gradient times an infinite local one
         (sqrt at 0, say) is NaN, and would blame innocent examples.
         """
-        if self._first_bad_parameter(inputs, targets, rows) is None:
+        if self._first_bad_parameter(inputs, labels, rows) is None:
             return []
         if len(rows) == 1:
             return [int(rows[0])]
         half = len(rows) // 2
-        return self._blame(inputs, targets, rows[:half]) + self._blame(inputs, targets, rows[half:])
+        return self._blame(inputs, labels, rows[:half]) + self._blame(inputs, labels, rows[half:])
 
-    def _first_bad_parameter(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor | None,
+    def _first_bad_parameter(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor | None,
                              rows: Rows) -> tuple[str, str] | None:
         subset = tuple(t[rows].detach() for t in inputs)
         total = self._per_example(call(self.model, subset, self.names),
-                                  targets[rows] if targets is not None else None, len(rows)).sum()
+                                  labels[rows] if labels is not None else None, len(rows)).sum()
         grads = torch.autograd.grad(total, [p for _, p in self.parameters], allow_unused=True)
         for (name, _), grad in zip(self.parameters, grads):
             if grad is not None and not bool(torch.isfinite(grad).all()):
@@ -157,37 +157,37 @@ class LossObjective(Objective):
         return None
 
     def _parameter_finding(self, rows: Rows, inputs: tuple[torch.Tensor, ...],
-                           targets: torch.Tensor | None, row: int) -> Finding:
+                           labels: torch.Tensor | None, row: int) -> Finding:
         one = torch.tensor([row], device=rows.device)
-        name, kind = self._first_bad_parameter(inputs, targets, one) or ("?", "NaN")
+        name, kind = self._first_bad_parameter(inputs, labels, one) or ("?", "NaN")
         return self.finding(int(rows[row]), f"the gradient of the loss w.r.t. parameter {name!r} is {kind}",
                             f"param-grad:{name}")
 
     # --- the target's loss -------------------------------------------------------------
 
-    def _per_example(self, output: Any, targets: torch.Tensor | None, count: int) -> torch.Tensor:
+    def _per_example(self, output: Any, labels: torch.Tensor | None, count: int) -> torch.Tensor:
         """The loss of each of ``count`` examples, shape (n,), whatever the target's loss
         returns; ``output`` is what the model returned (a dict stays a dict)."""
-        value = self._call(output, targets)
+        value = self._call(output, labels)
         if value.dim() == 1 and value.shape[0] == count:
             return value
         if value.dim() > 1 and value.shape[0] == count:
             return value.reshape(count, -1).sum(1)
         if value.dim() == 0:
             # A reduced loss: recover each example's share, one call per example.
-            return torch.stack([self._call(_example(output, i, count), None if targets is None
-                                           else targets[i:i + 1]).reshape(()) for i in range(count)])
+            return torch.stack([self._call(_example(output, i, count), None if labels is None
+                                           else labels[i:i + 1]).reshape(()) for i in range(count)])
         raise TargetError(f"{self.origin}: loss(output, target) returned shape {tuple(value.shape)}"
                           f" for a batch of {count}: return one loss per example (N,) or a scalar.")
 
-    def _call(self, output: Any, targets: torch.Tensor | None) -> torch.Tensor:
+    def _call(self, output: Any, labels: torch.Tensor | None) -> torch.Tensor:
         loss: Callable[..., Any] = self.loss  # type: ignore[assignment]
         try:
-            value = loss(output, targets)
+            value = loss(output, labels)
         except Exception as error:  # noqa: BLE001 - the target's bug, reported once
             raise TargetError(f"{self.origin}: loss(output, target) raised {type(error).__name__}: "
                               f"{first_line(error)}: loss() gets the model's output as the model "
-                              f"returned it (here {_structure(output)}) and the seeds' targets; "
+                              f"returned it (here {_structure(output)}) and the seeds' labels; "
                               "fix it so it accepts any batch of them.",
                               context=user_traceback(error)) from None
         if not isinstance(value, torch.Tensor):

@@ -28,8 +28,8 @@ MLP: type[nn.Module] = type(_EXAMPLE.model)
 
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """The first SEEDS bundled digits seeds (N, 64), intensities 0..16, and their labels (N,)."""
-    assert _EXAMPLE.seeds is not None and _EXAMPLE.targets is not None
-    return _EXAMPLE.seeds[0][:SEEDS], _EXAMPLE.targets[:SEEDS]
+    assert _EXAMPLE.seeds is not None and _EXAMPLE.labels is not None
+    return _EXAMPLE.seeds[0][:SEEDS], _EXAMPLE.labels[:SEEDS]
 
 
 #: The example's loss: cross-entropy per example, (N,).

@@ -46,7 +46,7 @@ def walk(target: nnfuzz.Target, quantity, steps: int, step: float) -> int:  # ty
     step at which some walk fails, or -1."""
     low, high = target.bounds  # type: ignore[misc]
     x = target.seeds[0].clone()
-    labels = target.targets
+    labels = target.labels
     for number in range(steps):
         if bool(failing(target, x, labels).any()):
             return number
@@ -66,7 +66,7 @@ def test_no_seed_and_no_edge_triggers_the_bug(name: str) -> None:
     target = load_target(ZOO / f"{name}.py")
     low, high = target.bounds  # type: ignore[misc]
     [seeds] = target.seeds
-    labels = target.targets
+    labels = target.labels
     assert not bool(failing(target, seeds, labels).any())
     constants = edges(low, high, seeds.shape[1])
     constant_labels = None if labels is None else labels[:1].expand(len(constants))
@@ -82,7 +82,7 @@ def test_every_hidden_unit_dead_is_reached_by_walking_the_hidden_mean_down() -> 
 
 def test_the_logit_margin_is_reached_by_walking_the_loss_up_for_scores_of_steps() -> None:
     target = load_target(ZOO / "chain_xent.py")
-    model, labels = target.model, target.targets
+    model, labels = target.model, target.labels
     first = walk(target, lambda x: target.loss(model(x), labels), steps=400, step=0.16)  # type: ignore[misc]
     assert first >= 50
 

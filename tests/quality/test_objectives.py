@@ -157,7 +157,7 @@ def test_a_nan_loss_from_an_unstable_cross_entropy_is_found_and_replays(tmp_path
                                "--objective", "loss")
     assert failure.objective == "loss" and failure.signature == "loss:loss"
     assert "the loss is NaN" in failure.detail
-    assert failure.target is not None and int(failure.target) == 1
+    assert failure.label is not None and int(failure.label) == 1
 
 
 def test_a_nan_parameter_gradient_is_found_and_blames_the_first_parameter(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def failures(draw: st.DrawFn) -> Failure:
         lambda k: k not in (*REQUIRED_METADATA, NAMES_KEY))
     return Failure(inputs=inputs, seed=seed, objective=draw(required_text),
                    detail=draw(required_text), signature=draw(required_text),
-                   target=draw(st.one_of(st.none(), tensors())), names=names,
+                   label=draw(st.one_of(st.none(), tensors())), names=names,
                    metadata=draw(st.dictionaries(keys, metadata_text, max_size=5)))
 
 
@@ -84,11 +84,11 @@ def test_a_saved_failure_loads_back_bit_identical_with_its_metadata(failure: Fai
     assert len(loaded.seed) == len(failure.seed)
     for got, want in zip(loaded.seed, failure.seed):
         assert_bit_identical(got, want)
-    if failure.target is None:
-        assert loaded.target is None
+    if failure.label is None:
+        assert loaded.label is None
     else:
-        assert loaded.target is not None
-        assert_bit_identical(loaded.target, failure.target)
+        assert loaded.label is not None
+        assert_bit_identical(loaded.label, failure.label)
     assert (loaded.objective, loaded.detail, loaded.signature) == (
         failure.objective, failure.detail, failure.signature)
     assert loaded.metadata == failure.metadata
@@ -124,7 +124,7 @@ def _valid_bytes(tmp_path: Path) -> bytes:
     failure = Failure(inputs=(torch.arange(12.0).view(3, 4), torch.tensor([1, 2, 3])),
                       seed=(torch.zeros(3, 4), torch.tensor([1, 2, 3])), objective="nonfinite",
                       detail="NaN in the output", signature="nonfinite:output",
-                      target=torch.tensor(2), metadata={"run_seed": "0"})
+                      label=torch.tensor(2), metadata={"run_seed": "0"})
     return failure.save(tmp_path / "valid.safetensors").read_bytes()
 
 
