@@ -19,8 +19,8 @@ from pathlib import Path
 
 import nnfuzz
 from nnfuzz.mutation import input_distance
-from nnfuzz.replay import shrink_failure
-from nnfuzz.shrinker import changed_values
+from nnfuzz.replay import minimize_failure
+from nnfuzz.minimizer import changed_values
 from nnfuzz.target import load_target
 
 from benchmarks import machine, report
@@ -45,7 +45,7 @@ def measure(name: str, seed: int, budget: int) -> dict[str, object] | None:
         return None
     failure = result.failures[0]
     start = time.perf_counter()
-    smaller = shrink_failure(target, failure)
+    smaller = minimize_failure(target, failure)
     seconds = time.perf_counter() - start
     return {"before": distances(failure), "after": distances(smaller), "seconds": seconds,
             "values": sum(t.numel() for t in failure.inputs)}

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from nnfuzz.config import Deadline, FuzzConfig, FuzzResult, StopReason, stop_reason
-from nnfuzz.drivers.engine import EngineStart, Progress, Shrink, StartUp
+from nnfuzz.drivers.engine import EngineStart, Progress, Minimize, StartUp
 from nnfuzz.output import OutputFolder
 from nnfuzz.reproducer import Failure, replay_command
 from nnfuzz.run_record import RunEntry, resume_point, run_record, summed
@@ -92,7 +92,7 @@ class Campaign:
     def hit(self, signature: str, count: int = 1) -> None:
         self.hits[signature] += count
 
-    def take(self, failure: Failure, shrink: Shrink | None = None) -> None:
+    def take(self, failure: Failure, minimize: Minimize | None = None) -> None:
         """A failure some engine found: saved once per signature (before it is minimized, so
         a kill during minimization still leaves a reproducer), then replaced by the smaller
         one, recorded and reported."""
@@ -100,8 +100,8 @@ class Campaign:
             return
         if self.out is not None:
             self.out.save_failure(failure)
-        if shrink is not None:
-            smaller = shrink(failure)
+        if minimize is not None:
+            smaller = minimize(failure)
             if smaller is not failure and self.out is not None:
                 self.out.replace_failure(failure, smaller)
             failure = smaller

@@ -90,7 +90,7 @@ def main() -> None:
                                       "again from the corpus's coverage.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
 @click.option("--minimize/--no-minimize", default=True, show_default=True,
-              help="Shrink each new failure toward its seed before saving it.")
+              help="Minimize each new failure toward its seed before saving it.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes sharing OUT/corpus (one per GPU by default with --device cuda).")
 @click.option("--ray", "ray_address", metavar="auto|ADDRESS|local",
@@ -194,7 +194,7 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
     return exit_code(outcomes)
 
 
-@main.command(short_help="Shrink a reproducer toward its seed.")
+@main.command(short_help="Minimize a reproducer toward its seed.")
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("reproducer", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -202,14 +202,14 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
                    "[default: replace REPRODUCER].")
 @handles_errors
 def minimize(target: Path, reproducer: Path, output: Path | None) -> int:
-    """Shrink REPRODUCER toward its seed while the same failure fires; replaces it (or -o PATH)."""
+    """Minimize REPRODUCER toward its seed while the same failure fires; replaces it (or -o PATH)."""
     from nnfuzz.output import save_minimized
-    from nnfuzz.replay import shrink
+    from nnfuzz.replay import minimize_reproducer
     from nnfuzz.reproducer import replay_command
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
-    original, smaller = shrink(loaded, reproducer)
+    original, smaller = minimize_reproducer(loaded, reproducer)
     path = save_minimized(smaller, reproducer, output)
     note = smaller.metadata["minimized"]
     if note.startswith("unchanged:"):
@@ -346,10 +346,10 @@ def corpus_merge(target: Path, destination: Path, sources: tuple[Path, ...]) -> 
 def corpus_minimize(target: Path, folder: Path, threshold: float | None,
                     layers: tuple[str, ...], dry_run: bool) -> int:
     """Keep the fewest inputs of FOLDER that reach the same coverage (libFuzzer -merge=1)."""
-    from nnfuzz.distill import minimize_folder
+    from nnfuzz.distill import distill_corpus
     from nnfuzz.target import load_target
 
-    result = minimize_folder(load_target(target, need_seeds=False), folder, threshold, layers,
+    result = distill_corpus(load_target(target, need_seeds=False), folder, threshold, layers,
                              dry_run)
     if result.skipped:
         click.echo(f"WARNING: left alone {len(result.skipped)} file(s) that are not inputs of "

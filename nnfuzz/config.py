@@ -152,7 +152,7 @@ class FuzzConfig:
     #: (Objective.guides_by_default); True or False: all of them.
     objective_guidance: bool | None = None
     stop_on_failure: bool = False
-    #: Shrink each new failure toward its seed before reporting it (libFuzzer's
+    #: Minimize each new failure toward its seed before reporting it (libFuzzer's
     #: -minimize_crash, done at once): the reproducer in crashes/ is the small one.
     minimize: bool = True
     #: Seconds between status lines and stats.jsonl records.

@@ -58,7 +58,7 @@ class Distilled:
     records: int = 0
 
 
-def minimize_folder(target: "Target", folder: Path, threshold: float | None = None,
+def distill_corpus(target: "Target", folder: Path, threshold: float | None = None,
                     layers: tuple[str, ...] = (), dry_run: bool = False) -> Distilled:
     """``nnfuzz corpus minimize``: distill ``folder`` with the run's threshold and layers
     (from run.json beside it, unless given) and remove what is not kept (unless

@@ -31,9 +31,9 @@ from nnfuzz.execution import Execution, Executor, UnbatchedOutput
 from nnfuzz.guidance import Guidance, guiding
 from nnfuzz.lineage import Batch
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
-from nnfuzz.objectives import Finding, Verdicts, build_objectives, context_for, judge
+from nnfuzz.objectives import Finding, BatchJudgement, build_objectives, context_for, judge
 from nnfuzz.reproducer import Failure
-from nnfuzz.shrinker import is_smaller, minimize, reproduces, signature_check
+from nnfuzz.minimizer import is_smaller, minimize, reproduces, signature_check
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
 
@@ -146,9 +146,9 @@ class Fuzzer:
         parents, mutants = self.mutator.children(sampled, anchors, self.rng)
         execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size
-        verdicts = judge(self.objectives, execution, self.guides)
-        self._grow(self, parents, replace(mutants, vectors=execution.coverage), execution, verdicts)
-        for finding in verdicts.findings:
+        judged = judge(self.objectives, execution, self.guides)
+        self._grow(self, parents, replace(mutants, vectors=execution.coverage), execution, judged)
+        for finding in judged.findings:
             self._report(finding, mutants)
 
     def _descend(self) -> None:
@@ -162,23 +162,23 @@ class Fuzzer:
             return
         execution = self._execute(iterates.inputs, iterates.root)
         self.execs += iterates.size
-        verdicts = judge(self.objectives, execution, self.guides)
-        fresh = sum(not self.sink.is_known(finding.signature) for finding in verdicts.findings)
-        if descent.observe(self._signals(execution, verdicts), fresh):
+        judged = judge(self.objectives, execution, self.guides)
+        fresh = sum(not self.sink.is_known(finding.signature) for finding in judged.findings)
+        if descent.observe(self._signals(execution, judged), fresh):
             descent.finish()
             self._keep_new_coverage(iterates, replace(iterates, vectors=execution.coverage),
-                                    execution, verdicts)
-        for finding in verdicts.findings:
+                                    execution, judged)
+        for finding in judged.findings:
             self._report(finding, iterates)
 
     def _keep_new_coverage(self, parents: Batch, mutants: Batch, execution: Execution,
-                           verdicts: Verdicts) -> None:
+                           judged: BatchJudgement) -> None:
         """Mutants that passed and are novel or set a record join the corpus; their parents
         get the credit; past a cap, the corpus evicts, and the novelty index forgets."""
         if not bool(execution.ran.any()):
             return  # every example raised: no coverage to measure
-        passed = execution.ran & ~verdicts.failing(mutants.size, execution.ran.device)
-        keep = self.coverage.update(execution.coverage, self._signals(execution, verdicts),
+        passed = execution.ran & ~judged.failing(mutants.size, execution.ran.device)
+        keep = self.coverage.update(execution.coverage, self._signals(execution, judged),
                                     passed, parents.vectors)
         kept = keep.nonzero().flatten()
         self.kept += self.corpus.add(mutants.select(kept))
@@ -188,7 +188,7 @@ class Fuzzer:
         self.coverage.forget(_bytes(self.config.max_coverage_mb), self.corpus.vectors())
 
     def _keep_nothing(self, parents: Batch, mutants: Batch, execution: Execution,
-                      verdicts: Verdicts) -> None:
+                      judged: BatchJudgement) -> None:
         """Random mutation keeps no corpus: every mutant comes from a seed."""
 
     def _execute(self, inputs: Inputs, roots: torch.Tensor) -> Execution:
@@ -200,9 +200,9 @@ class Fuzzer:
         return self.executor.run(inputs, labels=labels[roots.clamp(max=self.seed_count - 1)],
                                  has_label=roots < self.seed_count)
 
-    def _signals(self, execution: Execution, verdicts: Verdicts) -> torch.Tensor:
+    def _signals(self, execution: Execution, judged: BatchJudgement) -> torch.Tensor:
         """What records track (self.layout): every module statistic, then the guides' pressure."""
-        return self.layout.combine(execution.stats, verdicts.pressure)
+        return self.layout.combine(execution.stats, judged.pressure)
 
     # --- slices ------------------------------------------------------------------
 

@@ -221,7 +221,7 @@ def project(x: torch.Tensor, anchor: torch.Tensor, radius: float, norm: str) -> 
     delta = (x - anchor).reshape(x.shape[0], -1)
     length = delta.norm(dim=1, keepdim=True)
     factor = torch.clamp(radius / length.clamp(min=1e-30), max=1.0)
-    # Shrink a hair more than exact so rounding cannot leave a mutant just outside.
+    # Minimize a hair more than exact so rounding cannot leave a mutant just outside.
     factor = torch.where(factor < 1.0, factor * (1 - 1e-6), factor)
     return anchor + (delta * factor).view_as(x)
 

@@ -15,7 +15,7 @@ from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
 from nnfuzz.execution import Executor
 from nnfuzz.objectives import Objective, context_for, rebuild, rebuild_key
 from nnfuzz.reproducer import Failure, load_failure
-from nnfuzz.shrinker import minimize, reproduces, signature_check
+from nnfuzz.minimizer import minimize, reproduces, signature_check
 from nnfuzz.target import Target
 
 
@@ -167,13 +167,13 @@ def exit_code(outcomes: list[ReplayOutcome]) -> int:
     return 1 if verdicts & {Verdict.STILL_FAILS, Verdict.FLAKY} else 0
 
 
-def shrink(target: Target, path: Path) -> tuple[Failure, Failure]:
+def minimize_reproducer(target: Target, path: Path) -> tuple[Failure, Failure]:
     """The reproducer at ``path`` and its minimized copy (same objective and signature)."""
     failure = load_failure(path)
-    return failure, shrink_failure(_named_like(target, [path]), failure)
+    return failure, minimize_failure(_named_like(target, [path]), failure)
 
 
-def shrink_failure(target: Target, failure: Failure) -> Failure:
+def minimize_failure(target: Target, failure: Failure) -> Failure:
     """``failure`` minimized against ``target``; an error if it no longer fails."""
     failure = _fitted(target, failure)
     replayer = Replayer(target, [])

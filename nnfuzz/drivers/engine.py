@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 #: Makes a failure smaller (toward its seed) while it fails the same way; the failure
 #: itself when it cannot.
-Shrink = Callable[["Failure"], "Failure"]
+Minimize = Callable[["Failure"], "Failure"]
 #: Why to stop, asked before each step with the engine's executions so far; None: go on.
 StopRule = Callable[[int], "StopReason | None"]
 
@@ -110,7 +110,7 @@ class FailureSink(Protocol):
 
     def hit(self, signature: str, count: int = 1) -> None: ...
 
-    def take(self, failure: "Failure", shrink: Shrink | None = None) -> None: ...
+    def take(self, failure: "Failure", minimize: Minimize | None = None) -> None: ...
 
 
 class Engine(Protocol):
@@ -161,9 +161,9 @@ class Relay:
     def hit(self, signature: str, count: int = 1) -> None:
         self.hits[signature] += count
 
-    def take(self, failure: "Failure", shrink: Shrink | None = None) -> None:
+    def take(self, failure: "Failure", minimize: Minimize | None = None) -> None:
         self.known.add(failure.signature)
-        failure = shrink(failure) if shrink is not None else failure
+        failure = minimize(failure) if minimize is not None else failure
         # As reproducer bytes: a tensor sent through a queue is a shared-memory handle that
         # dies with its process, and this worker may be gone before the parent reads it.
         self.send(failure.to_bytes())

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BUILT_IN", "DEFAULT_ATOL", "DEFAULT_RTOL", "NEEDS", "Disagree", "Finding", "Judgement",
            "LossObjective", "Nonfinite", "Objective", "ObjectiveContext", "RaisedException",
-           "UserObjective", "Verdicts", "available", "build_objectives", "context_for", "judge",
+           "UserObjective", "BatchJudgement", "available", "build_objectives", "context_for", "judge",
            "rebuild", "rebuild_key"]
 
 BUILT_IN = ("nonfinite", "exception", "loss", "disagree")
@@ -139,7 +139,7 @@ def rebuild(name: str, metadata: dict[str, str], context: ObjectiveContext,
 
 
 @dataclass(frozen=True)
-class Verdicts:
+class BatchJudgement:
     """Every objective on one batch: the failing examples (each once, the first objective's
     finding), and the guiding objectives' pressure side by side, (B, columns)."""
 
@@ -154,7 +154,7 @@ class Verdicts:
 
 
 def judge(objectives: list[Objective], execution: Execution,
-          guides: list[Objective] | tuple[Objective, ...] = ()) -> Verdicts:
+          guides: list[Objective] | tuple[Objective, ...] = ()) -> BatchJudgement:
     """Every objective's findings (an example fails at most once, first objective wins) and
     the pressure of ``guides`` (a subset of ``objectives``), NaN where one had none to give."""
     seen: set[int] = set()
@@ -169,7 +169,7 @@ def judge(objectives: list[Objective], execution: Execution,
     device = execution.coverage.device
     columns = [_columns(pressure.get(id(guide)), guide.pressure_columns, execution.size, device)
                for guide in guides]
-    return Verdicts(findings, torch.cat(columns, 1) if columns
+    return BatchJudgement(findings, torch.cat(columns, 1) if columns
                     else torch.zeros(execution.size, 0, device=device))
 
 

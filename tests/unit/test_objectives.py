@@ -218,11 +218,11 @@ def test_judge_gives_each_guides_pressure_in_its_columns_nan_where_it_has_none(
     model = nn.Linear(3, 4).eval()
     loss = LossObjective(ObjectiveContext(model=model, loss=lambda out, _: out.sum(1)))
     execution = executor_for(model).run((torch.rand(5, 3),))
-    verdicts = judge([Nonfinite(), loss], execution, guides=[loss])
-    assert verdicts.findings == [] and verdicts.pressure.shape == (5, 1)
+    judged = judge([Nonfinite(), loss], execution, guides=[loss])
+    assert judged.findings == [] and judged.pressure.shape == (5, 1)
     with torch.no_grad():
         expected = -model(execution.inputs[0]).sum(1)
-    assert torch.allclose(verdicts.pressure[:, 0], expected)
+    assert torch.allclose(judged.pressure[:, 0], expected)
     none = judge([Nonfinite()], execution, guides=[])
     assert none.pressure.shape == (5, 0)
 

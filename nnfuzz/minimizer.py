@@ -79,7 +79,7 @@ def minimize(failure: Failure, still_fails: Check, domain: Domain | None = None,
         lined = _reset_blocks(lined, seed, counted, valid, positions)
     current = lined
     norm = failure.metadata.get("norm", "linf")
-    summary = (shrink_summary(failure.inputs, current, seed)
+    summary = (minimized_summary(failure.inputs, current, seed)
                if any(not torch.equal(a, b) for a, b in zip(current, failure.inputs)) else
                f"{UNCHANGED} no value moved toward the seed without losing the failure "
                f"({counted.candidates:,} candidates, {time.monotonic() - started:.1f} s)")
@@ -129,7 +129,7 @@ def _some_value_can_go_back(current: Inputs, seed: Inputs, still_fails: Check,
     return bool(still_fails(_batch(candidates)).any())
 
 
-def shrink_summary(before: Inputs, after: Inputs, seed: Inputs) -> str:
+def minimized_summary(before: Inputs, after: Inputs, seed: Inputs) -> str:
     """How far from the seed, before and after: L-inf, L2 and values that differ."""
     parts = [f"{norm} {input_distance(before, seed, norm):.4g} -> "
              f"{input_distance(after, seed, norm):.4g}" for norm in ("linf", "l2")]

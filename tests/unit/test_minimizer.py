@@ -7,8 +7,8 @@ import torch
 from nnfuzz.config import Deadline
 from nnfuzz.inference import infer_domain
 from nnfuzz.reproducer import Failure
-from nnfuzz import shrinker
-from nnfuzz.shrinker import minimize
+from nnfuzz import minimizer
+from nnfuzz.minimizer import minimize
 
 
 def failure_of(inputs: tuple[torch.Tensor, ...], seed: tuple[torch.Tensor, ...]) -> Failure:
@@ -69,9 +69,9 @@ def test_a_failure_every_value_matters_to_is_left_after_one_probe_and_said_uncha
 
     smaller = minimize(failure_of((flat,), (seed,)), still_fails)
     assert torch.equal(smaller.inputs[0], flat)
-    assert sum(tried) == shrinker.SINGLE_PROBES  # one batch of single-value probes, no blocks
+    assert sum(tried) == minimizer.SINGLE_PROBES  # one batch of single-value probes, no blocks
     note = smaller.metadata["minimized"]
-    assert note.startswith("unchanged:") and f"{shrinker.SINGLE_PROBES} candidates" in note
+    assert note.startswith("unchanged:") and f"{minimizer.SINGLE_PROBES} candidates" in note
     assert "minimization changed nothing: no value moved toward the seed" in smaller.describe()
 
 
