@@ -257,10 +257,6 @@ class Corpus:
     def elements(self) -> Inputs:
         return tuple(rows.view() for rows in self._elements)
 
-    def element_roots(self) -> Inputs:
-        """The root of every element, aligned with :meth:`elements`."""
-        return self.root_inputs(self._root_of.view())
-
     def element_root_indices(self) -> torch.Tensor:
         return self._root_of.view()
 

@@ -127,12 +127,6 @@ def _entry(path: Path, domain: Domain | None) -> Entry:
     return path, inputs, metadata, None
 
 
-def inputs_in_folder(folder: Path) -> Inputs | None:
-    """The readable inputs of a folder stacked into a batch, or None if it has none."""
-    found = named_inputs_in_folder(folder)
-    return found[0] if found is not None else None
-
-
 def starting_inputs(seeds: Inputs | None, names: Names,
                     folders: list[Path | None]) -> tuple[Inputs, Names]:
     """The seeds, or, when there are none, the inputs of the first folder with any (and

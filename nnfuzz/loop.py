@@ -21,19 +21,19 @@ from nnfuzz.attribution import with_origin
 from nnfuzz.config import FuzzConfig
 from nnfuzz.corpus import Corpus
 from nnfuzz.corpus_files import CorpusFolder, starting_inputs
-from nnfuzz.descent import Descent, walk_width
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
+from nnfuzz.descent import Descent, walk_width
 from nnfuzz.domain import Inputs
 from nnfuzz.drivers.engine import EngineStart, FailureSink, Progress, StartUp
-from nnfuzz.errors import TargetError
-from nnfuzz.execution import Execution, Executor, UnbatchedOutput
+from nnfuzz.execution import Execution, Executor
 from nnfuzz.guidance import Guidance, guiding
 from nnfuzz.lineage import Batch
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
-from nnfuzz.objectives import Finding, BatchJudgement, build_objectives, context_for, judge
-from nnfuzz.reproducer import Failure
 from nnfuzz.minimizer import is_smaller, minimize, reproduces, signature_check
+from nnfuzz.objectives import BatchJudgement, Finding, build_objectives, context_for, judge
+from nnfuzz.reproducer import Failure
+from nnfuzz.seed_check import disagreeing_seeds, said_with_seed_shapes, seeds_to_keep
 from nnfuzz.target import Target
 from nnfuzz.version import __version__
 
@@ -231,56 +231,18 @@ class Fuzzer:
     # --- set-up ------------------------------------------------------------------
 
     def _passing_seeds(self, seeds: Inputs) -> Inputs:
-        """The seeds must pass: a failing seed is a broken target, not a finding. Seeds that
-        already disagree with the reference are dropped instead, unless all do: a model and
-        its bf16 copy rarely agree on every real input."""
-        disagreeing = []
-        for start, execution in self._seed_executions(seeds):
-            for example, error in enumerate(execution.raised):
-                if error is not None:
-                    shapes = ", ".join(f"{tuple(t.shape[1:])} {t.dtype}" for t in seeds)
-                    raise TargetError(f"seed {start + example} makes the model raise an exception, "
-                                      f"{error.describe()}: the seeds must be inputs the model "
-                                      f"accepts (each seed is {shapes}); fix the seeds or the model.")
-            for finding in judge(self.objectives, execution).findings:
-                if finding.objective != "disagree":
-                    raise TargetError(f"seed {start + finding.example} already fails "
-                                      f"{finding.objective}: {finding.detail}: the seeds must pass; "
-                                      "fix the model or the seed.")
-                disagreeing.append((start + finding.example, finding.detail))
+        """The seeds, checked (nnfuzz.seed_check); those that disagree with the reference
+        dropped, with a warning."""
+        executions = said_with_seed_shapes(self._executions(seeds), seeds, self.target.origin)
+        disagreeing = disagreeing_seeds(executions, self.objectives, seeds)
         if not disagreeing:
             return seeds
-        count = seeds[0].shape[0]
-        if len(disagreeing) == count:
-            raise TargetError(f"every seed already fails disagree (seed 0: {disagreeing[0][1]}): "
-                              "give seeds the model and its reference agree on, or loosen "
-                              "--atol/--rtol.")
-        keep = torch.tensor(sorted(set(range(count)) - {row for row, _ in disagreeing}),
-                            device=seeds[0].device)
-        self.notes_warned.append(
-            f"{len(disagreeing)} of {count} seeds already disagree with the reference (seed "
-            f"{disagreeing[0][0]}: {disagreeing[0][1]}): fuzzing from the other {len(keep)}")
+        keep, warning = seeds_to_keep(disagreeing, seeds[0].shape[0], seeds[0].device)
+        self.notes_warned.append(warning)
         if self.labels is not None:
             self.labels = self.labels[keep.to(self.labels.device)]
         self.seed_count = len(keep)
         return tuple(t[keep] for t in seeds)
-
-    def _seed_executions(self, seeds: Inputs):  # type: ignore[no-untyped-def]
-        """The seeds' executions; an output with no batch dimension is said with the seeds'
-        shapes, since the seeds are the likelier mistake: one example given without its
-        batch dimension is read as a batch of its first dimension."""
-        try:
-            yield from self._executions(seeds)
-        except UnbatchedOutput as error:
-            shapes = ", ".join(str(tuple(t.shape)) for t in seeds)
-            examples = ", ".join(str(tuple(t.shape[1:])) for t in seeds)
-            one = ", ".join(str((1, *t.shape)) for t in seeds)
-            raise TargetError(
-                f"{self.target.origin}: the seeds, {shapes}, are read as {seeds[0].shape[0]} "
-                f"examples of shape {examples}, and the model's output on them, "
-                f"{error.returned}, has no batch dimension: if the seeds are one example, give "
-                f"it a batch dimension first (x.unsqueeze(0), shape {one}); seeds() returns N "
-                "examples stacked along dimension 0.") from None
 
     def _executions(self, inputs: Inputs, roots: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
         """Executions of ``inputs`` in batches; ``roots`` default to the inputs being the seeds."""

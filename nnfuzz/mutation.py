@@ -39,8 +39,6 @@ OPERATORS = {
 #: quarter of vectors, so acos of it is NaN: pytorch/pytorch#78064); ``swap`` exchanges
 #: them. ``copy`` is an edge: it goes with the edge operator.
 RELATIONAL = ("copy", "swap")
-FLOAT_OPERATORS = OPERATORS[CONTINUOUS]
-INTEGER_OPERATORS = OPERATORS[TOKENS]
 
 #: Given inputs and a generator, the gradient direction to follow (one entry
 #: per input tensor, None for integer ones), or None where there is none.

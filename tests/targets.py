@@ -62,3 +62,11 @@ def write_target(folder: Path, source: str, name: str = "model.py") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(source))
     return path
+
+
+def inputs_in_folder(folder: Path):  # type: ignore[no-untyped-def]
+    """The readable inputs of a corpus folder stacked into a batch, or None if it has none."""
+    from nnfuzz.corpus_files import named_inputs_in_folder
+
+    found = named_inputs_in_folder(folder)
+    return found[0] if found is not None else None

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnfuzz.corpus_files import inputs_in_folder
 from nnfuzz.execution import Executor
 from nnfuzz.target import load_target
+from tests.targets import inputs_in_folder
 
 from .support import assert_one_error_line, invoke
 

@@ -57,7 +57,8 @@ def test_resumed_corpus_inputs_keep_their_seed_for_the_radius(dead_relu_target: 
     out = tmp_path / "out"
     nnfuzz.fuzz(target.model, target.seeds, bounds=target.bounds, out=out, runs=1000, radius=0.1)
     fuzzer = in_process(target, FuzzConfig(runs=0, radius=0.1), out=out)
-    (inputs,), (roots,) = fuzzer.engine.corpus.elements(), fuzzer.engine.corpus.element_roots()
+    corpus = fuzzer.engine.corpus
+    (inputs,), (roots,) = corpus.elements(), corpus.root_inputs(corpus.element_root_indices())
     assert len(inputs) > len(target.seeds[0])
     assert float((inputs - roots).abs().max()) <= 0.1 + 1e-6
     seeds = target.seeds[0]

@@ -119,5 +119,5 @@ def test_the_radius_keeps_every_corpus_input_near_its_seed_and_out_of_reach_of_t
     assert not result.failures, "the all-dead region is farther than 0.05 from every seed"
     assert result.corpus > len(seeds), "the corpus should still grow inside the radius"
     corpus = fuzzer.engine.corpus
-    (inputs,), (roots,) = corpus.elements(), corpus.element_roots()
+    (inputs,), (roots,) = corpus.elements(), corpus.root_inputs(corpus.element_root_indices())
     assert float((inputs - roots).abs().max()) <= 0.05 + 1e-6

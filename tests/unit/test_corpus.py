@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from nnfuzz import CorpusError
 from nnfuzz.corpus import Corpus
-from nnfuzz.corpus_files import CorpusFolder, inputs_in_folder
+from nnfuzz.corpus_files import CorpusFolder
 from nnfuzz.inference import infer_domain
 from nnfuzz.lineage import Batch
 from nnfuzz.storage import content_hash, tensor_file_bytes
+from tests.targets import inputs_in_folder
 
 SEEDS = 4
 
