@@ -1,4 +1,4 @@
-"""Shrinking a failing input toward its seed while the same failure still fires.
+"""Minimizing a failing input toward its seed while the same failure still fires.
 
 A reproducer found after a chain of mutations is usually far from its seed;
 what the bug needs is often much less. Like libFuzzer's ``-minimize_crash``

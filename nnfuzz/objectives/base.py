@@ -1,4 +1,4 @@
-"""What every objective is: a name, and a verdict on each batch (the README's *Objectives*).
+"""What every objective is: a name, and a judgement of each batch (the README's *Objectives*).
 
 An objective is a small plug-in. ``evaluate(execution)`` returns its
 :class:`Judgement`: a :class:`Finding` per failing example and, for objectives
