@@ -18,7 +18,7 @@ from typing import Any
 from nnfuzz.errors import OutputError, UsageError
 from nnfuzz.output import holder_of, reproducers_in
 from nnfuzz.reproducer import Failure, replay_command
-from nnfuzz.run_record import RUNNING, read_run_json
+from nnfuzz.run_record import RUNNING, RunEntry, RunRecord, read_run_json, runs_of
 from nnfuzz.storage import atomic_write
 
 #: What to install for plots.
@@ -36,7 +36,7 @@ class SavedFailure:
 @dataclass
 class FolderReport:
     folder: Path
-    run: dict[str, Any]
+    run: RunRecord
     stats: list[dict[str, Any]]
     failures: list[SavedFailure]
     #: The pid of the live run holding the folder, if one does.
@@ -47,16 +47,15 @@ class FolderReport:
         return self.run.get("totals") or {}
 
     @property
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self) -> list[RunEntry]:
         """Each run as run.json records it, but a run it says is running is only running
         while a live process holds the folder (the last run); else it was killed."""
-        runs = self.run.get("runs")
-        runs = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else [self.run]
+        runs = runs_of(self.run)
         return [_with_status(each, live=self.holder if number == len(runs) else None)
                 for number, each in enumerate(runs, 1)]
 
 
-def _with_status(run: dict[str, Any], live: str | None) -> dict[str, Any]:
+def _with_status(run: RunEntry, live: str | None) -> RunEntry:
     if run.get("stop_reason") != RUNNING:
         return run
     status = (f"{RUNNING} (pid {live})" if live is not None else

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 RUNNING = "running"
 
 
-class RunEntry(TypedDict, total=False):
-    """One run of the folder, in run.json's ``runs`` (oldest first)."""
+class WhatRan(TypedDict, total=False):
+    """What a run was, as both run.json's top level (the latest run) and each entry say."""
 
     nnfuzz: str
     target_sha256: str
@@ -40,19 +40,23 @@ class RunEntry(TypedDict, total=False):
     start_time: str
     end_time: str | None
     stop_reason: str
-    execs: int
     threshold: float | None
     coverage_layers: list[str]
+
+
+class RunEntry(WhatRan, total=False):
+    """One run of the folder, in run.json's ``runs`` (oldest first)."""
+
+    execs: int
     elapsed_s: float
     new_failures: int
     hits: dict[str, int]
     workers: int
 
 
-class RunRecord(TypedDict, total=False):
+class RunRecord(WhatRan, total=False):
     """run.json: the latest run's facts at the top level, totals, and every run's entry."""
 
-    nnfuzz: str
     torch: str
     numpy: str
     faiss: str
@@ -61,14 +65,6 @@ class RunRecord(TypedDict, total=False):
     torch_threads: int
     options: dict[str, Any]
     target: str | None
-    threshold: float | None
-    coverage_layers: list[str]
-    target_sha256: str
-    seeds_sha256: str | None
-    run_seed: int
-    start_time: str
-    end_time: str | None
-    stop_reason: str
     totals: dict[str, Any]
     runs: list[RunEntry]
 

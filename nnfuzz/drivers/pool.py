@@ -102,7 +102,17 @@ class Pool:
         try:
             return self._run()
         finally:
-            self.campaign.close()
+            self.close()
+
+    def close(self) -> None:
+        """Let the next run have the output folder."""
+        self.campaign.close()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _run(self) -> FuzzResult:
         campaign = self.campaign

@@ -122,11 +122,11 @@ class RayPool(Pool):
     def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
                  count: int, address: str, reporter: Reporter,
                  engine: EngineFactory = Fuzzer) -> None:
-        super().__init__(target, config, out, count, None, reporter, engine)
         if corpus is not None:
             raise UsageError("--corpus with --ray: merge it into OUT/corpus first "
                              "(nnfuzz corpus merge TARGET OUT/corpus DIR), then run.")
-        self.ray = import_ray()
+        self.ray = import_ray()  # before the output folder is taken: nothing to release
+        super().__init__(target, config, out, count, None, reporter, engine)
         self.address = address
         self.actors: dict[int, Any] = {}
         self.configs: dict[int, FuzzConfig] = {}
