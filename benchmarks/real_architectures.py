@@ -48,11 +48,14 @@ def raw_execs_per_s(architecture: Architecture) -> float:
     return RAW_BATCHES * BATCH / (time.perf_counter() - start)
 
 
-def fuzz_for(architecture: Architecture, seconds: float, out: Path) -> dict[str, object]:
+def fuzz_for(architecture: Architecture, seconds: float, out: Path,
+             runs: int | None = None) -> dict[str, object]:
+    """One run of ``seconds`` (or ``runs`` executions first: what a test on a busy machine
+    can count on) and what it did."""
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         result = nnfuzz.fuzz(architecture.build(), architecture.seeds(), bounds=architecture.bounds,
-                             out=out, max_time=seconds, seed=0, batch_size=BATCH)
+                             out=out, max_time=seconds, runs=runs, seed=0, batch_size=BATCH)
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     half = next((row for row in stats if row["elapsed_s"] >= seconds / 2), stats[0])
     last = stats[-1]
