@@ -15,6 +15,7 @@ import click
 from nnfuzz.errors import UsageError
 from nnfuzz.exits import Commands, handles_errors
 from nnfuzz.signals import EXIT_INTERRUPTED
+from nnfuzz.training.command import train
 # Leaves only: torch is imported by the commands that run, so that --help answers at once.
 from nnfuzz.config import (COMPILE_MODES, DEFAULT_ATOL, DEFAULT_RTOL, NORMS, REFERENCE_KINDS,
                            RUNTIME_ATOL, RUNTIME_RTOL)
@@ -141,6 +142,8 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         return EXIT_INTERRUPTED
     return 1 if result.failures else 0
 
+
+main.add_command(train)
 
 def _device(name: str) -> Any:
     import torch

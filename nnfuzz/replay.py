@@ -11,12 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nnfuzz.attribution import with_origin
-from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError
+from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError, first_line
 from nnfuzz.execution import Executor
 from nnfuzz.objectives import Objective, context_for, rebuild, rebuild_key
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.minimizer import minimize, reproduces, signature_check
 from nnfuzz.target import Target
+from nnfuzz.training.replay import is_training, retrain
 
 
 class Verdict(enum.Enum):
@@ -53,7 +54,10 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
                 repeat: int = DEFAULT_REPEAT) -> ReplayOutcome:
     """Re-run one reproducer ``repeat`` times and re-judge exactly its objective and signature."""
     try:
-        failure = _fitted(target, load_failure(path))
+        loaded = load_failure(path)
+        if is_training(loaded):
+            return _replay_training(target, path, loaded, repeat)
+        failure = _fitted(target, loaded)
         objective = objectives.get(failure)
     except (ReproducerError, CorpusError, UsageError) as error:
         return ReplayOutcome(path, Verdict.ERROR, str(error).removeprefix(f"{path}: "))
@@ -76,6 +80,35 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
         return ReplayOutcome(path, Verdict.STILL_FAILS if not flaky else Verdict.FLAKY,
                              f"{flaky}{still[0].objective}: {now}", **counts)
     now = f"; it now fails differently: {other[0].detail}" if other else ""
+    return ReplayOutcome(path, Verdict.FIXED, f"{failure.objective} no longer fires as "
+                                              f"{failure.signature!r} (was: {failure.detail}){now}",
+                         **counts)
+
+
+def _replay_training(target: Target, path: Path, failure: Failure,
+                     repeat: int) -> ReplayOutcome:
+    """A training reproducer: its trajectory re-trained ``repeat`` times from the starting
+    weights, each step judged as the training engine judged it."""
+    known = {"objective": failure.objective, "signature": failure.signature, "runs": repeat}
+    results = []
+    for _ in range(repeat):
+        try:
+            results.append(retrain(target, failure))
+        except (IndexError, RuntimeError) as error:
+            return ReplayOutcome(path, Verdict.ERROR, "its trajectory no longer fits the target's "
+                                 f"training data or model: {first_line(error)}", **known)
+        except NnfuzzError as error:
+            return ReplayOutcome(path, Verdict.ERROR, str(error), **known)
+    still = [broken for broken in results if broken is not None
+             and broken.signature == failure.signature]
+    counts = {**known, "failed_runs": len(still)}
+    if still:
+        flaky = f"failed {len(still)} of {repeat} runs: " if len(still) < repeat else ""
+        step = int(failure.metadata.get("steps", "0")) - 1
+        return ReplayOutcome(path, Verdict.STILL_FAILS if not flaky else Verdict.FLAKY,
+                             f"{flaky}{failure.objective}: {still[0].detail(step)}", **counts)
+    other = next((b for b in results if b is not None), None)
+    now = f"; it now breaks differently: {other.signature}" if other else ""
     return ReplayOutcome(path, Verdict.FIXED, f"{failure.objective} no longer fires as "
                                               f"{failure.signature!r} (was: {failure.detail}){now}",
                          **counts)
@@ -170,6 +203,9 @@ def exit_code(outcomes: list[ReplayOutcome]) -> int:
 def minimize_reproducer(target: Target, path: Path) -> tuple[Failure, Failure]:
     """The reproducer at ``path`` and its minimized copy (same objective and signature)."""
     failure = load_failure(path)
+    if is_training(failure):
+        raise UsageError(f"{path}: a training reproducer (nnfuzz train): minimizing its "
+                         "trajectory is not supported yet; replay it with nnfuzz replay.")
     return failure, minimize_failure(_named_like(target, [path]), failure)
 
 

@@ -20,6 +20,8 @@ from nnfuzz.errors import ReproducerError
 from nnfuzz.storage import (NAMES_KEY, atomic_write, content_hash, input_tensors, names_in,
                             names_metadata, read_tensor_bytes, saved_inputs, tensor_file_bytes)
 
+#: The prefix of the tensors an engine keeps besides the input (Failure.extra).
+EXTRA = "extra"
 #: Metadata every reproducer must carry to be replayed.
 REQUIRED_METADATA = ("objective", "detail", "signature")
 
@@ -41,11 +43,19 @@ class Failure:
     path: Path | None = None
     #: The inputs' keyword names, for a model called with named inputs.
     names: Names = None
+    #: Tensors an engine needs besides the input to replay it (a training trajectory's
+    #: steps), saved as ``extra.<key>``.
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def describe(self) -> str:
         where = f" -> {self.path}" if self.path else ""
         found = ""
-        if "found_after_execs" in self.metadata:
+        if self.metadata.get("engine") == "train":
+            found = (f" (found after {self.metadata.get('found_after_execs', '?')} training steps, "
+                     f"{float(self.metadata.get('found_after_s', 0)):.1f}s: a trajectory of "
+                     f"{self.metadata.get('steps', '?')} steps, "
+                     f"{self.metadata.get('perturbed_steps', '?')} of them on moved inputs)")
+        elif "found_after_execs" in self.metadata:
             found = (f" (found after {self.metadata['found_after_execs']} execs, "
                      f"{float(self.metadata.get('found_after_s', 0)):.1f}s, "
                      f"{self.metadata.get('mutations', '?')} mutations from its seed)")
@@ -69,6 +79,7 @@ class Failure:
         tensors.update(input_tensors(self.seed, self.names, "seed"))
         if self.label is not None:
             tensors["target"] = self.label
+        tensors.update({f"{EXTRA}.{key}": tensor for key, tensor in self.extra.items()})
         metadata = dict(self.metadata)
         metadata.update(objective=self.objective, detail=self.detail, signature=self.signature,
                         **names_metadata(self.names))
@@ -115,7 +126,9 @@ def failure_from_bytes(data: bytes, origin: str) -> Failure:
     rest = {k: v for k, v in metadata.items() if k not in (*REQUIRED_METADATA, NAMES_KEY)}
     return Failure(inputs=inputs, seed=seed, objective=metadata["objective"],
                    detail=metadata["detail"], signature=metadata["signature"],
-                   label=tensors.get("target"), metadata=rest, names=names)
+                   label=tensors.get("target"), metadata=rest, names=names,
+                   extra={key[len(EXTRA) + 1:]: tensor for key, tensor in tensors.items()
+                          if key.startswith(f"{EXTRA}.")})
 
 
 def replay_command(target: str | Path, reproducer: str | Path) -> str:

@@ -49,6 +49,11 @@ class Target:
     input_names: Names = None
     #: ``INPUTS``: the kinds the target declares (see nnfuzz.kinds), or None.
     inputs: object = None
+    #: What ``nnfuzz train`` may use besides (the README's *Training*): ``train_data()``,
+    #: ``optimizer(parameters)`` and ``train_step(model, batch, optimizer)``; None where absent.
+    train_data: Callable[[], Any] | None = None
+    optimizer: Callable[..., Any] | None = None
+    train_step: Callable[..., Any] | None = None
 
     @property
     def origin(self) -> str:
@@ -152,6 +157,9 @@ def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
         reference=_callable(module, name, "reference"),
         objectives=_user_objectives(module, name),
         init=_fresh_model_builder(module, name),
+        train_data=_callable(module, name, "train_data"),
+        optimizer=_callable(module, name, "optimizer"),
+        train_step=_callable(module, name, "train_step"),
     )
 
 

@@ -1,0 +1,64 @@
+"""``nnfuzz train``: the command line of the training engine, with ``run``'s habits (status
+lines, the output folder, resume, exit codes 0/1/2/130). Imports nothing heavy at the top:
+``nnfuzz --help`` answers before torch is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from nnfuzz.exits import handles_errors
+from nnfuzz.signals import EXIT_INTERRUPTED
+
+#: The optimizers --optimizer offers (nnfuzz.training.setup.OPTIMIZERS, kept here as names so
+#: that --help needs no torch).
+OPTIMIZER_NAMES = ("adam", "sgd")
+
+
+@click.command(short_help="Fuzz the training of a target's model; exit 1 on a new failure.")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("nnfuzz-train-out"),
+              show_default=True, help="Output folder (resumed when it exists).")
+@click.option("--max-time", type=float, help="Stop after this many seconds.")
+@click.option("--runs", type=click.IntRange(min=0), help="Stop after this many training steps.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Optimizer steps in one trajectory from the starting weights, at most.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Training examples per step.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZER_NAMES), default="adam",
+              show_default=True, help="Where the target has no optimizer(parameters).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True, help="The learning rate of --optimizer.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
+@click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
+@handles_errors
+def train(target: Path, out: Path, max_time: float | None, runs: int | None, max_steps: int,
+          batch_size: int, optimizer: str, lr: float, seed: int, stop_on_failure: bool) -> int:
+    """Train copies of TARGET.py's model along searched trajectories (which examples, moved
+    how); exit 1 when a step breaks in a new way (a NaN or Inf loss, gradient or parameter)."""
+    import functools
+
+    from nnfuzz.config import FuzzConfig
+    from nnfuzz.drivers.in_process import run_in_process
+    from nnfuzz.output import OutputFolder
+    from nnfuzz.status import TerminalReporter
+    from nnfuzz.target import file_sha256, load_target
+    from nnfuzz.training.engine import Trainer
+    from nnfuzz.training.setup import TrainConfig
+
+    if target.is_file():
+        OutputFolder.check_usable(out, target.name, file_sha256(target))
+    loaded = load_target(target)
+    training = TrainConfig(max_steps=max_steps, batch_size=batch_size, optimizer=optimizer, lr=lr)
+    training.check()
+    config = FuzzConfig(max_time=max_time, runs=runs, seed=seed, stop_on_failure=stop_on_failure,
+                        minimize=False)
+    result = run_in_process(loaded, config, out=out,
+                            reporter=TerminalReporter(total_runs=runs, max_time=max_time),
+                            engine=functools.partial(Trainer, training=training))
+    if result.interrupted:
+        click.echo("INFO: interrupted; state saved in "
+                   f"{out} (run the same command again to resume)", err=True)
+        return EXIT_INTERRUPTED
+    return 1 if result.failures else 0

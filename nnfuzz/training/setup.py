@@ -1,0 +1,142 @@
+"""The training contract (the README's *Training*): what ``nnfuzz train`` needs of a target
+file besides ``model()`` and ``seeds()``, checked once, with its defaults."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from nnfuzz.domain import Domain, Inputs, Names, as_named_inputs
+from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
+from nnfuzz.target import Target
+
+#: ``--optimizer``: the optimizers a target without ``optimizer(parameters)`` is trained with
+#: (the doctor's too).
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "sgd": torch.optim.SGD,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The options of ``nnfuzz train`` that the fuzz loop has not (its others are FuzzConfig's)."""
+
+    #: Optimizer steps in one trajectory, at most (--max-steps).
+    max_steps: int = 64
+    #: Examples per batch.
+    batch_size: int = 16
+    #: The default optimizer and learning rate, where the target has no optimizer().
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    #: New steps a trajectory is extended by each time it is taken from the corpus.
+    extension: int = 8
+    #: GRIST's move: a guided batch's inputs go this share of their width along the sign of
+    #: the loss's gradient (GRIST used 0.15 of unnormalised inputs).
+    guided_step: float = 0.1
+
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"--optimizer {self.optimizer!r} is unknown: choose "
+                             f"{' or '.join(OPTIMIZERS)}.")
+        if not self.lr > 0:
+            raise UsageError(f"--lr {self.lr} must be a positive learning rate, e.g. 1e-3.")
+        for name in ("max_steps", "batch_size", "extension"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')}={getattr(self, name)} must be at "
+                                 "least 1.")
+
+    def metadata(self) -> dict[str, str]:
+        """What a training reproducer records of the options, to train the same way again."""
+        return {"train_optimizer": self.optimizer, "train_lr": repr(self.lr),
+                "train_batch_size": str(self.batch_size)}
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The examples a trajectory draws its batches from, and their domain."""
+
+    inputs: Inputs
+    labels: torch.Tensor
+    names: Names
+    domain: Domain
+
+    @property
+    def size(self) -> int:
+        return self.inputs[0].shape[0]
+
+
+def training_set(target: Target) -> TrainingSet:
+    """``train_data()`` when the target defines it, else ``seeds()`` and ``targets()``; a
+    TargetError naming what to add when the target cannot be trained."""
+    missing = [what for what, given in (("loss(output, target)", target.loss),
+                                        ("targets()", target.labels if target.train_data is None
+                                         else True)) if given is None]
+    if missing:
+        raise TargetError(f"{target.origin}: nnfuzz train needs {' and '.join(missing)}: define "
+                          f"{'them' if len(missing) > 1 else 'it'} in the target file (the "
+                          "README's *Training*).")
+    if target.train_data is None:
+        inputs, names, labels = target.seeds, target.input_names, target.labels
+    else:
+        inputs, names, labels = _train_data(target)
+    assert inputs is not None and labels is not None
+    return TrainingSet(inputs, labels, names, target.domain(inputs, names))
+
+
+def _train_data(target: Target) -> tuple[Inputs, Names, torch.Tensor]:
+    try:
+        given = target.train_data()  # type: ignore[misc]
+    except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
+        raise TargetError(f"{target.origin}: train_data() raised {type(error).__name__}: "
+                          f"{first_line(error)}", context=user_traceback(error)) from None
+    if not (isinstance(given, tuple) and len(given) == 2 and isinstance(given[1], torch.Tensor)):
+        raise TargetError(f"{target.origin}: train_data() must return (inputs, targets): the "
+                          "inputs as seeds() gives them and one label per example.")
+    inputs, names = as_named_inputs(given[0], f"{target.origin}: train_data()")
+    if given[1].shape[:1] != inputs[0].shape[:1]:
+        raise TargetError(f"{target.origin}: train_data() gave {inputs[0].shape[0]} inputs but "
+                          f"{given[1].shape[0] if given[1].dim() else 0} targets: one label each.")
+    return inputs, names, given[1]
+
+
+def make_optimizer(target: Target, model: torch.nn.Module,
+                   config: TrainConfig) -> torch.optim.Optimizer:
+    """The target's ``optimizer(parameters)``, or ``--optimizer`` at ``--lr``."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if target.optimizer is None:
+        return OPTIMIZERS[config.optimizer](parameters, lr=config.lr)
+    made = target.optimizer(parameters)
+    if not isinstance(made, torch.optim.Optimizer):
+        raise TargetError(f"{target.origin}: optimizer(parameters) returned "
+                          f"{type(made).__name__}, not a torch.optim optimizer.")
+    return made
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """The starting weights' hash: a reproducer replays only from the same starting state."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def describe(config: TrainConfig, target: Target) -> str:
+    optimizer = ("the target's optimizer()" if target.optimizer is not None
+                 else f"{config.optimizer} at lr {config.lr:g}")
+    step = "the target's train_step()" if target.train_step is not None else "forward, loss, backward, step"
+    return (f"training: {optimizer}, batches of {config.batch_size}, trajectories of up to "
+            f"{config.max_steps} steps ({step})")
+
+
+def loss_of(target: Target, output: Any, labels: torch.Tensor) -> torch.Tensor:
+    """The target's loss as one number to step on (a per-example loss is averaged)."""
+    value = target.loss(output, labels)  # type: ignore[misc]
+    if not isinstance(value, torch.Tensor):
+        raise TargetError(f"{target.origin}: loss(output, target) returned "
+                          f"{type(value).__name__}, not a tensor.")
+    return value.mean()
