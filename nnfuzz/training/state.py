@@ -66,11 +66,12 @@ class TrainingState:
         if not math.isfinite(self.loss):
             return Broken("loss", _kind(self.loss))
         loss.backward()
-        norms = [(name, float(p.grad.norm())) for name, p in self.named if p.grad is not None]
-        self.gradient_norm = math.sqrt(sum(n * n for _, n in norms if math.isfinite(n)))
-        for name, norm in norms:
-            if not math.isfinite(norm):
-                return Broken(f"gradient of {name}", _kind(norm))
+        grads = [(name, p.grad) for name, p in self.named if p.grad is not None]
+        for name, grad in grads:
+            if not bool(torch.isfinite(grad).all()):
+                return Broken(f"gradient of {name}", _kind_of(grad))
+        # In float64: a finite float32 gradient of 1e20 has a norm float32 cannot hold.
+        self.gradient_norm = math.sqrt(sum(float(grad.double().square().sum()) for _, grad in grads))
         self.optimizer.step()
         return self._broken_parameter()
 
@@ -92,9 +93,14 @@ class TrainingState:
         return loss_of(self.target, output, labels)
 
     def _broken_parameter(self) -> Broken | None:
+        """A parameter, or the optimizer's state of one (Adam's moments), gone non-finite."""
         for name, parameter in self.named:
             if not bool(torch.isfinite(parameter).all()):
-                return Broken(f"parameter {name}", "NaN" if bool(parameter.isnan().any()) else "Inf")
+                return Broken(f"parameter {name}", _kind_of(parameter))
+            for key, value in self.optimizer.state.get(parameter, {}).items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                        and not bool(torch.isfinite(value).all()):
+                    return Broken(f"optimizer state {key} of {name}", _kind_of(value))
         return None
 
     def input_gradient(self, step: Step, toward: str) -> tuple[torch.Tensor | None, ...]:
@@ -132,4 +138,8 @@ class TrainingState:
 
 def _kind(value: float) -> str:
     return "NaN" if math.isnan(value) else "Inf"
+
+
+def _kind_of(tensor: torch.Tensor) -> str:
+    return "NaN" if bool(tensor.isnan().any()) else "Inf"
 
