@@ -32,15 +32,19 @@ OPTIMIZER_NAMES = ("adam", "sgd")
               show_default=True, help="The learning rate of --optimizer.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes, each training its own trajectories, one output folder.")
 @handles_errors
 def train(target: Path, out: Path, max_time: float | None, runs: int | None, max_steps: int,
-          batch_size: int, optimizer: str, lr: float, seed: int, stop_on_failure: bool) -> int:
+          batch_size: int, optimizer: str, lr: float, seed: int, stop_on_failure: bool,
+          workers: int) -> int:
     """Train copies of TARGET.py's model along searched trajectories (which examples, moved
     how); exit 1 when a step breaks in a new way (a NaN or Inf loss, gradient or parameter)."""
     import functools
 
     from nnfuzz.config import FuzzConfig
     from nnfuzz.drivers.in_process import run_in_process
+    from nnfuzz.drivers.processes import WorkerPool
     from nnfuzz.output import OutputFolder
     from nnfuzz.status import TerminalReporter
     from nnfuzz.target import file_sha256, load_target
@@ -54,9 +58,12 @@ def train(target: Path, out: Path, max_time: float | None, runs: int | None, max
     training.check()
     config = FuzzConfig(max_time=max_time, runs=runs, seed=seed, stop_on_failure=stop_on_failure,
                         minimize=False)
-    result = run_in_process(loaded, config, out=out,
-                            reporter=TerminalReporter(total_runs=runs, max_time=max_time),
-                            engine=functools.partial(Trainer, training=training))
+    reporter = TerminalReporter(total_runs=runs, max_time=max_time)
+    engine = functools.partial(Trainer, training=training)
+    if workers > 1:  # the same drivers as nnfuzz run --workers: each worker its own trajectories
+        result = WorkerPool(loaded, config, out, None, workers, None, reporter, engine=engine).run()
+    else:
+        result = run_in_process(loaded, config, out=out, reporter=reporter, engine=engine)
     if result.interrupted:
         click.echo("INFO: interrupted; state saved in "
                    f"{out} (run the same command again to resume)", err=True)

@@ -123,3 +123,16 @@ def test_a_trajectory_saved_in_a_reproducer_loads_back_bit_identical(
         assert torch.equal(mine.indices, theirs.indices)
         assert (mine.deltas[0] is None) == (theirs.deltas[0] is None)
         assert mine.deltas[0] is None or torch.equal(mine.deltas[0], theirs.deltas[0])
+
+
+@pytest.mark.slow
+def test_train_runs_on_the_same_worker_processes_as_run(example: Path) -> None:
+    import json
+
+    out = example.parent / "out"
+    result = invoke("train", example, "--out", out, "--workers", 2, "--runs", 3000)
+    assert result.exit_code in (0, 1), result.stderr
+    assert result.stderr.count("INFO: training: the target's optimizer()") == 1, result.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["runs"][-1]["workers"] == 2 and record["stop_reason"] == "reached --runs"
+    assert record["totals"]["execs"] >= 3000
