@@ -136,3 +136,20 @@ def test_train_runs_on_the_same_worker_processes_as_run(example: Path) -> None:
     record = json.loads((out / "run.json").read_text())
     assert record["runs"][-1]["workers"] == 2 and record["stop_reason"] == "reached --runs"
     assert record["totals"]["execs"] >= 3000
+
+
+@pytest.mark.slow
+def test_a_training_reproducer_is_a_failing_pytest_item_until_fixed(example: Path) -> None:
+    import subprocess
+    import sys
+
+    out = example.parent / "out"
+    assert invoke("train", example, "--out", out, "--seed", 1, "--runs", 20000,
+                  "--stop-on-failure").exit_code == 1
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+               "--nnfuzz-replay", str(out), "--nnfuzz-target", str(example)]
+    failing = subprocess.run(command, cwd=example.parent, capture_output=True, text=True)
+    assert failing.returncode == 1 and "1 still fails" in failing.stdout, failing.stdout
+    example.write_text(example.read_text().replace("LR = 12.0", "LR = 1.0"))
+    fixed = subprocess.run(command, cwd=example.parent, capture_output=True, text=True)
+    assert fixed.returncode == 0, fixed.stdout
