@@ -15,6 +15,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from targets import DEAD_RELU, HEALTHY, write_target  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def same_random_state_in_any_order() -> None:
+    """Every test starts torch's global random stream from the same state, whichever tests
+    ran before it (the suite passes in any order: pytest --random-order)."""
+    import torch
+
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def healthy_target(tmp_path: Path) -> Path:
     return write_target(tmp_path, HEALTHY)

@@ -16,6 +16,12 @@ from nnfuzz.coverage import ADAPT_AFTER, ADAPT_EVERY, TARGET_KEPT_SHARE, Coverag
 from nnfuzz.inference import infer_domain
 
 
+def starting_vectors() -> torch.Tensor:
+    """Four vectors from a stream of their own: torch's global one is wherever earlier tests
+    left it (at manual_seed(0) it drew random_batches' first four rows, then not novel)."""
+    return torch.rand(4, 16, generator=torch.Generator().manual_seed(1))
+
+
 def random_batches(count: int, size: int = 100, dim: int = 16):  # type: ignore[no-untyped-def]
     generator = torch.Generator().manual_seed(0)
     for _ in range(count):
@@ -24,7 +30,7 @@ def random_batches(count: int, size: int = 100, dim: int = 16):  # type: ignore[
 
 def test_the_threshold_grows_until_the_share_kept_falls_under_the_target() -> None:
     start = 1e-3  # far below the spacing of random vectors: everything is novel at first
-    coverage = Coverage(start, torch.rand(4, 16), torch.zeros(4, 0))
+    coverage = Coverage(start, starting_vectors(), torch.zeros(4, 0))
     kept = []
     for vectors in random_batches(400):
         kept.append(int(coverage.update(vectors, torch.zeros(100, 0),
@@ -36,7 +42,7 @@ def test_the_threshold_grows_until_the_share_kept_falls_under_the_target() -> No
 
 
 def test_a_threshold_the_user_gave_never_moves() -> None:
-    coverage = Coverage(1e-3, torch.rand(4, 16), torch.zeros(4, 0), adaptive=False)
+    coverage = Coverage(1e-3, starting_vectors(), torch.zeros(4, 0), adaptive=False)
     for vectors in random_batches(2 * (ADAPT_AFTER + ADAPT_EVERY) // 100):
         coverage.update(vectors, torch.zeros(100, 0), torch.ones(100, dtype=torch.bool))
     assert coverage.threshold == 1e-3
@@ -88,7 +94,7 @@ def test_a_run_caps_its_corpus_says_how_it_grows_and_resumes_from_its_threshold(
 
 
 def test_past_its_cap_the_novelty_index_starts_again_from_the_corpus_vectors() -> None:
-    coverage = Coverage(1e-3, torch.rand(4, 16), torch.zeros(4, 0), adaptive=False)
+    coverage = Coverage(1e-3, starting_vectors(), torch.zeros(4, 0), adaptive=False)
     for vectors in random_batches(30):
         coverage.update(vectors, torch.zeros(100, 0), torch.ones(100, dtype=torch.bool))
     assert len(coverage) == 3004 and coverage.index.bytes > 3004 * 16 * 4
