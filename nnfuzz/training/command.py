@@ -53,7 +53,7 @@ def train(target: Path, out: Path, max_time: float | None, runs: int | None, max
 
     if target.is_file():
         OutputFolder.check_usable(out, target.name, file_sha256(target))
-    loaded = load_target(target)
+    loaded = load_target(target, need_seeds=False)  # train_data() may give the examples
     training = TrainConfig(max_steps=max_steps, batch_size=batch_size, optimizer=optimizer, lr=lr)
     training.check()
     config = FuzzConfig(max_time=max_time, runs=runs, seed=seed, stop_on_failure=stop_on_failure,

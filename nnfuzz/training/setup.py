@@ -77,6 +77,9 @@ class TrainingSet:
 def training_set(target: Target) -> TrainingSet:
     """``train_data()`` when the target defines it, else ``seeds()`` and ``targets()``; a
     TargetError naming what to add when the target cannot be trained."""
+    if target.train_data is None and target.seeds is None:
+        raise TargetError(f"{target.origin}: nnfuzz train needs training examples: define "
+                          "seeds() (with targets()), or train_data().")
     missing = [what for what, given in (("loss(output, target)", target.loss),
                                         ("targets()", target.labels if target.train_data is None
                                          else True)) if given is None]
@@ -140,7 +143,12 @@ def describe(config: TrainConfig, target: Target) -> str:
 
 def loss_of(target: Target, output: Any, labels: torch.Tensor) -> torch.Tensor:
     """The target's loss as one number to step on (a per-example loss is averaged)."""
-    value = target.loss(output, labels)  # type: ignore[misc]
+    try:
+        value = target.loss(output, labels)  # type: ignore[misc]
+    except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
+        raise TargetError(f"{target.origin}: loss(output, target) raised {type(error).__name__}: "
+                          f"{first_line(error)}: it gets the model's output on a training batch "
+                          "and that batch's labels.", context=user_traceback(error)) from None
     if not isinstance(value, torch.Tensor):
         raise TargetError(f"{target.origin}: loss(output, target) returned "
                           f"{type(value).__name__}, not a tensor.")

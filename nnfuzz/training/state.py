@@ -89,7 +89,14 @@ class TrainingState:
         return self._broken_parameter()
 
     def _loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
-        output = call(self.model, inputs, self.data.names)
+        """The target's loss on a batch; the target's own exception (a forward that does not
+        take a batch, a loss that does not take its labels) is said as the target's."""
+        try:
+            output = call(self.model, inputs, self.data.names)
+        except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
+            raise TargetError(f"{self.target.origin}: the model raised {type(error).__name__} "
+                              f"while training on a batch of {len(labels)}: {first_line(error)}",
+                              context=user_traceback(error)) from None
         return loss_of(self.target, output, labels)
 
     def _broken_parameter(self) -> Broken | None:

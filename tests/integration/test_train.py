@@ -153,3 +153,24 @@ def test_a_training_reproducer_is_a_failing_pytest_item_until_fixed(example: Pat
     example.write_text(example.read_text().replace("LR = 12.0", "LR = 1.0"))
     fixed = subprocess.run(command, cwd=example.parent, capture_output=True, text=True)
     assert fixed.returncode == 0, fixed.stdout
+
+
+def test_a_loss_that_raises_on_a_training_batch_is_the_targets_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text(EXAMPLE.read_text().replace(
+        "    p = torch.sigmoid(output[:, 0])", "    p = torch.sigmoid(output[:, 5])"))
+    assert_one_error_line(invoke("train", broken, "--out", tmp_path / "out"),
+                          "loss(output, target) raised IndexError", traceback_expected=True)
+
+
+def test_train_data_gives_the_examples_when_there_are_no_seeds(tmp_path: Path) -> None:
+    given = tmp_path / "given.py"
+    given.write_text(EXAMPLE.read_text().replace("def seeds():", "def _seeds():").replace(
+        "def targets():", "def train_data():\n    return _X, _Y\n\n\ndef _targets():"))
+    target = load_target(given, need_seeds=False)
+    data = training_set(target)
+    assert data.size == 64 and data.labels.shape == (64,)
+    nothing = tmp_path / "nothing.py"
+    nothing.write_text(given.read_text().replace("def train_data():", "def _train_data():"))
+    assert_one_error_line(invoke("train", nothing, "--out", tmp_path / "out"),
+                          "define seeds() (with targets()), or train_data()")
