@@ -165,9 +165,11 @@ def _device(name: str) -> Any:
 @_json_option("the verdicts as JSON")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write JUnit XML (one test case per reproducer) to this file.")
+@click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a plain PyTorch script that replays a training reproducer.")
 @handles_errors
 def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path | None,
-           junit_path: Path | None) -> int:
+           junit_path: Path | None, script_path: Path | None) -> int:
     """Re-run reproducer files (or folders of them) against TARGET.py.
 
     Each is 'still fails', 'flaky', 'fixed' or 'error' (could not run: never
@@ -184,6 +186,12 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
     if not files:
         raise UsageError(f"no reproducer files in {', '.join(map(str, paths))}: "
                          "give .safetensors files from OUT/crashes/.")
+    if script_path is not None:
+        from nnfuzz.training.script import write_script
+
+        if len(files) != 1:
+            raise UsageError(f"--script writes one script: give one reproducer, not {len(files)}.")
+        click.echo(f"INFO: wrote {write_script(loaded, files[0], script_path)}", err=True)
     outcomes = replay_all(loaded, files, repeat)
     if json_path is not None:
         write_json(json_path, replay_summary(outcomes))

@@ -61,3 +61,4 @@ def retrain(target: Target, failure: Failure) -> Broken | None:
             if broken is not None:
                 return broken
     return None
+

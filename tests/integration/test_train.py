@@ -174,3 +174,28 @@ def test_train_data_gives_the_examples_when_there_are_no_seeds(tmp_path: Path) -
     nothing.write_text(given.read_text().replace("def train_data():", "def _train_data():"))
     assert_one_error_line(invoke("train", nothing, "--out", tmp_path / "out"),
                           "define seeds() (with targets()), or train_data()")
+
+
+def test_replay_script_reproduces_the_failure_with_plain_pytorch(example: Path) -> None:
+    import subprocess
+    import sys
+
+    out = example.parent / "out"
+    assert invoke("train", example, "--out", out, "--seed", 1, "--runs", 20000,
+                  "--stop-on-failure").exit_code == 1
+    [saved] = (out / "crashes").iterdir()
+    steps = load_failure(saved).metadata["steps"]
+    script = example.parent / "repro.py"
+    written = invoke("replay", example, saved, "--script", script)
+    assert written.exit_code == 1 and f"wrote {script}" in written.stderr
+    text = script.read_text()
+    assert "import nnfuzz" not in text and "from nnfuzz" not in text, "plain PyTorch only"
+    ran = subprocess.run([sys.executable, str(script)], cwd=example.parent.parent,
+                         capture_output=True, text=True)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert ran.stdout.splitlines()[-1] == f"step {steps}: NaN in the training loss"
+    example.write_text(example.read_text().replace("LR = 12.0", "LR = 1.0"))
+    fixed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert fixed.returncode == 0 and "nothing went non-finite" in fixed.stdout, fixed.stdout
+    assert_one_error_line(invoke("replay", example, saved, saved, "--script", script),
+                          "--script writes one script")
