@@ -11,5 +11,7 @@ the same drivers, Campaign, output folder and replay as the fuzz loop (nnfuzz.dr
 - :mod:`nnfuzz.training.trajectory`: a trajectory's steps, as tensors a reproducer holds;
 - :mod:`nnfuzz.training.state`: one copy of the model being trained, step by step, judged;
 - :mod:`nnfuzz.training.engine`: the engine;
-- :mod:`nnfuzz.training.replay`: re-training a saved trajectory.
+- :mod:`nnfuzz.training.replay`: re-training a saved trajectory;
+- :mod:`nnfuzz.training.script`: a saved trajectory as a plain PyTorch script;
+- :mod:`nnfuzz.training.command`: ``nnfuzz train``.
 """
