@@ -244,3 +244,17 @@ def _checked_targets(file: str, targets: object, seeds: Inputs | None) -> torch.
         raise TargetError(f"{file}: targets() has shape {tuple(targets.shape)} but seeds() "
                           f"has N = {seeds[0].shape[0]}: give one target per seed.")
     return targets.detach()
+
+
+def call_loss(target: Target, output: Any, labels: torch.Tensor | None, hint: str) -> torch.Tensor:
+    """The target's ``loss(output, target)`` as it returns it; its own exception, or a value
+    that is not a tensor, is one TargetError naming the target (``hint``: what loss() gets)."""
+    try:
+        value = target.loss(output, labels)  # type: ignore[misc]
+    except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
+        raise TargetError(f"{target.origin}: loss(output, target) raised {type(error).__name__}: "
+                          f"{first_line(error)}: {hint}", context=user_traceback(error)) from None
+    if not isinstance(value, torch.Tensor):
+        raise TargetError(f"{target.origin}: loss(output, target) returned "
+                          f"{type(value).__name__}: return a tensor, (N,) or a scalar.")
+    return value

@@ -21,8 +21,10 @@ from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
 from nnfuzz.execution import model_device
 from nnfuzz.reading import primary_output
-from nnfuzz.target import Target
+from nnfuzz.target import Target, call_loss
 
+#: --optimizer: the optimizers of the doctor's training checks, and of nnfuzz train where the
+#: target has no optimizer(parameters).
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "sgd": torch.optim.SGD,
@@ -119,19 +121,10 @@ class Subject:
     def loss(self, output: Any, labels: torch.Tensor | None) -> torch.Tensor:
         """The target's ``loss(output, target)`` as it returns it: (N,), a scalar or worse;
         ``output`` is what the model returned (a dict stays a dict)."""
-        loss: Callable[..., Any] = self.target.loss  # type: ignore[assignment]
         if isinstance(output, torch.Tensor) and self.structure is not None:
             output = with_primary(self.structure, output)
-        try:
-            value = loss(output, labels)
-        except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
-            raise TargetError(f"{self.origin}: loss(output, target) raised {type(error).__name__}: "
-                              f"{first_line(error)}: fix loss() so it accepts any batch of outputs "
-                              "and labels.", context=user_traceback(error)) from None
-        if not isinstance(value, torch.Tensor):
-            raise TargetError(f"{self.origin}: loss(output, target) returned "
-                              f"{type(value).__name__}: return a tensor, (N,) or a scalar.")
-        return value
+        return call_loss(self.target, output, labels,
+                         "fix loss() so it accepts any batch of outputs and labels.")
 
     def mean_loss(self, model: Callable[..., Any], rows: torch.Tensor | None = None,
                   inputs: Inputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:

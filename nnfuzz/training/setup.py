@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from nnfuzz.doctor.subject import OPTIMIZERS
 from nnfuzz.domain import Domain, Inputs, Names, as_named_inputs
 from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
-from nnfuzz.target import Target
+from nnfuzz.target import Target, call_loss
 
-#: ``--optimizer``: the optimizers a target without ``optimizer(parameters)`` is trained with
-#: (the doctor's too).
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "sgd": torch.optim.SGD,
-}
 
 
 @dataclass(frozen=True)
@@ -143,13 +138,5 @@ def describe(config: TrainConfig, target: Target) -> str:
 
 def loss_of(target: Target, output: Any, labels: torch.Tensor) -> torch.Tensor:
     """The target's loss as one number to step on (a per-example loss is averaged)."""
-    try:
-        value = target.loss(output, labels)  # type: ignore[misc]
-    except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
-        raise TargetError(f"{target.origin}: loss(output, target) raised {type(error).__name__}: "
-                          f"{first_line(error)}: it gets the model's output on a training batch "
-                          "and that batch's labels.", context=user_traceback(error)) from None
-    if not isinstance(value, torch.Tensor):
-        raise TargetError(f"{target.origin}: loss(output, target) returned "
-                          f"{type(value).__name__}, not a tensor.")
-    return value.mean()
+    return call_loss(target, output, labels, "it gets the model's output on a training batch "
+                                             "and that batch's labels.").mean()
