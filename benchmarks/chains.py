@@ -32,7 +32,6 @@ from typing import Callable
 
 
 from benchmarks import finding, finding_section, machine, report
-from nnfuzz.target import load_target
 
 #: (budget, run seeds) of a --quick and of a full run. Issue #30's bar: the chain_std
 #: bug within 20,000 executions and the chain_xent bug within 2 minutes.
@@ -171,14 +170,7 @@ def run(quick: bool, budget: int | None = None, seeds: int | None = None,
         measured = at_commit(commit, names, budget, seeds)
         reference = {"commit": commit, "budget": budget,
                      "medians": {n: median_execs(o, budget) for n, o in measured.items()}}
-    outcomes: dict[str, dict[str, list[Outcome]]] = {}
-    for name in names:
-        target = load_target(finding.ZOO / f"{name}.py")
-        outcomes[name] = {}
-        for searcher, search in searchers(target, budget).items():
-            outcomes[name][searcher] = [search(seed) for seed in range(seeds)]
-            print(f"| {name} | {searcher} | {finding.summary(outcomes[name][searcher], budget)} |",
-                  flush=True)
+    outcomes = finding_section.search_zoo(names, budget, seeds, searchers)
     previous = before if before.get("budget") == budget else {}
     text = markdown(outcomes, budget, seeds, previous, reference, quick,
                     time.perf_counter() - start, started)

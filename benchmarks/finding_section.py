@@ -47,13 +47,16 @@ def searchers(target: nnfuzz.Target, budget: int) -> dict[str, Callable[[int], O
     }
 
 
-def search_zoo(names: list[str], budget: int, seeds: int) -> dict[str, dict[str, list[Outcome]]]:
-    """{target: {searcher: [outcome per run seed]}}, printing each table row as it is done."""
+def search_zoo(names: list[str], budget: int, seeds: int,
+               searchers_of: Callable[..., dict[str, Callable[[int], Outcome]]] | None = None,
+               ) -> dict[str, dict[str, list[Outcome]]]:
+    """{target: {searcher: [outcome per run seed]}}, printing each table row as it is done;
+    ``searchers_of(target, budget)`` gives the searchers (default: this section's)."""
     outcomes: dict[str, dict[str, list[Outcome]]] = {}
     for name in names:
         target = load_target(finding.ZOO / f"{name}.py")
         outcomes[name] = {}
-        for searcher, search in searchers(target, budget).items():
+        for searcher, search in (searchers_of or searchers)(target, budget).items():
             outcomes[name][searcher] = [search(seed) for seed in range(seeds)]
             print(f"| {name} | {searcher} | "
                   f"{finding.summary(outcomes[name][searcher], budget)} |", flush=True)

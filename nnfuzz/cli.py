@@ -13,8 +13,7 @@ from typing import Any, Callable
 import click
 
 from nnfuzz.errors import UsageError
-from nnfuzz.exits import Commands, handles_errors
-from nnfuzz.signals import EXIT_INTERRUPTED
+from nnfuzz.exits import Commands, handles_errors, run_exit_code
 from nnfuzz.training.command import train
 # Leaves only: torch is imported by the commands that run, so that --help answers at once.
 from nnfuzz.config import (COMPILE_MODES, DEFAULT_ATOL, DEFAULT_RTOL, NORMS, REFERENCE_KINDS,
@@ -136,11 +135,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         write_json(json_path, run_summary(result))
     if junit_path is not None:
         write_junit(junit_path, run_junit(result))
-    if result.interrupted:
-        click.echo("INFO: interrupted; state saved in "
-                   f"{out} (run the same command again to resume)", err=True)
-        return EXIT_INTERRUPTED
-    return 1 if result.failures else 0
+    return run_exit_code(result, out)
 
 
 main.add_command(train)

@@ -11,12 +11,16 @@ import os
 import signal
 import sys
 import warnings
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from nnfuzz.errors import NnfuzzError
 from nnfuzz.signals import EXIT_INTERRUPTED, handle_interrupts
+
+if TYPE_CHECKING:
+    from nnfuzz.config import FuzzResult
 
 #: Exit code when stdout's reader went away (128 + SIGPIPE), as shells report it.
 EXIT_BROKEN_PIPE = 141
@@ -94,3 +98,13 @@ class Commands(click.Group):
             fail(error.format_message(), error.exit_code)
         except click.exceptions.Abort:
             fail("interrupted", EXIT_INTERRUPTED)
+
+
+def run_exit_code(result: "FuzzResult", out: Path) -> int:
+    """How ``run`` and ``train`` end: 130 after Ctrl-C, its state said saved in
+    ``out``; 1 when the run found a new failure; else 0."""
+    if result.interrupted:
+        click.echo("INFO: interrupted; state saved in "
+                   f"{out} (run the same command again to resume)", err=True)
+        return EXIT_INTERRUPTED
+    return 1 if result.failures else 0

@@ -90,7 +90,6 @@ class Fuzzer:
         #: What the start of the run warns about besides the domain.
         self.notes_warned: list[str] = []
         seeds = self._passing_seeds(seeds)
-        self.folder = folder
         shared = CorpusFolder(folder) if folder is not None else None
         self.corpus = Corpus(self.domain, seeds, folder=shared, device=self.executor.device)
         if corpus is not None:
@@ -313,7 +312,7 @@ class Fuzzer:
 
     def import_shared(self) -> None:
         """Take in the corpus files other workers saved into the folder since the last look."""
-        if self.folder is None:
+        if self.start.folder is None:
             return
         found = self.corpus.new_in_folder()
         if not found:

@@ -61,7 +61,7 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
         objective = objectives.get(failure)
     except (ReproducerError, CorpusError, UsageError) as error:
         return ReplayOutcome(path, Verdict.ERROR, str(error).removeprefix(f"{path}: "))
-    known = {"objective": failure.objective, "signature": failure.signature, "runs": repeat}
+    known = _known(failure, repeat)
     still, other = [], []
     for _ in range(repeat):
         execution = executor.run(tuple(t.unsqueeze(0).to(executor.device) for t in failure.inputs))
@@ -70,45 +70,48 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
             return ReplayOutcome(path, Verdict.ERROR, f"the model raised {error.describe()} on it: "
                                  f"cannot tell whether {failure.objective} still fires", **known)
         findings = objective.judge(execution.label_all(failure.label))
-        still += [f for f in findings if f.signature == failure.signature][:1]
-        other += [f for f in findings if f.signature != failure.signature][:1]
-    counts = {**known, "failed_runs": len(still)}
-    if still:
-        now = with_origin(replace(failure, detail=still[0].detail), target.model,
-                          target.input_names, target.path).detail
-        flaky = f"failed {len(still)} of {repeat} runs: " if len(still) < repeat else ""
-        return ReplayOutcome(path, Verdict.STILL_FAILS if not flaky else Verdict.FLAKY,
-                             f"{flaky}{still[0].objective}: {now}", **counts)
-    now = f"; it now fails differently: {other[0].detail}" if other else ""
-    return ReplayOutcome(path, Verdict.FIXED, f"{failure.objective} no longer fires as "
-                                              f"{failure.signature!r} (was: {failure.detail}){now}",
-                         **counts)
+        still += [f.detail for f in findings if f.signature == failure.signature][:1]
+        other += [f.detail for f in findings if f.signature != failure.signature][:1]
+    if still:  # said as it is now, with where the NaN is made now
+        still[0] = with_origin(replace(failure, detail=still[0]), target.model,
+                               target.input_names, target.path).detail
+    return _verdict(path, failure, repeat, still, other)
 
 
 def _replay_training(target: Target, path: Path, failure: Failure,
                      repeat: int) -> ReplayOutcome:
     """A training reproducer: its trajectory re-trained ``repeat`` times from the starting
     weights, each step judged as the training engine judged it."""
-    known = {"objective": failure.objective, "signature": failure.signature, "runs": repeat}
     results = []
     for _ in range(repeat):
         try:
             results.append(retrain(target, failure))
         except (IndexError, RuntimeError) as error:
             return ReplayOutcome(path, Verdict.ERROR, "its trajectory no longer fits the target's "
-                                 f"training data or model: {first_line(error)}", **known)
+                                 f"training data or model: {first_line(error)}",
+                                 **_known(failure, repeat))
         except NnfuzzError as error:
-            return ReplayOutcome(path, Verdict.ERROR, str(error), **known)
-    still = [broken for broken in results if broken is not None
-             and broken.signature == failure.signature]
-    counts = {**known, "failed_runs": len(still)}
+            return ReplayOutcome(path, Verdict.ERROR, str(error), **_known(failure, repeat))
+    broken = [b for b in results if b is not None]
+    return _verdict(path, failure, repeat,
+                    [b.detail for b in broken if b.signature == failure.signature],
+                    [b.detail for b in broken if b.signature != failure.signature])
+
+
+def _known(failure: Failure, repeat: int) -> dict[str, object]:
+    return {"objective": failure.objective, "signature": failure.signature, "runs": repeat}
+
+
+def _verdict(path: Path, failure: Failure, repeat: int, still: list[str],
+             other: list[str]) -> ReplayOutcome:
+    """The verdict on ``repeat`` runs of a reproducer, whichever engine found it: ``still``
+    holds what each run that failed with its signature said, ``other`` what failed otherwise."""
+    counts = {**_known(failure, repeat), "failed_runs": len(still)}
     if still:
         flaky = f"failed {len(still)} of {repeat} runs: " if len(still) < repeat else ""
-        step = int(failure.metadata.get("steps", "0")) - 1
         return ReplayOutcome(path, Verdict.STILL_FAILS if not flaky else Verdict.FLAKY,
-                             f"{flaky}{failure.objective}: {still[0].detail(step)}", **counts)
-    other = next((b for b in results if b is not None), None)
-    now = f"; it now breaks differently: {other.signature}" if other else ""
+                             f"{flaky}{failure.objective}: {still[0]}", **counts)
+    now = f"; it now fails differently: {other[0]}" if other else ""
     return ReplayOutcome(path, Verdict.FIXED, f"{failure.objective} no longer fires as "
                                               f"{failure.signature!r} (was: {failure.detail}){now}",
                          **counts)

@@ -64,6 +64,36 @@ def write_target(folder: Path, source: str, name: str = "model.py") -> Path:
     return path
 
 
+#: A fresh classifier whose head is initialised to zero: every output is 0, so coverage must
+#: move to a layer that varies over the seeds.
+ZERO_HEAD = '''
+import torch
+from torch import nn
+
+BOUNDS = (0.0, 1.0)
+
+class ZeroHead(nn.Module):
+    """A fresh classifier whose head is initialised to zero: every output is 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 12), nn.ReLU())
+        self.head = nn.Linear(12, 5)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+def model():
+    return ZeroHead()
+
+def seeds():
+    return torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
+'''
+
+
 def inputs_in_folder(folder: Path):  # type: ignore[no-untyped-def]
     """The readable inputs of a corpus folder stacked into a batch, or None if it has none."""
     from nnfuzz.corpus_files import named_inputs_in_folder

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from nnfuzz.exits import handles_errors
-from nnfuzz.signals import EXIT_INTERRUPTED
+from nnfuzz.exits import handles_errors, run_exit_code
 
 #: The optimizers --optimizer offers (nnfuzz.training.setup.OPTIMIZERS, kept here as names so
 #: that --help needs no torch).
@@ -64,8 +63,4 @@ def train(target: Path, out: Path, max_time: float | None, runs: int | None, max
         result = WorkerPool(loaded, config, out, None, workers, None, reporter, engine=engine).run()
     else:
         result = run_in_process(loaded, config, out=out, reporter=reporter, engine=engine)
-    if result.interrupted:
-        click.echo("INFO: interrupted; state saved in "
-                   f"{out} (run the same command again to resume)", err=True)
-        return EXIT_INTERRUPTED
-    return 1 if result.failures else 0
+    return run_exit_code(result, out)

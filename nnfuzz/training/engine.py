@@ -46,7 +46,6 @@ class Trainer:
         training.check()
         self.target, self.config, self.training, self.sink = target, config, training, sink
         self.data = training_set(target)
-        self.start_state = {k: v.detach().clone() for k, v in target.model.state_dict().items()}
         self.start_sha256 = state_sha256(target.model)
         self.rng = torch.Generator().manual_seed(config.seed)
         self.corpus = [Trajectory(seed=config.seed)]
@@ -70,7 +69,7 @@ class Trainer:
         parent = self.corpus[int(torch.randint(len(self.corpus), (1,), generator=self.rng))]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(parent.seed)
-            state = TrainingState(self.target, self.data, self.training, self.start_state)
+            state = TrainingState(self.target, self.data, self.training)
             for step in parent.steps:
                 state.apply(step)
             self.execs += len(parent)
@@ -150,7 +149,7 @@ class Trainer:
         return Failure(
             inputs=tuple(t.detach().cpu() for t in moved),
             seed=tuple(t.detach().cpu() for t in plain), objective="nonfinite",
-            detail=broken.detail(len(trajectory) - 1), signature=broken.signature,
+            detail=broken.detail, signature=broken.signature,
             label=labels.detach().cpu(), names=self.data.names, extra=trajectory.tensors(),
             metadata={"engine": "train", "nnfuzz_version": __version__,
                       "torch_version": torch.__version__, "target_sha256": self.target.sha256,

@@ -21,17 +21,6 @@ def is_training(failure: Failure) -> bool:
     return failure.metadata.get("engine") == "train"
 
 
-def config_of(failure: Failure) -> TrainConfig:
-    """The options the trajectory was trained with."""
-    metadata = failure.metadata
-    try:
-        return TrainConfig(optimizer=metadata.get("train_optimizer", "adam"),
-                           lr=float(metadata.get("train_lr", "1e-3")),
-                           batch_size=int(metadata.get("train_batch_size", "16")))
-    except ValueError as error:
-        raise ReproducerError(f"{failure.path}: not a valid training reproducer: {error}.") from None
-
-
 def trajectory_of(failure: Failure, inputs: int) -> Trajectory:
     try:
         seed, steps = int(failure.metadata["trajectory_seed"]), int(failure.metadata["steps"])
@@ -52,10 +41,10 @@ def retrain(target: Target, failure: Failure) -> Broken | None:
                           "load a checkpoint, so that training starts from the same state.")
     data = training_set(target)
     trajectory = trajectory_of(failure, len(data.inputs))
-    start = {k: v.detach().clone() for k, v in target.model.state_dict().items()}
+    config = TrainConfig.from_metadata(failure.metadata, str(failure.path))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(trajectory.seed)
-        state = TrainingState(target, data, config_of(failure), start)
+        state = TrainingState(target, data, config)
         for step in trajectory.steps:
             broken = state.apply(step)
             if broken is not None:

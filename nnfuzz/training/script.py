@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnfuzz.domain import IMAGE, Domain
+from nnfuzz.domain import IMAGE, Domain, Field
 from nnfuzz.errors import UsageError
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.storage import atomic_write
 from nnfuzz.target import Target
-from nnfuzz.training.replay import config_of, is_training, trajectory_of
-from nnfuzz.training.setup import training_set
+from nnfuzz.training.replay import is_training, trajectory_of
+from nnfuzz.training.setup import TrainConfig, training_set
 
 TEMPLATE = '''"""Replays {reproducer_name}: {detail}.
 
@@ -95,7 +95,7 @@ def training_script(target_path: Path, failure: Failure, domain: Domain, names: 
     if not is_training(failure):
         raise UsageError(f"{failure.path}: --script writes a script for a training reproducer "
                          "(nnfuzz train); this one is an input: replay it as it is.")
-    config = config_of(failure)
+    config = TrainConfig.from_metadata(failure.metadata, str(failure.path))
     trajectory = trajectory_of(failure, len(domain.fields))
     data = ("inputs, labels = target.train_data()" if has_train_data else
             "inputs, labels = target.seeds(), target.targets()")
@@ -117,9 +117,10 @@ def training_script(target_path: Path, failure: Failure, domain: Domain, names: 
         seed=trajectory.seed, moves=moves, steps=len(trajectory), step=step)
 
 
-def _move(position: int, field: object) -> str:
-    low, high = field.low, field.high  # type: ignore[attr-defined]
-    rounding = ".round()" if field.kind == IMAGE else ""  # type: ignore[attr-defined]
+def _move(position: int, field: Field) -> str:
+    """The script's lines that move input ``position`` of a step as Field.clamp keeps it."""
+    low, high = field.low, field.high
+    rounding = ".round()" if field.kind == IMAGE else ""
     return (f"    x = inputs[{position}][index]\n"
             f"    delta = steps.get(f\"extra.step.{{i}}.delta.{position}\")\n"
             f"    if delta is not None:\n"

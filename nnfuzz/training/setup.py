@@ -3,7 +3,6 @@ file besides ``model()`` and ``seeds()``, checked once, with its defaults."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +10,8 @@ import torch
 
 from nnfuzz.doctor.subject import OPTIMIZERS
 from nnfuzz.domain import Domain, Inputs, Names, as_named_inputs
-from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
+from nnfuzz.errors import ReproducerError, TargetError, UsageError, first_line, user_traceback
+from nnfuzz.storage import content_hash
 from nnfuzz.target import Target, call_loss
 
 
@@ -53,6 +53,17 @@ class TrainConfig:
         """What a training reproducer records of the options, to train the same way again."""
         return {"train_optimizer": self.optimizer, "train_lr": repr(self.lr),
                 "train_batch_size": str(self.batch_size)}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], origin: str) -> "TrainConfig":
+        """The options :meth:`metadata` recorded; a ReproducerError naming ``origin`` when
+        they cannot be read."""
+        try:
+            return cls(optimizer=metadata.get("train_optimizer", cls.optimizer),
+                       lr=float(metadata.get("train_lr", cls.lr)),
+                       batch_size=int(metadata.get("train_batch_size", cls.batch_size)))
+        except ValueError as error:
+            raise ReproducerError(f"{origin}: not a valid training reproducer: {error}.") from None
 
 
 @dataclass(frozen=True)
@@ -120,12 +131,9 @@ def make_optimizer(target: Target, model: torch.nn.Module,
 
 
 def state_sha256(model: torch.nn.Module) -> str:
-    """The starting weights' hash: a reproducer replays only from the same starting state."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    """The starting weights' hash (every tensor of the state, bf16 ones included): a
+    reproducer replays only from the same starting state."""
+    return content_hash(tuple(t for t in model.state_dict().values() if isinstance(t, torch.Tensor)))
 
 
 def describe(config: TrainConfig, target: Target) -> str:

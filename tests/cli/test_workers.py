@@ -21,7 +21,7 @@ from nnfuzz.drivers.processes import WorkerPool
 from nnfuzz.status import Reporter
 from nnfuzz.target import load_target
 
-from tests.targets import DEAD_RELU, HEALTHY, write_target
+from tests.targets import DEAD_RELU, HEALTHY, ZERO_HEAD, write_target
 
 from .support import Process
 
@@ -266,34 +266,6 @@ def test_the_library_runs_workers_too_and_refuses_them_for_a_model_in_memory(
     target = load_target(dead_relu_target)
     with pytest.raises(nnfuzz.UsageError, match="target file"):
         nnfuzz.fuzz(target.model, target.seeds, out=tmp_path / "memory", runs=100, workers=2)
-
-
-ZERO_HEAD = '''
-import torch
-from torch import nn
-
-BOUNDS = (0.0, 1.0)
-
-class ZeroHead(nn.Module):
-    """A fresh classifier whose head is initialised to zero: every output is 0."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 12), nn.ReLU())
-        self.head = nn.Linear(12, 5)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-def model():
-    return ZeroHead()
-
-def seeds():
-    return torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
-'''
 
 
 @pytest.mark.slow

@@ -5,37 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from nnfuzz.config import FuzzConfig
 from nnfuzz.drivers.in_process import InProcess
 from nnfuzz.status import RecordingReporter
-from nnfuzz.target import in_memory
-
-
-
-class ZeroHead(nn.Module):
-    """A fresh ViT-style classifier: its head is initialised to zero, so every output is 0."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 12), nn.ReLU())
-        self.head = nn.Linear(12, 5)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+from nnfuzz.target import load_target
+from tests.targets import ZERO_HEAD, write_target
 
 
 def fuzzer(tmp_path: Path, **options: object) -> tuple[InProcess, RecordingReporter]:
     said = RecordingReporter()
-    seeds = torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
     config = FuzzConfig(runs=2000, **options)  # type: ignore[arg-type]
-    return InProcess(in_memory(ZeroHead(), seeds, bounds=(0.0, 1.0)), config, out=tmp_path / "out",
-                     reporter=said), said
+    return InProcess(load_target(write_target(tmp_path, ZERO_HEAD)), config,
+                     out=tmp_path / "out", reporter=said), said
 
 
 def test_a_constant_output_is_warned_about_and_coverage_moves_to_the_last_varying_layer(

@@ -16,8 +16,7 @@ def state_for(loss, optimizer: str = "adam") -> TrainingState:  # type: ignore[n
     seeds = torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
     target = in_memory(nn.Linear(4, 2), seeds, bounds=(0.0, 1.0), targets=torch.zeros(8).long(),
                        loss=loss)
-    return TrainingState(target, training_set(target), TrainConfig(optimizer=optimizer),
-                         target.model.state_dict())
+    return TrainingState(target, training_set(target), TrainConfig(optimizer=optimizer))
 
 
 ALL = Step(torch.arange(8), (None,))
