@@ -54,6 +54,10 @@ class Target:
     train_data: Callable[[], Any] | None = None
     optimizer: Callable[..., Any] | None = None
     train_step: Callable[..., Any] | None = None
+    #: ``HYPERPARAMETERS`` as the file gives it (checked by nnfuzz.training.hyperparameters),
+    #: and ``train_objectives()``: callables given each training step's state.
+    hyperparameters: object = None
+    train_objectives: list[Callable[..., Any]] = field(default_factory=list)
 
     @property
     def origin(self) -> str:
@@ -160,6 +164,9 @@ def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
         train_data=_callable(module, name, "train_data"),
         optimizer=_callable(module, name, "optimizer"),
         train_step=_callable(module, name, "train_step"),
+        hyperparameters=getattr(module, "HYPERPARAMETERS", None),
+        train_objectives=_user_objectives(module, name, "train_objectives",
+                                          "(state) -> bool, given each training step's state"),
     )
 
 
@@ -226,13 +233,13 @@ def _fresh_model_builder(module: Any, file: str) -> Callable[[], Any] | None:
     return None
 
 
-def _user_objectives(module: Any, file: str) -> list[Callable[..., torch.Tensor]]:
-    found = _call(module, file, "objectives", required=False)
+def _user_objectives(module: Any, file: str, function: str = "objectives",
+                     form: str = "(inputs, output) -> BoolTensor of shape (N,)") -> list[Callable[..., Any]]:
+    found = _call(module, file, function, required=False)
     if found is None:
         return []
     if not isinstance(found, (list, tuple)) or not all(callable(f) for f in found):
-        raise TargetError(f"{file}: objectives() must return a list of callables "
-                          "(inputs, output) -> BoolTensor of shape (N,).")
+        raise TargetError(f"{file}: {function}() must return a list of callables {form}.")
     return list(found)
 
 

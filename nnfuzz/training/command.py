@@ -30,15 +30,29 @@ OPTIMIZER_NAMES = ("adam", "sgd")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
               show_default=True, help="The learning rate of --optimizer.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
+@click.option("--objective", "objectives", multiple=True, metavar="NAME",
+              help="Check only these training objectives (repeatable): nonfinite, exploding, "
+                   "dead, diverge, or one of the target's train_objectives(); default every one.")
+@click.option("--exploding-norm", type=click.FloatRange(min=0, min_open=True), default=1e5,
+              show_default=True, help="exploding: the global gradient norm past this.")
+@click.option("--diverge-factor", type=click.FloatRange(min=1, min_open=True), default=10.0,
+              show_default=True, help="diverge: the probe batch's loss past this many times "
+                                      "its value at the starting weights.")
+@click.option("--dead-share", type=click.FloatRange(min=0, max=1, min_open=True), default=0.9,
+              show_default=True, help="dead: this share of a ReLU layer's units never positive "
+                                      "on the probe batch.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes, each training its own trajectories, one output folder.")
 @handles_errors
 def train(target: Path, out: Path, max_time: float | None, runs: int | None, max_steps: int,
-          batch_size: int, optimizer: str, lr: float, seed: int, stop_on_failure: bool,
-          workers: int) -> int:
+          batch_size: int, optimizer: str, lr: float, seed: int, objectives: tuple[str, ...],
+          exploding_norm: float, diverge_factor: float, dead_share: float,
+          stop_on_failure: bool, workers: int) -> int:
     """Train copies of TARGET.py's model along searched trajectories (which examples, moved
-    how); exit 1 when a step breaks in a new way (a NaN or Inf loss, gradient or parameter)."""
+    how, with which labels and hyperparameters); exit 1 when a step breaks in a new way (a
+    NaN or Inf loss, gradient or parameter, an exploding gradient, a dead ReLU layer, a
+    diverging loss, or one of the target's train_objectives())."""
     import functools
 
     from nnfuzz.config import FuzzConfig
@@ -53,7 +67,9 @@ def train(target: Path, out: Path, max_time: float | None, runs: int | None, max
     if target.is_file():
         OutputFolder.check_usable(out, target.name, file_sha256(target))
     loaded = load_target(target, need_seeds=False)  # train_data() may give the examples
-    training = TrainConfig(max_steps=max_steps, batch_size=batch_size, optimizer=optimizer, lr=lr)
+    training = TrainConfig(max_steps=max_steps, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                           objectives=objectives, exploding_norm=exploding_norm,
+                           diverge_factor=diverge_factor, dead_share=dead_share)
     training.check()
     config = FuzzConfig(max_time=max_time, runs=runs, seed=seed, stop_on_failure=stop_on_failure,
                         minimize=False)

@@ -1,17 +1,22 @@
 """The training engine (nnfuzz.drivers.engine.Engine): trajectories of optimizer steps,
 coverage-guided.
 
-One ``step`` takes a trajectory from the corpus (at first the empty one), trains a fresh copy
-of the model along it (states are re-derived by replaying, so memory stays bounded), then
-extends it by a few steps: each a random batch of training examples, as they are or moved
-along the sign of the loss's gradient with respect to their inputs (GRIST's move: a loss
-pushed up pushes the weights toward where it breaks). Every step is judged; a failure goes
-to the sink with the whole trajectory. A trajectory whose end state (loss, gradient and
-parameter norms) lies farther than the threshold from every state kept joins the corpus.
+One ``step`` takes a trajectory from the corpus, perhaps mutates it (cut back to an earlier
+step, or one hyperparameter drawn anew), trains a fresh copy of the model along it (states
+are re-derived by replaying, so memory stays bounded), then extends it by a few steps: each
+a random batch of training examples, some with other examples' labels (label noise), as
+they are or moved along the sign of a gradient with respect to their inputs (GRIST's move:
+a loss pushed up pushes the weights toward where it breaks). The empty trajectory starts
+fresh ones, each with its own run seed and hyperparameters (the defaults, or a draw within
+the target's ``HYPERPARAMETERS``). Every new step is judged by the training objectives; a
+failure goes to the sink with the whole trajectory. A trajectory whose end state (loss,
+gradient and parameter norms) lies farther than the threshold from every state kept joins
+the corpus.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -21,8 +26,10 @@ from nnfuzz.config import FuzzConfig
 from nnfuzz.drivers.engine import EngineStart, FailureSink, Progress, StartUp
 from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
+from nnfuzz.training import hyperparameters
+from nnfuzz.training.objectives import Broken, Judge
 from nnfuzz.training.setup import TrainConfig, describe, state_sha256, training_set
-from nnfuzz.training.state import Broken, TrainingState
+from nnfuzz.training.state import TrainingState
 from nnfuzz.training.trajectory import Step, Trajectory
 from nnfuzz.version import __version__
 
@@ -34,6 +41,13 @@ MAX_CORPUS = 512
 GUIDED_SHARE = 0.5
 #: What a guided batch is moved toward: a higher loss (GRIST's move) or larger outputs.
 DIRECTIONS = ("loss", "saturation")
+#: Share of new steps that train some examples (up to half the batch) on other examples' labels.
+LABEL_NOISE_SHARE = 0.25
+#: Share of trajectories taken from the corpus that are cut back to an earlier step first,
+#: and (where HYPERPARAMETERS give ranges) that keep their steps with one value drawn anew.
+CUT_SHARE, REDRAW_SHARE = 0.25, 0.1
+#: Share of fresh trajectories that train with the default hyperparameters.
+DEFAULTS_SHARE = 0.5
 
 
 class Trainer:
@@ -44,11 +58,19 @@ class Trainer:
                  start: EngineStart = EngineStart(), *, training: TrainConfig = TrainConfig()) -> None:
         config.check()
         training.check()
-        self.target, self.config, self.training, self.sink = target, config, training, sink
+        self.target, self.config, self.sink = target, config, sink
         self.data = training_set(target)
+        self.judge = Judge(target, self.data, training)
+        # What a reproducer records: the objectives this run checked, by name.
+        self.training = dataclasses.replace(training, objectives=self.judge.on)
         self.start_sha256 = state_sha256(target.model)
+        optimizer = TrainingState(target, self.data, training, self.judge).optimizer
+        self.ranges = hyperparameters.checked_ranges(target.hyperparameters, target.origin,
+                                                     optimizer)
+        self.defaults = hyperparameters.defaults(self.ranges, optimizer, training.batch_size)
         self.rng = torch.Generator().manual_seed(config.seed)
-        self.corpus = [Trajectory(seed=config.seed)]
+        self.root = Trajectory(seed=config.seed, hyperparameters=self.defaults)
+        self.corpus: list[Trajectory] = [Trajectory(seed=-1)]  # stands for a fresh trajectory
         self.kept: list[torch.Tensor] = []
         self.execs = 0
         self.started = time.monotonic()
@@ -56,33 +78,69 @@ class Trainer:
     # --- the protocol --------------------------------------------------------------------
 
     def startup(self) -> StartUp:
+        infos = [describe(self.training, self.target) + f"; {self.data.size} training examples",
+                 self.judge.describe()]
+        if self.ranges:
+            infos.append("hyperparameters searched: " + ", ".join(
+                f"{name} in [{low:g}, {high:g}] (default {dict(self.defaults)[name]:g})"
+                for name, (low, high) in sorted(self.ranges.items())))
         return StartUp(domain=tuple(self.data.domain.describe()),
                        domain_warnings=tuple(self.data.domain.warnings(self.target.path is None)),
-                       warnings=(), infos=(describe(self.training, self.target) +
-                                           f"; {self.data.size} training examples",),
+                       warnings=(), infos=tuple(infos),
                        threshold=THRESHOLD, threshold_from="training states, log10 units",
                        corpus=len(self.corpus), device="cpu", coverage_layers=())
 
     def step(self) -> None:
-        """Train along a trajectory of the corpus, extend it, judge each new step, keep it if
-        its end state is new."""
-        parent = self.corpus[int(torch.randint(len(self.corpus), (1,), generator=self.rng))]
+        """Take a trajectory (mutated, or a fresh one), train along it, extend it, judge each
+        new step, keep it if its end state is new."""
+        parent, rejudge = self._parent()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(parent.seed)
-            state = TrainingState(self.target, self.data, self.training)
-            for step in parent.steps:
-                state.apply(step)
-            self.execs += len(parent)
+            state = TrainingState(self.target, self.data, self.training, self.judge, parent.values)
+            for number, step in enumerate(parent.steps):
+                broken = state.apply(step, judged=rejudge)
+                self.execs += 1
+                if broken is not None:
+                    self._report(broken, state, parent.prefix(number + 1))
+                    return
             new = self._extend(state, parent)
         child = parent.extended(new)
         if len(child) < self.training.max_steps and new and self._novel(state.vector()):
             self.corpus.append(child)
 
+    def _parent(self) -> tuple[Trajectory, bool]:
+        """A trajectory to extend, and whether its steps must be judged again (where its
+        hyperparameters were drawn anew: the same steps train otherwise)."""
+        parent = self.corpus[int(torch.randint(len(self.corpus), (1,), generator=self.rng))]
+        if not parent.steps:
+            return self._fresh(), False
+        draw = float(torch.rand((), generator=self.rng))
+        if draw < CUT_SHARE:
+            return parent.prefix(int(torch.randint(len(parent), (1,), generator=self.rng))), False
+        if self.ranges and draw < CUT_SHARE + REDRAW_SHARE:
+            values = parent.values
+            name = sorted(self.ranges)[int(torch.randint(len(self.ranges), (1,), generator=self.rng))]
+            values[name] = dict(hyperparameters.draw({name: self.ranges[name]}, self.rng))[name]
+            return dataclasses.replace(parent, hyperparameters=tuple(sorted(values.items()))), True
+        return parent, False
+
+    def _fresh(self) -> Trajectory:
+        """The first trajectory trains at the run seed with the defaults; later ones draw a
+        seed of their own (dropout) and, some, hyperparameters within the ranges."""
+        if self.execs == 0:
+            return self.root
+        seed = int(torch.randint(2**31 - 1, (1,), generator=self.rng))
+        fresh = float(torch.rand((), generator=self.rng)) >= DEFAULTS_SHARE and self.ranges
+        values = hyperparameters.draw(self.ranges, self.rng) if fresh else self.defaults
+        return Trajectory(seed=seed, hyperparameters=values)
+
     def _extend(self, state: TrainingState, parent: Trajectory) -> list[Step]:
         new: list[Step] = []
         room = min(self.training.extension, self.training.max_steps - len(parent))
+        size = min(hyperparameters.batch_size(parent.values, self.training.batch_size),
+                   self.data.size)
         for _ in range(room):
-            step = self._next_step(state)
+            step = self._next_step(state, size)
             broken = state.apply(step)
             self.execs += 1
             new.append(step)
@@ -91,10 +149,14 @@ class Trainer:
                 break
         return new
 
-    def _next_step(self, state: TrainingState) -> Step:
-        size = min(self.training.batch_size, self.data.size)
+    def _next_step(self, state: TrainingState, size: int) -> Step:
         indices = torch.randperm(self.data.size, generator=self.rng)[:size]
-        plain = Step(indices, tuple(None for _ in self.data.inputs))
+        labels = None
+        if float(torch.rand((), generator=self.rng)) < LABEL_NOISE_SHARE:
+            share = 0.5 * float(torch.rand((), generator=self.rng))
+            donors = torch.randint(self.data.size, (size,), generator=self.rng)
+            labels = torch.where(torch.rand(size, generator=self.rng) < share, donors, indices)
+        plain = Step(indices, tuple(None for _ in self.data.inputs), labels)
         if float(torch.rand((), generator=self.rng)) >= GUIDED_SHARE:
             return plain
         toward = DIRECTIONS[int(torch.randint(len(DIRECTIONS), (), generator=self.rng))]
@@ -103,7 +165,7 @@ class Trainer:
         deltas = tuple(None if g is None or not field.mutable else
                        (scale * field.width * g.sign()).to(torch.float32)
                        for g, field in zip(gradients, self.data.domain.fields))
-        return Step(indices, deltas)
+        return Step(indices, deltas, labels)
 
     def _novel(self, vector: torch.Tensor) -> bool:
         if not bool(torch.isfinite(vector).all()):
@@ -148,14 +210,13 @@ class Trainer:
         plain = tuple(t[last.indices] for t in self.data.inputs)
         return Failure(
             inputs=tuple(t.detach().cpu() for t in moved),
-            seed=tuple(t.detach().cpu() for t in plain), objective="nonfinite",
+            seed=tuple(t.detach().cpu() for t in plain), objective=broken.objective,
             detail=broken.detail, signature=broken.signature,
             label=labels.detach().cpu(), names=self.data.names, extra=trajectory.tensors(),
             metadata={"engine": "train", "nnfuzz_version": __version__,
                       "torch_version": torch.__version__, "target_sha256": self.target.sha256,
                       "start_sha256": self.start_sha256, "run_seed": str(self.config.seed),
-                      "trajectory_seed": str(trajectory.seed), "steps": str(len(trajectory)),
-                      "perturbed_steps": str(sum(s.perturbed for s in trajectory.steps)),
+                      **trajectory.metadata(),
                       "found_after_execs": str(self.execs),
                       "found_after_s": f"{time.monotonic() - self.started:.3f}",
                       **self.training.metadata()})

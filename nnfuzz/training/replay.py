@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from nnfuzz.errors import NnfuzzError, ReproducerError
+from nnfuzz.errors import NnfuzzError
 from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
+from nnfuzz.training.objectives import Broken, Judge
 from nnfuzz.training.setup import TrainConfig, state_sha256, training_set
-from nnfuzz.training.state import Broken, TrainingState
+from nnfuzz.training.state import TrainingState
 from nnfuzz.training.trajectory import Trajectory
 
 
@@ -22,12 +23,7 @@ def is_training(failure: Failure) -> bool:
 
 
 def trajectory_of(failure: Failure, inputs: int) -> Trajectory:
-    try:
-        seed, steps = int(failure.metadata["trajectory_seed"]), int(failure.metadata["steps"])
-    except (KeyError, ValueError):
-        raise ReproducerError(f"{failure.path}: not a valid training reproducer: its metadata "
-                              "has no trajectory_seed and steps.") from None
-    return Trajectory.from_tensors(failure.extra, seed, steps, inputs, str(failure.path))
+    return Trajectory.from_saved(failure.extra, failure.metadata, inputs, str(failure.path))
 
 
 def retrain(target: Target, failure: Failure) -> Broken | None:
@@ -42,9 +38,15 @@ def retrain(target: Target, failure: Failure) -> Broken | None:
     data = training_set(target)
     trajectory = trajectory_of(failure, len(data.inputs))
     config = TrainConfig.from_metadata(failure.metadata, str(failure.path))
+    return train_along(target, trajectory, config)
+
+
+def train_along(target: Target, trajectory: Trajectory, config: TrainConfig) -> Broken | None:
+    """Train a fresh copy along ``trajectory``, every step judged; the first that breaks."""
+    data = training_set(target)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(trajectory.seed)
-        state = TrainingState(target, data, config)
+        state = TrainingState(target, data, config, Judge(target, data, config), trajectory.values)
         for step in trajectory.steps:
             broken = state.apply(step)
             if broken is not None:

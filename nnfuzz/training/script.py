@@ -1,7 +1,8 @@
 """``nnfuzz replay --script FILE``: a training reproducer as a plain PyTorch script (torch,
 safetensors and the target file, no nnfuzz), for a bug report. It trains a fresh model from
-``model()`` along the saved trajectory with an ordinary loop and stops at the step that
-breaks, saying what went non-finite (exit 1), or that none did (exit 0)."""
+``model()`` along the saved trajectory (its batches, moves, labels and hyperparameters) with
+an ordinary loop, checks what the run checked, and stops at the step that breaks, saying
+what (exit 1), or that none did (exit 0)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from nnfuzz.errors import UsageError
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.storage import atomic_write
 from nnfuzz.target import Target
+from nnfuzz.training.objectives import PROBE_SIZE
 from nnfuzz.training.replay import is_training, trajectory_of
 from nnfuzz.training.setup import TrainConfig, training_set
 
@@ -22,6 +24,7 @@ Run it from anywhere: python {script_name}
 """
 import importlib.util
 import sys
+import types
 
 import torch
 from safetensors import safe_open
@@ -39,31 +42,60 @@ with safe_open(REPRODUCER, "pt") as saved:
 
 {data}
 model = target.model()
-model.train()
 parameters = [p for p in model.parameters() if p.requires_grad]
 {optimizer}
-torch.manual_seed({seed})
+for group in optimizer.param_groups:  # the trajectory's hyperparameters
+    group.update({hyperparameters!r})
 
 
 def moved(i):
-    """Step i's batch: its examples, with the saved moves added, kept within the bounds."""
+    """Step i's batch: its examples, with the saved moves added, kept within the bounds,
+    and the labels they trained with (another example's where the step says so)."""
     index = steps[f"extra.step.{{i}}.indices"]
     batch = []
 {moves}
-    return batch, labels[index]
+    donors = steps.get(f"extra.step.{{i}}.labels")
+    return batch, labels[index if donors is None else donors]
+
+
+def fails(what):
+    print(f"step {{i + 1}}: {{what}}")
+    sys.exit(1)
 
 
 def broken(name, tensor):
     if not torch.isfinite(tensor).all():
-        kind = "NaN" if tensor.isnan().any() else "Inf"
-        print(f"step {{i + 1}}: {{kind}} in the training {{name}}")
-        sys.exit(1)
+        fails(f"{{'NaN' if tensor.isnan().any() else 'Inf'}} in the training {{name}}")
 
 
+def probe():
+    """The probe batch's (the first {probe_size} examples as they are) mean loss, and each
+    ReLU layer's share of units never positive on it; in eval mode, changing nothing."""
+    shares = {{}}
+
+    def seen(name, out):
+        shares.setdefault(name, float((out.reshape(out.shape[0], -1).amax(0) <= 0).float().mean()))
+
+    hooks = [m.register_forward_hook(lambda m, a, out, name=name: seen(name, out))
+             for name, m in model.named_modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))]
+    batch, y = [x[:{probe_size}] for x in inputs], labels[:{probe_size}]
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        loss = float(target.loss(model({call}), y).mean())
+    model.train()
+    for hook in hooks:
+        hook.remove()
+    return loss, max(shares.items(), key=lambda item: item[1], default=("", 0.0))
+
+
+start_loss = probe()[0]
+model.train()
+torch.manual_seed({seed})
 for i in range({steps}):
     batch, y = moved(i)
 {step}
-print("trained {steps} steps: nothing went non-finite")
+{checks}
+print("trained {steps} steps: nothing broke")
 '''
 
 DEFAULT_STEP = '''    optimizer.zero_grad()
@@ -71,10 +103,11 @@ DEFAULT_STEP = '''    optimizer.zero_grad()
     print(f"step {{i + 1}}: loss {{loss.item():.6g}}")
     broken("loss", loss)
     loss.backward()
-    for name, p in model.named_parameters():
-        if p.grad is not None:
-            broken(f"gradient of {{name}}", p.grad)
-    optimizer.step()
+    grads = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    for name, grad in grads:
+        broken(f"gradient of {{name}}", grad)
+    norm = float(sum(grad.double().square().sum() for _, grad in grads)) ** 0.5
+{exploding}    optimizer.step()
     for name, p in model.named_parameters():
         broken(f"parameter {{name}}", p)
         for key, value in optimizer.state.get(p, {{}}).items():
@@ -84,8 +117,26 @@ DEFAULT_STEP = '''    optimizer.zero_grad()
 USERS_STEP = '''    loss = target.train_step(model, ({call}, y), optimizer)
     print(f"step {{i + 1}}: loss {{float(loss):.6g}}")
     broken("loss", torch.as_tensor(float(loss)))
+    norm = float("nan")
     for name, p in model.named_parameters():
         broken(f"parameter {{name}}", p)'''
+
+EXPLODING = '''    if norm > {limit!r}:
+        fails(f"gradient norm {{norm:.3g}} > {limit:g}")
+'''
+
+#: The checks after a step, by objective, in the order the engine makes them.
+CHECKS = {
+    "dead": '''    if share >= {config.dead_share!r}:
+        fails(f"{{share:.0%}} of ReLU layer '{{layer}}' inactive on the probe")''',
+    "diverge": '''    if not probe_loss <= {config.diverge_factor!r} * start_loss:
+        fails(f"probe loss {{probe_loss:.4g}} > {config.diverge_factor:g}x its start {{start_loss:.4g}}")''',
+}
+USER_CHECK = '''    state = types.SimpleNamespace(step=i + 1, loss=float(loss), gradient_norm=norm, model=model,
+                                  optimizer=optimizer, inputs=batch, labels=y)
+    for objective in target.train_objectives():
+        if objective.__name__ in {names!r} and objective(state):
+            fails(f"objective {{objective.__name__}} returned True")'''
 
 
 def training_script(target_path: Path, failure: Failure, domain: Domain, names: tuple[str, ...] | None,
@@ -107,14 +158,26 @@ def training_script(target_path: Path, failure: Failure, domain: Domain, names: 
     moves = "\n".join(_move(position, field) for position, field in enumerate(domain.fields))
     call = (", ".join(f"**{{{name!r}: batch[{position}]}}" for position, name in enumerate(names))
             if names else "*batch")
+    exploding = (EXPLODING.format(limit=config.exploding_norm)
+                 if "exploding" in config.objectives else "")
     step = (USERS_STEP if has_train_step else DEFAULT_STEP).format(
-        call=f"dict(zip({list(names)!r}, batch))" if names and has_train_step else call)
+        call=f"dict(zip({list(names)!r}, batch))" if names and has_train_step else call,
+        exploding=exploding)
+    checks = [CHECKS[name].format(config=config) for name in CHECKS if name in config.objectives]
+    if checks:
+        checks.insert(0, "    probe_loss, (layer, share) = probe()")
+    users = [name for name in config.objectives if name not in CHECKS
+             and name not in ("nonfinite", "exploding")]
+    if users:
+        checks.append(USER_CHECK.format(names=users))
     return TEMPLATE.format(
         reproducer_name=Path(str(failure.path)).name, detail=failure.detail,
         script_name=script_name, target=str(target_path.resolve()),
         reproducer=str(Path(str(failure.path)).resolve()),
         folder=str(target_path.resolve().parent), data=data, optimizer=optimizer,
-        seed=trajectory.seed, moves=moves, steps=len(trajectory), step=step)
+        hyperparameters={k: v for k, v in trajectory.values.items() if k != "batch_size"},
+        seed=trajectory.seed, moves=moves, steps=len(trajectory), step=step,
+        checks="\n".join(checks), call=call, probe_size=PROBE_SIZE)
 
 
 def _move(position: int, field: Field) -> str:

@@ -37,6 +37,13 @@ class TrainConfig:
     #: 0.1 those were 1 and 4 of 6. GRIST moved unnormalised inputs by 0.15 per step,
     #: accumulated over its run.
     guided_step: float = 0.5
+    #: --objective: the training objectives to check (empty: every one).
+    objectives: tuple[str, ...] = ()
+    #: --exploding-norm, --diverge-factor, --dead-share: the objectives' thresholds (the
+    #: README's *Training objectives* says how they were measured).
+    exploding_norm: float = 1e5
+    diverge_factor: float = 10.0
+    dead_share: float = 0.9
 
     def check(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -48,11 +55,18 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')}={getattr(self, name)} must be at "
                                  "least 1.")
+        if not (self.exploding_norm > 0 and self.diverge_factor > 1 and 0 < self.dead_share <= 1):
+            raise UsageError("--exploding-norm must be above 0, --diverge-factor above 1 and "
+                             "--dead-share within (0, 1].")
 
     def metadata(self) -> dict[str, str]:
         """What a training reproducer records of the options, to train the same way again."""
         return {"train_optimizer": self.optimizer, "train_lr": repr(self.lr),
-                "train_batch_size": str(self.batch_size)}
+                "train_batch_size": str(self.batch_size),
+                "train_objectives": ",".join(self.objectives),
+                "train_exploding_norm": repr(self.exploding_norm),
+                "train_diverge_factor": repr(self.diverge_factor),
+                "train_dead_share": repr(self.dead_share)}
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], origin: str) -> "TrainConfig":
@@ -61,7 +75,15 @@ class TrainConfig:
         try:
             return cls(optimizer=metadata.get("train_optimizer", cls.optimizer),
                        lr=float(metadata.get("train_lr", cls.lr)),
-                       batch_size=int(metadata.get("train_batch_size", cls.batch_size)))
+                       batch_size=int(metadata.get("train_batch_size", cls.batch_size)),
+                       # Reproducers written before the other objectives checked nonfinite.
+                       objectives=tuple(n for n in metadata.get("train_objectives",
+                                                                "nonfinite").split(",") if n),
+                       exploding_norm=float(metadata.get("train_exploding_norm",
+                                                         cls.exploding_norm)),
+                       diverge_factor=float(metadata.get("train_diverge_factor",
+                                                         cls.diverge_factor)),
+                       dead_share=float(metadata.get("train_dead_share", cls.dead_share)))
         except ValueError as error:
             raise ReproducerError(f"{origin}: not a valid training reproducer: {error}.") from None
 

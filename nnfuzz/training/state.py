@@ -1,11 +1,10 @@
 """One copy of the target's model being trained along a trajectory, step by step, each step
-judged: a non-finite loss, gradient or parameter ends it (the training ``nonfinite``)."""
+judged by the run's training objectives (nnfuzz.training.objectives)."""
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import torch
 
@@ -13,38 +12,29 @@ from nnfuzz.domain import arguments, call
 from nnfuzz.errors import TargetError, first_line, user_traceback
 from nnfuzz.reading import primary_output
 from nnfuzz.target import Target
+from nnfuzz.training import hyperparameters
+from nnfuzz.training.objectives import Broken, Judge, StepView
 from nnfuzz.training.setup import TrainConfig, TrainingSet, loss_of, make_optimizer
 from nnfuzz.training.trajectory import Step
 
-
-@dataclass(frozen=True)
-class Broken:
-    """What went non-finite, at which step (counted from 1): where (``loss``, ``gradient of
-    P``, ``parameter P``, ``optimizer state S of P``) and what (NaN or Inf)."""
-
-    where: str
-    kind: str
-    step: int
-
-    @property
-    def signature(self) -> str:
-        return f"train-nonfinite:{self.where}"
-
-    @property
-    def detail(self) -> str:
-        return f"{self.kind} in the training {self.where} at step {self.step}"
+#: Where and what a check found: (objective, what, where).
+Found = tuple[str, str, str]
 
 
 class TrainingState:
     """A copy of the target's model (never the user's object, which nnfuzz never trains: its
-    weights are the starting state) and its optimizer, trained step by step on batches of
-    ``data``."""
+    weights are the starting state) and its optimizer at ``values`` (the trajectory's
+    hyperparameters), trained step by step on batches of ``data``."""
 
-    def __init__(self, target: Target, data: TrainingSet, config: TrainConfig) -> None:
+    def __init__(self, target: Target, data: TrainingSet, config: TrainConfig,
+                 judge: Judge | None = None, values: dict[str, float] | None = None) -> None:
         self.target, self.data, self.config = target, data, config
+        #: The run's objectives (measured once per run; made here for a state on its own).
+        self.judge = judge or Judge(target, data, config)
         self.model = copy.deepcopy(target.model)
         self.model.train()
         self.optimizer = make_optimizer(target, self.model, config)
+        hyperparameters.apply(self.optimizer, values or {})
         self.named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
         #: The last step's loss, and the gradient's norm (0 before any step).
         self.loss = math.nan
@@ -57,35 +47,37 @@ class TrainingState:
         inputs = tuple(t[step.indices] for t in self.data.inputs)
         moved = tuple(t if delta is None else field.clamp(t + delta.to(t.dtype))
                       for t, delta, field in zip(inputs, step.deltas, self.data.domain.fields))
-        return moved, self.data.labels[step.indices]
+        return moved, self.data.labels[step.indices if step.labels is None else step.labels]
 
-    def apply(self, step: Step) -> Broken | None:
-        """One optimizer step along ``step``; what went non-finite, or None."""
+    def apply(self, step: Step, judged: bool = True) -> Broken | None:
+        """One optimizer step along ``step``; the first objective that fired, or None.
+        ``judged=False`` (a step already judged when it was new, replayed to re-derive a
+        state) checks only what the step itself computes, not the probe."""
         self.steps += 1
-        found = self._step(*self.batch(step))
-        return None if found is None else Broken(*found, step=self.steps)
+        inputs, labels = self.batch(step)
+        found = self._step(inputs, labels)
+        if found is None and judged:
+            found = self.judge.after_step(StepView(self.steps, self.loss, self.gradient_norm,
+                                                   self.model, self.optimizer, inputs, labels))
+        return None if found is None else Broken(found[0], found[1], self.steps, found[2])
 
-    def _step(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> tuple[str, str] | None:
-        """The step itself; where and what went non-finite, or None."""
+    def _step(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> Found | None:
+        """The step itself; what it found non-finite or exploding, or None."""
         if self.target.train_step is not None:
             return self._users_step(inputs, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss = self._loss(inputs, labels)
         self.loss = float(loss.detach())
         if not math.isfinite(self.loss):
-            return "loss", _kind(self.loss)
+            return _nonfinite("loss", self.loss)
         loss.backward()
-        grads = [(name, p.grad) for name, p in self.named if p.grad is not None]
-        for name, grad in grads:
-            if not bool(torch.isfinite(grad).all()):
-                return f"gradient of {name}", _kind_of(grad)
-        # In float64: a finite float32 gradient of 1e20 has a norm float32 cannot hold.
-        self.gradient_norm = math.sqrt(sum(float(grad.double().square().sum()) for _, grad in grads))
+        found = self._gradients()
+        if found is not None:
+            return found
         self.optimizer.step()
-        return self._broken_parameter()
+        return self._parameters()
 
-    def _users_step(self, inputs: tuple[torch.Tensor, ...],
-                    labels: torch.Tensor) -> tuple[str, str] | None:
+    def _users_step(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> Found | None:
         try:
             value = self.target.train_step(self.model, (arguments(inputs, self.data.names), labels),
                                            self.optimizer)
@@ -95,8 +87,38 @@ class TrainingState:
                               context=user_traceback(error)) from None
         self.loss = float(value.detach() if isinstance(value, torch.Tensor) else value)
         if not math.isfinite(self.loss):
-            return "loss", _kind(self.loss)
-        return self._broken_parameter()
+            return _nonfinite("loss", self.loss)
+        # Its gradients are its own (scaled by a GradScaler, clipped): not judged.
+        return self._parameters()
+
+    def _gradients(self) -> Found | None:
+        """A non-finite gradient (named), or one whose global norm explodes."""
+        grads = [(name, p.grad) for name, p in self.named if p.grad is not None]
+        if not grads:
+            return None
+        norms = _norms([g for _, g in grads])
+        if not bool(torch.isfinite(norms).all()):
+            for name, grad in grads:  # rare: say which; a finite float32 norm may overflow
+                if not bool(torch.isfinite(grad).all()):
+                    return _nonfinite(f"gradient of {name}", grad)
+            norms = torch.stack([g.double().norm() for _, g in grads])
+        self.gradient_norm = float(norms.square().sum().sqrt())
+        return self.judge.after_backward(self.gradient_norm)
+
+    def _parameters(self) -> Found | None:
+        """A parameter, or the optimizer's state of one (Adam's moments), gone non-finite:
+        one fused norm over them all, and a search for the name only when one is."""
+        tensors = [("parameter " + name, p.detach()) for name, p in self.named]
+        tensors += [(f"optimizer state {key} of {name}", value)
+                    for name, p in self.named
+                    for key, value in self.optimizer.state.get(p, {}).items()
+                    if isinstance(value, torch.Tensor) and value.is_floating_point()]
+        if bool(torch.isfinite(_norms([t for _, t in tensors])).all()):
+            return None
+        for where, tensor in tensors:
+            if not bool(torch.isfinite(tensor).all()):
+                return _nonfinite(where, tensor)
+        return None
 
     def _forward(self, inputs: tuple[torch.Tensor, ...]) -> object:
         """The model on a batch; the target's own exception (a forward that does not take a
@@ -110,17 +132,6 @@ class TrainingState:
 
     def _loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
         return loss_of(self.target, self._forward(inputs), labels)
-
-    def _broken_parameter(self) -> tuple[str, str] | None:
-        """A parameter, or the optimizer's state of one (Adam's moments), gone non-finite."""
-        for name, parameter in self.named:
-            if not bool(torch.isfinite(parameter).all()):
-                return f"parameter {name}", _kind_of(parameter)
-            for key, value in self.optimizer.state.get(parameter, {}).items():
-                if isinstance(value, torch.Tensor) and value.is_floating_point() \
-                        and not bool(torch.isfinite(value).all()):
-                    return f"optimizer state {key} of {name}", _kind_of(value)
-        return None
 
     def input_gradient(self, step: Step, toward: str) -> tuple[torch.Tensor | None, ...]:
         """The gradient, with respect to each float input of ``step``'s batch at the weights
@@ -155,10 +166,15 @@ class TrainingState:
         return torch.tensor([math.log10(abs(v) + 1e-12) for v in values], dtype=torch.float32)
 
 
-def _kind(value: float) -> str:
-    return "NaN" if math.isnan(value) else "Inf"
+def _norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Every tensor's norm, in float64, in one fused kernel where they share a dtype: NaN
+    where a tensor holds a NaN, Inf where it holds an Inf (or its float32 norm overflows)."""
+    norms = torch._foreach_norm(tensors)
+    if len({n.dtype for n in norms}) > 1:
+        norms = [n.double() for n in norms]
+    return torch.stack(norms).double()
 
 
-def _kind_of(tensor: torch.Tensor) -> str:
-    return "NaN" if bool(tensor.isnan().any()) else "Inf"
-
+def _nonfinite(where: str, value: float | torch.Tensor) -> Found:
+    nan = math.isnan(value) if isinstance(value, float) else bool(value.isnan().any())
+    return "nonfinite", f"{'NaN' if nan else 'Inf'} in the training {where}", where
