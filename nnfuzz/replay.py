@@ -18,6 +18,7 @@ from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.minimizer import minimize, reproduces, signature_check
 from nnfuzz.target import Target
 from nnfuzz.training.replay import is_training, retrain
+from nnfuzz.training.shrink import minimize_trajectory
 
 
 class Verdict(enum.Enum):
@@ -206,9 +207,8 @@ def exit_code(outcomes: list[ReplayOutcome]) -> int:
 def minimize_reproducer(target: Target, path: Path) -> tuple[Failure, Failure]:
     """The reproducer at ``path`` and its minimized copy (same objective and signature)."""
     failure = load_failure(path)
-    if is_training(failure):
-        raise UsageError(f"{path}: a training reproducer (nnfuzz train): minimizing its "
-                         "trajectory is not supported yet; replay it with nnfuzz replay.")
+    if is_training(failure):  # its trajectory shrunk: fewer steps, moves, labels changed
+        return failure, minimize_trajectory(target, failure)
     return failure, minimize_failure(_named_like(target, [path]), failure)
 
 

@@ -14,7 +14,9 @@ the same drivers, Campaign, output folder and replay as the fuzz loop (nnfuzz.dr
 - :mod:`nnfuzz.training.objectives`: what makes a step a failure, and the probe batch;
 - :mod:`nnfuzz.training.state`: one copy of the model being trained, step by step, judged;
 - :mod:`nnfuzz.training.engine`: the engine;
+- :mod:`nnfuzz.training.corpus`: the kept trajectories on disk (resume, workers);
 - :mod:`nnfuzz.training.replay`: re-training a saved trajectory;
 - :mod:`nnfuzz.training.script`: a saved trajectory as a plain PyTorch script;
+- :mod:`nnfuzz.training.shrink`: ``nnfuzz minimize``: a trajectory made smaller;
 - :mod:`nnfuzz.training.command`: ``nnfuzz train``.
 """

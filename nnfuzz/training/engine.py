@@ -28,10 +28,10 @@ from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
 from nnfuzz.training import hyperparameters
 from nnfuzz.training.objectives import Broken, Judge
+from nnfuzz.training.replay import trajectory_failure
 from nnfuzz.training.setup import TrainConfig, describe, state_sha256, training_set
 from nnfuzz.training.state import TrainingState
 from nnfuzz.training.trajectory import Step, Trajectory
-from nnfuzz.version import __version__
 
 #: How far apart two training states must lie (log10 units of loss and norms) to both be kept.
 THRESHOLD = 0.05
@@ -205,18 +205,7 @@ class Trainer:
     def _failure(self, broken: Broken, state: TrainingState, trajectory: Trajectory) -> Failure:
         """The failing step's batch as the input (as it was moved) and its seed (as it is),
         the whole trajectory as the reproducer's extra tensors."""
-        last = trajectory.steps[-1]
-        moved, labels = state.batch(last)
-        plain = tuple(t[last.indices] for t in self.data.inputs)
-        return Failure(
-            inputs=tuple(t.detach().cpu() for t in moved),
-            seed=tuple(t.detach().cpu() for t in plain), objective=broken.objective,
-            detail=broken.detail, signature=broken.signature,
-            label=labels.detach().cpu(), names=self.data.names, extra=trajectory.tensors(),
-            metadata={"engine": "train", "nnfuzz_version": __version__,
-                      "torch_version": torch.__version__, "target_sha256": self.target.sha256,
-                      "start_sha256": self.start_sha256, "run_seed": str(self.config.seed),
-                      **trajectory.metadata(),
-                      "found_after_execs": str(self.execs),
-                      "found_after_s": f"{time.monotonic() - self.started:.3f}",
-                      **self.training.metadata()})
+        return trajectory_failure(broken, state, trajectory, {
+            "target_sha256": self.target.sha256, "start_sha256": self.start_sha256,
+            "run_seed": str(self.config.seed), "found_after_execs": str(self.execs),
+            "found_after_s": f"{time.monotonic() - self.started:.3f}", **self.training.metadata()})

@@ -16,6 +16,7 @@ from nnfuzz.training.objectives import Broken, Judge
 from nnfuzz.training.setup import TrainConfig, state_sha256, training_set
 from nnfuzz.training.state import TrainingState
 from nnfuzz.training.trajectory import Trajectory
+from nnfuzz.version import __version__
 
 
 def is_training(failure: Failure) -> bool:
@@ -53,3 +54,21 @@ def train_along(target: Target, trajectory: Trajectory, config: TrainConfig) -> 
                 return broken
     return None
 
+
+def trajectory_failure(broken: Broken, state: TrainingState, trajectory: Trajectory,
+                       metadata: dict[str, str]) -> Failure:
+    """A training reproducer of ``trajectory``, whose last step broke: that step's batch as
+    the input (as it was moved), its examples as they are as the seed, the labels it trained
+    with, the whole trajectory as extra tensors; ``metadata`` (the run's, or the reproducer
+    it was minimized from) with the trajectory's own and the versions said anew. The engine
+    and the minimizer (nnfuzz.training.shrink) both build one, so that both replay alike."""
+    last = trajectory.steps[-1]
+    moved, labels = state.batch(last)
+    plain = tuple(t[last.indices] for t in state.data.inputs)
+    return Failure(
+        inputs=tuple(t.detach().cpu() for t in moved),
+        seed=tuple(t.detach().cpu() for t in plain), objective=broken.objective,
+        detail=broken.detail, signature=broken.signature,
+        label=labels.detach().cpu(), names=state.data.names, extra=trajectory.tensors(),
+        metadata={**metadata, "engine": "train", "nnfuzz_version": __version__,
+                  "torch_version": torch.__version__, **trajectory.metadata()})
