@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import torch
 
+from nnfuzz.drivers.engine import EngineFactory
 from nnfuzz.drivers.in_process import run_in_process
 from nnfuzz.config import FuzzConfig, FuzzResult
 from nnfuzz.errors import UsageError
@@ -61,23 +62,27 @@ def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None
 
 def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = None,
                 corpus: str | Path | None = None, reporter: Reporter | None = None,
-                workers: int = 1, ray: str | None = None, device: str | None = None) -> FuzzResult:
-    """Fuzz a loaded target file: what ``nnfuzz run`` does. One process, ``workers``
-    processes on this machine, or ``workers`` Ray actors (``ray``: auto, an address, or
-    local); each driver feeds one Campaign, so the output folder is the same."""
+                workers: int = 1, ray: str | None = None, device: str | None = None,
+                engine: EngineFactory | None = None) -> FuzzResult:
+    """Fuzz a loaded target file: what ``nnfuzz run`` does (``nnfuzz train`` with the
+    training ``engine``). One process, ``workers`` processes on this machine, or ``workers``
+    Ray actors (``ray``: auto, an address, or local); each driver feeds one Campaign, so the
+    output folder is the same."""
+    chosen = {"engine": engine} if engine is not None else {}
     out_path = Path(out) if out else None
     corpus_path = Path(corpus) if corpus else None
     if ray is not None:
         from nnfuzz.drivers.ray_actors import RayPool
 
         return RayPool(target, config, _needs_out(out_path), corpus_path, workers, ray,
-                       reporter or Reporter()).run()
+                       reporter or Reporter(), **chosen).run()
     if workers > 1:
         from nnfuzz.drivers.processes import WorkerPool
 
         return WorkerPool(target, config, _needs_out(out_path), corpus_path, workers, device,
-                          reporter or Reporter()).run()
-    return run_in_process(target, config, out=out_path, corpus=corpus_path, reporter=reporter)
+                          reporter or Reporter(), **chosen).run()
+    return run_in_process(target, config, out=out_path, corpus=corpus_path, reporter=reporter,
+                          **chosen)
 
 
 def _needs_out(out: Path | None) -> Path:

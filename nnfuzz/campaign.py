@@ -56,6 +56,7 @@ class Campaign:
         #: What the engines run on, for run.json; a driver sets them once set up.
         self.device = "cpu"
         self.coverage_layers: list[str] = []
+        self.engine_record: dict[str, object] = {}
 
     def engine_start(self, corpus: Path | None = None) -> EngineStart:
         """Where every engine of this run starts from: ``corpus`` (--corpus) and the output
@@ -78,6 +79,7 @@ class Campaign:
                            f"corpus {startup.corpus}, {len(self.known)} known failure(s)")
         self.device = startup.device
         self.coverage_layers = list(startup.coverage_layers)
+        self.engine_record = dict(startup.record)
 
     def close(self) -> None:
         """Let the next run have the output folder."""
@@ -153,7 +155,7 @@ class Campaign:
             elapsed_s=self.elapsed(), execs=progress.execs, failures=len(self.failures),
             hits=self.hits, known=len(self.known), earlier=self.earlier,
             snapshot=self.snapshot(progress), workers=self.workers,
-            coverage_layers=self.coverage_layers))
+            coverage_layers=self.coverage_layers, engine=self.engine_record))
 
     def finish(self, reason: StopReason, progress: Progress, *, record: bool = True) -> FuzzResult:
         """The last status line and run.json; ``record=False`` when there is no progress to

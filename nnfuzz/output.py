@@ -131,15 +131,21 @@ class OutputFolder:
         return [] if previous is None else runs_of(previous)
 
     @classmethod
-    def check_usable(cls, path: Path, target_name: str, target_sha256: str) -> None:
+    def check_usable(cls, path: Path, target_name: str, target_sha256: str,
+                     engine: str = "run") -> None:
         """What makes an existing folder unusable for a run (another run holds it; it holds
-        runs of another target), said before the target is loaded: loading a model and
-        running its seeds can take many seconds, and the run could not go on anyway."""
+        runs of another target, or of the other engine: ``nnfuzz run`` keeps inputs in its
+        corpus, ``nnfuzz train`` trajectories), said before the target is loaded: loading a
+        model and running its seeds can take many seconds, and the run could not go on."""
         if not path.is_dir():
             return
         folder = cls(path)
         try:
             folder.refuse_other_target(target_name, target_sha256)
+            other = (folder.previous_run() or {}).get("engine", "run")
+            if other != engine:
+                raise OutputError(f"{path} holds nnfuzz {other} runs, and this is nnfuzz "
+                                  f"{engine}: use another --out for each.")
         finally:
             folder.close()
 

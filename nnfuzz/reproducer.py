@@ -9,6 +9,8 @@ and ``seed.<name>`` for named inputs; string metadata), so loading it runs no co
 
 from __future__ import annotations
 
+import json
+
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +56,8 @@ class Failure:
             found = (f" (found after {self.metadata.get('found_after_execs', '?')} training steps, "
                      f"{float(self.metadata.get('found_after_s', 0)):.1f}s: a trajectory of "
                      f"{self.metadata.get('steps', '?')} steps, "
-                     f"{self.metadata.get('perturbed_steps', '?')} of them on moved inputs)")
+                     f"{self.metadata.get('perturbed_steps', '?')} of them on moved inputs or "
+                     f"labels{_hyperparameters(self.metadata.get('hyperparameters', '{}'))})")
         elif "found_after_execs" in self.metadata:
             found = (f" (found after {self.metadata['found_after_execs']} execs, "
                      f"{float(self.metadata.get('found_after_s', 0)):.1f}s, "
@@ -146,3 +149,13 @@ def reproducer_paths(paths: list[Path]) -> list[Path]:
         else:
             found.append(path)
     return found
+
+
+def _hyperparameters(saved: str) -> str:
+    """A training reproducer's hyperparameters as the failure line says them ("" if none)."""
+    try:
+        values = json.loads(saved)
+    except ValueError:
+        return ""
+    return "".join(f", {name} {value:.4g}" for name, value in sorted(values.items())
+                   if isinstance(value, (int, float)))

@@ -42,6 +42,8 @@ class WhatRan(TypedDict, total=False):
     stop_reason: str
     threshold: float | None
     coverage_layers: list[str]
+    #: Which engine ran: "run" (the fuzz loop) or "train".
+    engine: str
 
 
 class RunEntry(WhatRan, total=False):
@@ -73,9 +75,13 @@ def run_record(*, target: "Target", config: FuzzConfig, device: str, threshold: 
                started_at: datetime, reason: StopReason | None, elapsed_s: float, execs: int,
                failures: int, hits: Counter[str], known: int, earlier: list[RunEntry],
                snapshot: "Snapshot", workers: int | None = None,
-               coverage_layers: list[str] | tuple[str, ...] = ()) -> RunRecord:
-    """run.json (the README's *Output folder*): what ran, and totals across every run of the folder."""
+               coverage_layers: list[str] | tuple[str, ...] = (),
+               engine: dict[str, object] | None = None) -> RunRecord:
+    """run.json (the README's *Output folder*): what ran, and totals across every run of the
+    folder; ``engine``: what the engine asked to record besides (its name, its options)."""
+    engine = {"engine": "run", **(engine or {})}
     what_ran = {
+        "engine": engine["engine"],
         "target_sha256": target.sha256,
         "seeds_sha256": target.seeds_sha256,
         "run_seed": config.seed,
@@ -102,6 +108,7 @@ def run_record(*, target: "Target", config: FuzzConfig, device: str, threshold: 
         "target": str(target.path) if target.path else None,
         "threshold": threshold,
         "coverage_layers": list(coverage_layers),
+        **engine,
         **what_ran,
         "totals": {**totals, "runs": len(earlier) + 1, "new_failures": failures,
                    "known_failures": known, "hits": dict(every_hit)},

@@ -77,6 +77,8 @@ class StartUp:
     device: str
     #: The modules whose activations form the coverage vector ([]: the model's output).
     coverage_layers: tuple[str, ...]
+    #: What else run.json must record of this engine (the training engine: its options).
+    record: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,16 @@ OPTIMIZER_NAMES = ("adam", "sgd")
                                       "on the probe batch.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop at the first new failure.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes, each training its own trajectories, one output folder.")
+              help="Worker processes (or Ray actors), each training its own trajectories and "
+                   "taking in the others' from OUT/corpus, one output folder.")
+@click.option("--ray", "ray_address", metavar="auto|ADDRESS|local",
+              help="Run the --workers as Ray actors: on the cluster at ADDRESS, the one this "
+                   "machine belongs to (auto), or a Ray instance started here (local).")
 @handles_errors
 def train(target: Path, out: Path, max_time: float | None, runs: int | None, max_steps: int,
           batch_size: int, optimizer: str, lr: float, seed: int, objectives: tuple[str, ...],
           exploding_norm: float, diverge_factor: float, dead_share: float,
-          stop_on_failure: bool, workers: int) -> int:
+          stop_on_failure: bool, workers: int, ray_address: str | None) -> int:
     """Train copies of TARGET.py's model along searched trajectories (which examples, moved
     how, with which labels and hyperparameters); exit 1 when a step breaks in a new way (a
     NaN or Inf loss, gradient or parameter, an exploding gradient, a dead ReLU layer, a
@@ -56,8 +60,7 @@ def train(target: Path, out: Path, max_time: float | None, runs: int | None, max
     import functools
 
     from nnfuzz.config import FuzzConfig
-    from nnfuzz.drivers.in_process import run_in_process
-    from nnfuzz.drivers.processes import WorkerPool
+    from nnfuzz.api import fuzz_target
     from nnfuzz.output import OutputFolder
     from nnfuzz.status import TerminalReporter
     from nnfuzz.target import file_sha256, load_target
@@ -65,7 +68,7 @@ def train(target: Path, out: Path, max_time: float | None, runs: int | None, max
     from nnfuzz.training.setup import TrainConfig
 
     if target.is_file():
-        OutputFolder.check_usable(out, target.name, file_sha256(target))
+        OutputFolder.check_usable(out, target.name, file_sha256(target), engine="train")
     loaded = load_target(target, need_seeds=False)  # train_data() may give the examples
     training = TrainConfig(max_steps=max_steps, batch_size=batch_size, optimizer=optimizer, lr=lr,
                            objectives=objectives, exploding_norm=exploding_norm,
@@ -75,8 +78,7 @@ def train(target: Path, out: Path, max_time: float | None, runs: int | None, max
                         minimize=False)
     reporter = TerminalReporter(total_runs=runs, max_time=max_time)
     engine = functools.partial(Trainer, training=training)
-    if workers > 1:  # the same drivers as nnfuzz run --workers: each worker its own trajectories
-        result = WorkerPool(loaded, config, out, None, workers, None, reporter, engine=engine).run()
-    else:
-        result = run_in_process(loaded, config, out=out, reporter=reporter, engine=engine)
+    # The same drivers as nnfuzz run: one process, worker processes, or Ray actors.
+    result = fuzz_target(loaded, config, out=out, reporter=reporter, workers=workers,
+                         ray=ray_address, engine=engine)
     return run_exit_code(result, out)

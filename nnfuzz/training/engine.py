@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from nnfuzz.drivers.engine import EngineStart, FailureSink, Progress, StartUp
 from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
 from nnfuzz.training import hyperparameters
+from nnfuzz.training.corpus import TrajectoryFolder
 from nnfuzz.training.objectives import Broken, Judge
 from nnfuzz.training.replay import trajectory_failure
 from nnfuzz.training.setup import TrainConfig, describe, state_sha256, training_set
@@ -37,17 +39,29 @@ from nnfuzz.training.trajectory import Step, Trajectory
 THRESHOLD = 0.05
 #: Trajectories kept, at most: past it, only states farther than twice the threshold join.
 MAX_CORPUS = 512
-#: Share of new steps whose batch is moved along a gradient.
-GUIDED_SHARE = 0.5
-#: What a guided batch is moved toward: a higher loss (GRIST's move) or larger outputs.
-DIRECTIONS = ("loss", "saturation")
-#: Share of new steps that train some examples (up to half the batch) on other examples' labels.
-LABEL_NOISE_SHARE = 0.25
+@dataclass(frozen=True)
+class Search:
+    """How the engine searches. The defaults are nnfuzz train's; the training benchmark
+    also runs the searches a user has without it (plain training with reshuffled batches
+    and random hyperparameters) and GRIST's move alone, as settings of the same engine."""
+
+    #: Share of new steps whose batch is moved along a gradient.
+    guided_share: float = 0.5
+    #: What a guided batch is moved toward: a higher loss (GRIST's move) or larger outputs.
+    directions: tuple[str, ...] = ("loss", "saturation")
+    #: Share of new steps that train some examples (up to half the batch) on other
+    #: examples' labels.
+    label_noise_share: float = 0.25
+    #: Whether trajectories with a new end state are kept (and extended, cut back, given
+    #: other hyperparameters); without, every trajectory starts afresh.
+    coverage: bool = True
+    #: Share of fresh trajectories that train with the default hyperparameters.
+    defaults_share: float = 0.5
+
+
 #: Share of trajectories taken from the corpus that are cut back to an earlier step first,
 #: and (where HYPERPARAMETERS give ranges) that keep their steps with one value drawn anew.
 CUT_SHARE, REDRAW_SHARE = 0.25, 0.1
-#: Share of fresh trajectories that train with the default hyperparameters.
-DEFAULTS_SHARE = 0.5
 
 
 class Trainer:
@@ -55,10 +69,11 @@ class Trainer:
     ``functools.partial(Trainer, training=TrainConfig(...))``."""
 
     def __init__(self, target: Target, config: FuzzConfig, sink: FailureSink,
-                 start: EngineStart = EngineStart(), *, training: TrainConfig = TrainConfig()) -> None:
+                 start: EngineStart = EngineStart(), *, training: TrainConfig = TrainConfig(),
+                 search: Search = Search()) -> None:
         config.check()
         training.check()
-        self.target, self.config, self.sink = target, config, sink
+        self.target, self.config, self.sink, self.search = target, config, sink, search
         self.data = training_set(target)
         self.judge = Judge(target, self.data, training)
         # What a reproducer records: the objectives this run checked, by name.
@@ -72,6 +87,8 @@ class Trainer:
         self.root = Trajectory(seed=config.seed, hyperparameters=self.defaults)
         self.corpus: list[Trajectory] = [Trajectory(seed=-1)]  # stands for a fresh trajectory
         self.kept: list[torch.Tensor] = []
+        self.folder = TrajectoryFolder(start.folder, self.start_sha256, len(self.data.inputs))
+        self.resumed = self.import_shared()
         self.execs = 0
         self.started = time.monotonic()
 
@@ -80,6 +97,8 @@ class Trainer:
     def startup(self) -> StartUp:
         infos = [describe(self.training, self.target) + f"; {self.data.size} training examples",
                  self.judge.describe()]
+        if self.resumed:
+            infos.append(f"resumed {self.resumed} trajectories from the output folder")
         if self.ranges:
             infos.append("hyperparameters searched: " + ", ".join(
                 f"{name} in [{low:g}, {high:g}] (default {dict(self.defaults)[name]:g})"
@@ -88,7 +107,10 @@ class Trainer:
                        domain_warnings=tuple(self.data.domain.warnings(self.target.path is None)),
                        warnings=(), infos=tuple(infos),
                        threshold=THRESHOLD, threshold_from="training states, log10 units",
-                       corpus=len(self.corpus), device="cpu", coverage_layers=())
+                       corpus=len(self.corpus), device="cpu", coverage_layers=(),
+                       record={"engine": "train",
+                               "train_options": dataclasses.asdict(self.training),
+                               "hyperparameter_ranges": self.ranges})
 
     def step(self) -> None:
         """Take a trajectory (mutated, or a fresh one), train along it, extend it, judge each
@@ -105,8 +127,11 @@ class Trainer:
                     return
             new = self._extend(state, parent)
         child = parent.extended(new)
-        if len(child) < self.training.max_steps and new and self._novel(state.vector()):
+        vector = state.vector()
+        if self.search.coverage and len(child) < self.training.max_steps and new \
+                and self._novel(vector):
             self.corpus.append(child)
+            self.folder.save(child, vector)
 
     def _parent(self) -> tuple[Trajectory, bool]:
         """A trajectory to extend, and whether its steps must be judged again (where its
@@ -130,7 +155,8 @@ class Trainer:
         if self.execs == 0:
             return self.root
         seed = int(torch.randint(2**31 - 1, (1,), generator=self.rng))
-        fresh = float(torch.rand((), generator=self.rng)) >= DEFAULTS_SHARE and self.ranges
+        fresh = float(torch.rand((), generator=self.rng)) >= self.search.defaults_share \
+            and self.ranges
         values = hyperparameters.draw(self.ranges, self.rng) if fresh else self.defaults
         return Trajectory(seed=seed, hyperparameters=values)
 
@@ -152,14 +178,15 @@ class Trainer:
     def _next_step(self, state: TrainingState, size: int) -> Step:
         indices = torch.randperm(self.data.size, generator=self.rng)[:size]
         labels = None
-        if float(torch.rand((), generator=self.rng)) < LABEL_NOISE_SHARE:
+        if float(torch.rand((), generator=self.rng)) < self.search.label_noise_share:
             share = 0.5 * float(torch.rand((), generator=self.rng))
             donors = torch.randint(self.data.size, (size,), generator=self.rng)
             labels = torch.where(torch.rand(size, generator=self.rng) < share, donors, indices)
         plain = Step(indices, tuple(None for _ in self.data.inputs), labels)
-        if float(torch.rand((), generator=self.rng)) >= GUIDED_SHARE:
+        if float(torch.rand((), generator=self.rng)) >= self.search.guided_share:
             return plain
-        toward = DIRECTIONS[int(torch.randint(len(DIRECTIONS), (), generator=self.rng))]
+        directions = self.search.directions
+        toward = directions[int(torch.randint(len(directions), (), generator=self.rng))]
         gradients = state.input_gradient(plain, toward)
         scale = self.training.guided_step * float(torch.rand((), generator=self.rng))
         deltas = tuple(None if g is None or not field.mutable else
@@ -176,8 +203,14 @@ class Trainer:
         self.kept.append(vector)
         return True
 
-    def import_shared(self) -> None:
-        """Trajectories live in this engine's memory: there is nothing on disk to take in."""
+    def import_shared(self) -> int:
+        """Take in the trajectories saved in the output folder that this engine has not seen
+        (a killed run's, other workers'); how many."""
+        new = self.folder.new()
+        for trajectory, vector in new:
+            self.corpus.append(trajectory)
+            self.kept.append(vector)
+        return len(new)
 
     def progress(self) -> Progress:
         elapsed = time.monotonic() - self.started
@@ -197,6 +230,10 @@ class Trainer:
     # --- failures ------------------------------------------------------------------------
 
     def _report(self, broken: Broken, state: TrainingState, trajectory: Trajectory) -> None:
+        """A failure to the sink; a non-finite step when --objective left nonfinite out ends
+        its trajectory (nothing trains on past a NaN) without a report."""
+        if broken.objective not in self.judge.on:
+            return
         self.sink.hit(broken.signature)
         if self.sink.is_known(broken.signature):
             return

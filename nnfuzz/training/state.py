@@ -51,10 +51,14 @@ class TrainingState:
 
     def apply(self, step: Step, judged: bool = True) -> Broken | None:
         """One optimizer step along ``step``; the first objective that fired, or None.
-        ``judged=False`` (a step already judged when it was new, replayed to re-derive a
-        state) checks only what the step itself computes, not the probe."""
+        ``judged=False``: a step already judged when it was new, replayed to re-derive a
+        state — training is deterministic on the CPU, so it is trained as a plain loop
+        would, unchecked (most of the engine's steps are such replays)."""
         self.steps += 1
         inputs, labels = self.batch(step)
+        if not judged:
+            self._replay(inputs, labels)
+            return None
         found = self._step(inputs, labels)
         if found is None and judged:
             found = self.judge.after_step(StepView(self.steps, self.loss, self.gradient_norm,
@@ -77,7 +81,16 @@ class TrainingState:
         self.optimizer.step()
         return self._parameters()
 
-    def _users_step(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> Found | None:
+    def _replay(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> None:
+        if self.target.train_step is not None:
+            self._users_step(inputs, labels, judged=False)
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        self._loss(inputs, labels).backward()
+        self.optimizer.step()
+
+    def _users_step(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor,
+                    judged: bool = True) -> Found | None:
         try:
             value = self.target.train_step(self.model, (arguments(inputs, self.data.names), labels),
                                            self.optimizer)
@@ -85,6 +98,8 @@ class TrainingState:
             raise TargetError(f"{self.target.origin}: train_step() raised "
                               f"{type(error).__name__}: {first_line(error)}",
                               context=user_traceback(error)) from None
+        if not judged:
+            return None
         self.loss = float(value.detach() if isinstance(value, torch.Tensor) else value)
         if not math.isfinite(self.loss):
             return _nonfinite("loss", self.loss)

@@ -101,3 +101,22 @@ def test_an_address_with_no_cluster_is_one_error(tmp_path: Path, healthy_target:
     result = invoke("run", healthy_target, "--out", tmp_path / "out", "--ray",
                     f"127.0.0.1:{free_port()}", "--workers", 2, "--runs", 100)
     assert_one_error_line(result, "cannot reach a Ray cluster")
+
+
+def test_nnfuzz_train_runs_on_ray_actors_into_one_folder(cluster: str, tmp_path: Path) -> None:
+    example = Path(nnfuzz.__file__).resolve().parents[1] / "examples" / "train_bce.py"
+    target = tmp_path / "train_bce.py"
+    target.write_text(example.read_text())
+    out = tmp_path / "out"
+    run = Process("train", target, "--out", out, "--ray", cluster, "--workers", 2,
+                  "--objective", "nonfinite", "--stop-on-failure", "--max-time", 120, cwd=tmp_path)
+    code = run.wait(timeout=240)
+    assert code == 1, run.stderr
+    assert "Traceback" not in run.stderr and "ERROR" not in run.stderr, run.stderr
+    (crash,) = (out / "crashes").glob("*.safetensors")
+    assert nnfuzz.load_failure(crash).metadata["engine"] == "train"
+    assert list((out / "corpus").glob("trajectory-*.safetensors")), "trajectories reached OUT"
+    record = json.loads((out / "run.json").read_text())
+    assert record["engine"] == "train" and record["runs"][0]["workers"] == 2
+    replayed = invoke("replay", target, crash)
+    assert replayed.exit_code == 1 and "still fails" in replayed.output
