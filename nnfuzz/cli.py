@@ -208,7 +208,9 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
                    "[default: replace REPRODUCER].")
 @handles_errors
 def minimize(target: Path, reproducer: Path, output: Path | None) -> int:
-    """Minimize REPRODUCER toward its seed while the same failure fires; replaces it (or -o PATH)."""
+    """Minimize REPRODUCER toward its seed (a training reproducer: its trajectory, to fewer
+    steps and perturbations and the default hyperparameters) while the same failure fires;
+    replaces it (or -o PATH)."""
     from nnfuzz.output import save_minimized
     from nnfuzz.replay import minimize_reproducer
     from nnfuzz.reproducer import replay_command
@@ -221,7 +223,9 @@ def minimize(target: Path, reproducer: Path, output: Path | None) -> int:
     if note.startswith("unchanged:"):
         click.echo(f"INFO: minimization changed nothing: {note.split(':', 1)[1].strip()}", err=True)
     else:
-        click.echo(f"INFO: distance from the seed: {note}", err=True)
+        what = ("the trajectory" if smaller.metadata.get("engine") == "train"
+                else "distance from the seed")
+        click.echo(f"INFO: {what}: {note}", err=True)
     click.echo(f"minimized: {path}")
     click.echo(f"  replay: {replay_command(target, path)}")
     return 0

@@ -66,7 +66,8 @@ class Failure:
         if minimized.startswith("unchanged:"):
             found += f" (minimization changed nothing: {minimized.split(':', 1)[1].strip()})"
         elif minimized:
-            found += f" (minimized toward its seed: {minimized})"
+            toward = "its trajectory" if self.metadata.get("engine") == "train" else "toward its seed"
+            found += f" (minimized {toward}: {minimized})"
         return f"{self.objective}: {self.detail}{found}{where}"
 
     @property
