@@ -115,9 +115,10 @@ class Judge:
                                  f"{self.config.exploding_norm:g}", "")
         return None
 
-    def after_step(self, view: StepView) -> tuple[str, str, str] | None:
-        """The probe's objectives, then the target's, on the weights the step left."""
-        if self.probes:
+    def after_step(self, view: StepView, probe: bool = True) -> tuple[str, str, str] | None:
+        """The probe's objectives (where ``probe``), then the target's, on the weights the
+        step left."""
+        if self.probes and probe:
             loss, dead = self.probe_loss(view.model)
             if "dead" in self.on and dead is not None:
                 name, share = dead

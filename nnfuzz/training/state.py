@@ -49,11 +49,12 @@ class TrainingState:
                       for t, delta, field in zip(inputs, step.deltas, self.data.domain.fields))
         return moved, self.data.labels[step.indices if step.labels is None else step.labels]
 
-    def apply(self, step: Step, judged: bool = True) -> Broken | None:
+    def apply(self, step: Step, judged: bool = True, probe: bool = True) -> Broken | None:
         """One optimizer step along ``step``; the first objective that fired, or None.
         ``judged=False``: a step already judged when it was new, replayed to re-derive a
         state — training is deterministic on the CPU, so it is trained as a plain loop
-        would, unchecked (most of the engine's steps are such replays)."""
+        would, unchecked (most of the engine's steps are such replays). ``probe=False``
+        leaves out the probe batch's objectives (``dead``, ``diverge``) for this step."""
         self.steps += 1
         inputs, labels = self.batch(step)
         if not judged:
@@ -62,7 +63,8 @@ class TrainingState:
         found = self._step(inputs, labels)
         if found is None and judged:
             found = self.judge.after_step(StepView(self.steps, self.loss, self.gradient_norm,
-                                                   self.model, self.optimizer, inputs, labels))
+                                                   self.model, self.optimizer, inputs, labels),
+                                          probe)
         return None if found is None else Broken(found[0], found[1], self.steps, found[2])
 
     def _step(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> Found | None:
