@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only finding,chains,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]``.
+"""``python -m benchmarks [--quick] [--only finding,chains,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes,training]``.
 
 Runs the measurement harness's sections in this order, each writing
 benchmarks/results/<section>[-quick].md and its plot, then rebuilds
@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from benchmarks import (chains, finding_section, index, index_params, memory, minimization,
-                        real_architectures, report, runtimes, scaling, throughput,
+                        real_architectures, report, runtimes, scaling, throughput, training,
                         workers_finding)
 
 SECTIONS: dict[str, Callable[[bool], object]] = {
@@ -33,6 +33,7 @@ SECTIONS: dict[str, Callable[[bool], object]] = {
     "scaling": scaling.run,
     "workers-finding": workers_finding.run,
     "runtimes": runtimes.run,
+    "training": training.run,
 }
 
 

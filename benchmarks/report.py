@@ -24,7 +24,7 @@ RESULTS_MD = BENCHMARKS / "RESULTS.md"
 #: Sections of RESULTS.md, in order: the stem of each results file.
 SECTIONS = ("finding", "chains", "chains-bisect", "real-architectures", "tensorfuzz-nans", "tensorfuzz-quantization",
             "tensorfuzz-bar", "minimization", "throughput", "index", "index-params", "memory",
-            "scaling", "workers-finding", "runtimes")
+            "scaling", "workers-finding", "runtimes", "training")
 
 FINDING_TITLE = "## Finding the zoo's bugs: executions to the first failure"
 FINDING_DESCRIPTION = ("nnfuzz against the searchers given the same budget: random mutation "

@@ -101,3 +101,16 @@ def test_a_results_section_ends_with_its_load_and_is_flagged_when_measured_busy(
     assert "0.30 at the start, 0.40 at the end" in quiet and "under load" not in quiet
     monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 0.0, 0.0))
     assert "**Measured under load** (above 1.5 on 2 cores)" in load_line("load average 0.30 at the start")
+
+
+def test_the_training_benchmark_runs_its_three_searches_and_measures_clean_training() -> None:
+    from benchmarks.training import ZOO, clean_maxima, search
+
+    target = ZOO / "lr_diverges.py"
+    # The top of its lr range diverges within steps; plain training draws lr in range too.
+    found, steps, _, rate = search(target, "nnfuzz train", 20_000, 0)
+    assert found and 0 < steps <= 20_000 and rate > 0
+    # GRIST's move keeps the default lr, which trains cleanly on this target: 10 restarts.
+    assert search(target, "GRIST's move alone", 640, 0)[:2] == (False, 640)
+    norm, dead, ratio = clean_maxima(target, shuffles=2)
+    assert 0 < norm < 1e5 and dead == 0.0 and 0 < ratio < 10, "clean training stays clean"
