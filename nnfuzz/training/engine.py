@@ -47,6 +47,16 @@ class Search:
 
     #: Share of new steps whose batch is moved along a gradient.
     guided_share: float = 0.5
+    #: Share of guided batches moved the whole width (each input to the bound its gradient
+    #: points at), like the fuzz loop's edge operator: some bugs need every input there.
+    edge_share: float = 0.25
+    #: Share of new steps whose batch has one input position put at one bound in every
+    #: example (a feature constant across the batch).
+    constant_share: float = 0.1
+    #: Share of fresh trajectories that train plainly (no move, no label noise) for their
+    #: first 8, 16, ... steps (drawn below --max-steps): weights grown as ordinary training
+    #: grows them, which a guided step then breaks.
+    plain_prefixes: float = 0.5
     #: What a guided batch is moved toward: a higher loss (GRIST's move) or larger outputs.
     directions: tuple[str, ...] = ("loss", "saturation")
     #: Share of new steps that train some examples (up to half the batch) on other
@@ -164,7 +174,12 @@ class Trainer:
         fresh = float(torch.rand((), generator=self.rng)) >= self.search.defaults_share \
             and self.ranges
         values = hyperparameters.draw(self.ranges, self.rng) if fresh else self.defaults
-        return Trajectory(seed=seed, hyperparameters=values)
+        plain_until = 0
+        if float(torch.rand((), generator=self.rng)) < self.search.plain_prefixes:
+            blocks = max(1, self.training.max_steps // self.training.extension)
+            plain_until = self.training.extension * int(torch.randint(1, blocks + 1, (1,),
+                                                                       generator=self.rng))
+        return Trajectory(seed=seed, hyperparameters=values, plain_until=plain_until)
 
     def _extend(self, state: TrainingState, parent: Trajectory) -> list[Step]:
         new: list[Step] = []
@@ -172,7 +187,7 @@ class Trainer:
         size = min(hyperparameters.batch_size(parent.values, self.training.batch_size),
                    self.data.size)
         for number in range(room):
-            step = self._next_step(state, size)
+            step = self._next_step(state, size, len(parent) + number < parent.plain_until)
             probe = (number + 1) % PROBE_EVERY == 0 or number == room - 1
             broken = state.apply(step, probe=probe)
             self.execs += 1
@@ -186,24 +201,48 @@ class Trainer:
                 break
         return new
 
-    def _next_step(self, state: TrainingState, size: int) -> Step:
+    def _next_step(self, state: TrainingState, size: int, plain: bool = False) -> Step:
         indices = torch.randperm(self.data.size, generator=self.rng)[:size]
+        if plain:
+            return Step(indices, tuple(None for _ in self.data.inputs))
         labels = None
         if float(torch.rand((), generator=self.rng)) < self.search.label_noise_share:
             share = 0.5 * float(torch.rand((), generator=self.rng))
             donors = torch.randint(self.data.size, (size,), generator=self.rng)
             labels = torch.where(torch.rand(size, generator=self.rng) < share, donors, indices)
         plain = Step(indices, tuple(None for _ in self.data.inputs), labels)
+        if float(torch.rand((), generator=self.rng)) < self.search.constant_share:
+            return Step(indices, self._constant_feature(indices), labels)
         if float(torch.rand((), generator=self.rng)) >= self.search.guided_share:
             return plain
         directions = self.search.directions
         toward = directions[int(torch.randint(len(directions), (), generator=self.rng))]
         gradients = state.input_gradient(plain, toward)
         scale = self.training.guided_step * float(torch.rand((), generator=self.rng))
+        if float(torch.rand((), generator=self.rng)) < self.search.edge_share:
+            scale = 1.0  # the edge move: every input to the bound its gradient points at
         deltas = tuple(None if g is None or not field.mutable else
                        (scale * field.width * g.sign()).to(torch.float32)
                        for g, field in zip(gradients, self.data.domain.fields))
         return Step(indices, deltas, labels)
+
+    def _constant_feature(self, indices: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """Moves that put one value of each example (the same position in each) at the same
+        bound across the batch: a feature that is constant in a batch (a missing value, a
+        padded position), which a normalisation by the batch's spread divides by."""
+        deltas: list[torch.Tensor | None] = []
+        for tensor, field in zip(self.data.inputs, self.data.domain.fields):
+            batch = tensor[indices]
+            if not field.mutable or batch[0].numel() == 0:
+                deltas.append(None)
+                continue
+            flat = batch.reshape(batch.shape[0], -1).to(torch.float32)
+            position = int(torch.randint(flat.shape[1], (1,), generator=self.rng))
+            bound = field.low if float(torch.rand((), generator=self.rng)) < 0.5 else field.high
+            delta = torch.zeros_like(flat)
+            delta[:, position] = float(bound) - flat[:, position]
+            deltas.append(delta.reshape(batch.shape))
+        return tuple(deltas)
 
     def _novel(self, vector: torch.Tensor) -> bool:
         if not bool(torch.isfinite(vector).all()):

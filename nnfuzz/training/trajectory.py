@@ -53,6 +53,9 @@ class Trajectory:
     seed: int
     steps: tuple[Step, ...] = ()
     hyperparameters: Hyper = ()
+    #: The search's, not saved: its steps before this one are drawn plain (no move, no label
+    #: noise), and so are its children's.
+    plain_until: int = 0
 
     def __len__(self) -> int:
         return len(self.steps)

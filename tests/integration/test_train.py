@@ -5,6 +5,7 @@ fixed once the bug is, an error when the starting weights differ."""
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 from pathlib import Path
 
@@ -46,9 +47,9 @@ def test_plain_training_of_the_example_does_not_break_in_64_steps(example: Path)
 def test_train_finds_the_nan_loss_and_replay_says_still_fails_then_fixed(example: Path) -> None:
     out = example.parent / "out"
     found = invoke("train", example, "--out", out, "--seed", 1, "--runs", 20000,
-                   "--stop-on-failure")
+                   "--stop-on-failure", "--objective", "nonfinite")
     assert found.exit_code == 1, found.stderr
-    assert "==FAILURE== nonfinite: NaN in the training loss at step" in found.stderr
+    assert re.search(r"==FAILURE== nonfinite: (NaN|Inf) in the training loss at step", found.stderr)
     [saved] = (out / "crashes").iterdir()
     failure = load_failure(saved)
     steps = int(failure.metadata["steps"])
@@ -148,7 +149,7 @@ def test_a_training_reproducer_is_a_failing_pytest_item_until_fixed(example: Pat
 
     out = example.parent / "out"
     assert invoke("train", example, "--out", out, "--seed", 1, "--runs", 20000,
-                  "--stop-on-failure").exit_code == 1
+                  "--stop-on-failure", "--objective", "nonfinite").exit_code == 1
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                "--nnfuzz-replay", str(out), "--nnfuzz-target", str(example)]
     failing = subprocess.run(command, cwd=example.parent, capture_output=True, text=True)
@@ -185,9 +186,10 @@ def test_replay_script_reproduces_the_failure_with_plain_pytorch(example: Path) 
 
     out = example.parent / "out"
     assert invoke("train", example, "--out", out, "--seed", 1, "--runs", 20000,
-                  "--stop-on-failure").exit_code == 1
+                  "--stop-on-failure", "--objective", "nonfinite").exit_code == 1
     [saved] = (out / "crashes").iterdir()
-    steps = load_failure(saved).metadata["steps"]
+    failure = load_failure(saved)
+    steps, kind = failure.metadata["steps"], failure.detail.split()[0]
     script = example.parent / "repro.py"
     written = invoke("replay", example, saved, "--script", script)
     assert written.exit_code == 1 and f"wrote {script}" in written.stderr
@@ -196,7 +198,7 @@ def test_replay_script_reproduces_the_failure_with_plain_pytorch(example: Path) 
     ran = subprocess.run([sys.executable, str(script)], cwd=example.parent.parent,
                          capture_output=True, text=True)
     assert ran.returncode == 1, ran.stdout + ran.stderr
-    assert ran.stdout.splitlines()[-1] == f"step {steps}: NaN in the training loss"
+    assert ran.stdout.splitlines()[-1] == f"step {steps}: {kind} in the training loss"
     example.write_text(example.read_text().replace("LR = 12.0", "LR = 1.0"))
     fixed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert fixed.returncode == 0 and "nothing broke" in fixed.stdout, fixed.stdout
