@@ -1,6 +1,6 @@
 """The training-bug zoo: nnfuzz train against the searches a user has without it.
 
-    python -m benchmarks.training [--quick] [--budget 20000] [--seeds 5]
+    python -m benchmarks.training [--quick] [--budget 50000] [--seeds 5]
 
 Each target of benchmarks/training_zoo/ trains cleanly from its starting weights on its
 own data with its default hyperparameters (tests/unit/test_training_zoo.py checks 10
@@ -45,7 +45,7 @@ from nnfuzz.training.state import TrainingState
 from nnfuzz.training.trajectory import Step
 
 ZOO = Path(__file__).resolve().parent / "training_zoo"
-QUICK, FULL = (20_000, 3), (20_000, 5)
+QUICK, FULL = (50_000, 3), (50_000, 5)
 MAX_SECONDS = 120.0
 STEPS = 64
 SEARCHES = {
