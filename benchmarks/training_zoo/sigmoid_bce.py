@@ -1,6 +1,6 @@
 """A logistic classifier whose binary cross-entropy is written by hand,
-``-(y log p + (1 - y) log(1 - p))`` with ``p = sigmoid(z)`` (a copy of examples/train_bce.py,
-so that the zoo stands alone).
+``-(y log p + (1 - y) log(1 - p))`` with ``p = sigmoid(z)`` (examples/train_bce.py,
+loaded from there: one file to keep).
 
 It trains cleanly on its own data: 64 steps of SGD at lr 12 on batches of 16 never break (10
 of 10 shuffles). But once training has made the classifier confident, a batch whose inputs sit
@@ -15,35 +15,16 @@ non-finite at step 41 or 42 (10 of 10 shuffles). The fix is torch's
 5 of 10 the probe loss then passes 10x its start (training at lr 12 on moved inputs unlearns).
 """
 
-import torch
-from torch import nn
+import importlib.util
+from pathlib import Path
 
-BOUNDS = (0.0, 1.0)
 BREAKS = "nonfinite"
-LR = 12.0
 
-_generator = torch.Generator().manual_seed(0)
-_X = 0.5 * torch.rand(64, 8, generator=_generator)
-_Y = (_X[:, 0] + _X[:, 1] > 0.5).float()
+_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_bce.py"
+_spec = importlib.util.spec_from_file_location("nnfuzz_example_train_bce", _EXAMPLE)
+_example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_example)
 
-
-def model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 1))
-
-
-def seeds():
-    return _X
-
-
-def targets():
-    return _Y
-
-
-def loss(output, target):
-    p = torch.sigmoid(output[:, 0])
-    return -(target * torch.log(p) + (1 - target) * torch.log(1 - p))
-
-
-def optimizer(parameters):
-    return torch.optim.SGD(parameters, lr=LR)
+BOUNDS, LR = _example.BOUNDS, _example.LR
+model, seeds, targets = _example.model, _example.seeds, _example.targets
+loss, optimizer = _example.loss, _example.optimizer
