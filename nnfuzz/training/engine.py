@@ -10,8 +10,8 @@ a loss pushed up pushes the weights toward where it breaks). The empty trajector
 fresh ones, each with its own run seed and hyperparameters (the defaults, or a draw within
 the target's ``HYPERPARAMETERS``). Every new step is judged by the training objectives; a
 failure goes to the sink with the whole trajectory. A trajectory whose end state (loss,
-gradient and parameter norms) lies farther than the threshold from every state kept joins
-the corpus.
+gradient and parameter norms, the probe's loss and dead ReLU shares) lies farther than the
+threshold from every state kept (the fuzz loop's faiss novelty index) joins the corpus.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from nnfuzz.config import FuzzConfig
+from nnfuzz.coverage import NoveltyIndex
 from nnfuzz.drivers.engine import EngineStart, FailureSink, Progress, StartUp
 from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
@@ -102,7 +103,8 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(config.seed)
         self.root = Trajectory(seed=config.seed, hyperparameters=self.defaults)
         self.corpus: list[Trajectory] = [Trajectory(seed=-1)]  # stands for a fresh trajectory
-        self.kept: list[torch.Tensor] = []
+        #: The end states of the kept trajectories (made at the first one: its width).
+        self.index: NoveltyIndex | None = None
         self.folder = TrajectoryFolder(start.folder, self.start_sha256, len(self.data.inputs))
         self.resumed = self.import_shared()
         self.execs = 0
@@ -245,26 +247,36 @@ class Trainer:
         return tuple(deltas)
 
     def _novel(self, vector: torch.Tensor) -> bool:
+        """Whether ``vector`` lies farther than the threshold from every state kept (twice it
+        once the corpus is full); kept if so. The fuzz loop's novelty index (faiss)."""
         if not bool(torch.isfinite(vector).all()):
             return False
-        threshold = THRESHOLD if len(self.corpus) < MAX_CORPUS else 2 * THRESHOLD
-        if self.kept and float(torch.cdist(vector[None], torch.stack(self.kept)).min()) <= threshold:
+        if self.index is None:
+            self.index = NoveltyIndex(vector.numel())
+        if vector.numel() != self.index.dim:  # a state saved by another version's engine
             return False
-        self.kept.append(vector)
+        point = vector[None].numpy()
+        threshold = THRESHOLD if len(self.corpus) < MAX_CORPUS else 2 * THRESHOLD
+        if float(self.index.nearest(point)[0]) <= threshold:
+            return False
+        self.index.add(point)
         return True
 
     def import_shared(self) -> int:
         """Take in the trajectories saved in the output folder that this engine has not seen
         (a killed run's, other workers'); how many."""
-        new = self.folder.new()
+        new = [(trajectory, vector) for trajectory, vector in self.folder.new()
+               if self.index is None or vector.numel() == self.index.dim]
         for trajectory, vector in new:
+            if self.index is None:
+                self.index = NoveltyIndex(vector.numel())
             self.corpus.append(trajectory)
-            self.kept.append(vector)
+            self.index.add(vector[None].numpy())
         return len(new)
 
     def progress(self) -> Progress:
         elapsed = time.monotonic() - self.started
-        return Progress(execs=self.execs, corpus=len(self.corpus), coverage=len(self.kept),
+        return Progress(execs=self.execs, corpus=len(self.corpus), coverage=len(self.index or ()),
                         kept_per_min=60 * (len(self.corpus) - 1) / elapsed if elapsed > 0 else 0.0,
                         threshold=THRESHOLD)
 

@@ -97,6 +97,7 @@ class Judge:
         size = min(PROBE_SIZE, data.size)
         self.probe = tuple(t[:size] for t in data.inputs), data.labels[:size], data.names
         self.probes = "dead" in self.on or "diverge" in self.on
+        self.seen: tuple[float, tuple[float, ...]] = (math.nan, ())
         self.start_loss = self.probe_loss(copy.deepcopy(target.model))[0] \
             if "diverge" in self.on else math.nan
 
@@ -155,6 +156,9 @@ class Judge:
             model.train(training)
             for handle in handles:
                 handle.remove()
+        #: What the last probe saw (its loss, each ReLU layer's dead share, in model order):
+        #: the activations' part of a training state's novelty vector.
+        self.seen = (loss, tuple(shares.values()))
         worst = max(shares.items(), key=lambda item: item[1], default=None)
         return loss, worst if worst is not None and worst[1] >= self.config.dead_share else None
 

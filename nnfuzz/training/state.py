@@ -177,10 +177,16 @@ class TrainingState:
 
     def vector(self) -> torch.Tensor:
         """The training state as a point for the novelty index: the loss, the gradient's norm
-        and every parameter's norm, on a log scale (states differ by orders of magnitude)."""
+        and every parameter's norm, on a log scale (states differ by orders of magnitude),
+        then what the probe saw of the activations at these weights (taken at the end of
+        every extension): its loss (log scale) and each ReLU layer's share of dead units."""
         values = [self.loss if math.isfinite(self.loss) else 0.0, self.gradient_norm]
         values += [float(p.detach().norm()) for _, p in self.named]
-        return torch.tensor([math.log10(abs(v) + 1e-12) for v in values], dtype=torch.float32)
+        probe_loss, shares = self.judge.seen
+        if math.isfinite(probe_loss):
+            values.append(probe_loss)
+        logs = [math.log10(abs(v) + 1e-12) for v in values]
+        return torch.tensor(logs + list(shares), dtype=torch.float32)
 
 
 def _norms(tensors: list[torch.Tensor]) -> torch.Tensor:
