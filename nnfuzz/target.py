@@ -56,6 +56,9 @@ class Target:
     train_step: Callable[..., Any] | None = None
     #: ``HYPERPARAMETERS`` as the file gives it (checked by nnfuzz.training.hyperparameters),
     #: and ``train_objectives()``: callables given each training step's state.
+    #: ``model()`` itself, so that nnfuzz train can call it again to see whether it gives
+    #: the same starting weights each time; None for a model given as an object.
+    model_factory: Callable[[], Any] | None = None
     hyperparameters: object = None
     train_objectives: list[Callable[..., Any]] = field(default_factory=list)
 
@@ -165,6 +168,7 @@ def load_target(path: str | Path, *, need_seeds: bool = True) -> Target:
         optimizer=_callable(module, name, "optimizer"),
         train_step=_callable(module, name, "train_step"),
         hyperparameters=getattr(module, "HYPERPARAMETERS", None),
+        model_factory=module.model,
         train_objectives=_user_objectives(module, name, "train_objectives",
                                           "(state) -> bool, given each training step's state"),
     )

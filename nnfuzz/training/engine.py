@@ -96,6 +96,9 @@ class Trainer:
         # What a reproducer records: the objectives this run checked, by name.
         self.training = dataclasses.replace(training, objectives=self.judge.on)
         self.start_sha256 = state_sha256(target.model)
+        #: The starting weights, saved in every reproducer where model() gives other weights
+        #: on each call (replay could not start from them otherwise); None where it does not.
+        self.start_state = _start_state(target, self.start_sha256)
         optimizer = TrainingState(target, self.data, training, self.judge).optimizer
         self.ranges = hyperparameters.checked_ranges(target.hyperparameters, target.origin,
                                                      optimizer)
@@ -115,6 +118,10 @@ class Trainer:
     def startup(self) -> StartUp:
         infos = [describe(self.training, self.target) + f"; {self.data.size} training examples",
                  self.judge.describe()]
+        if self.start_state is not None:
+            infos.append("model() gives other weights on each call: each reproducer holds the "
+                         "starting weights (seed model(), or load a checkpoint, to keep them "
+                         "out of it)")
         if self.resumed:
             infos.append(f"resumed {self.resumed} trajectories from the output folder")
         if self.ranges:
@@ -307,4 +314,16 @@ class Trainer:
         return trajectory_failure(broken, state, trajectory, {
             "target_sha256": self.target.sha256, "start_sha256": self.start_sha256,
             "run_seed": str(self.config.seed), "found_after_execs": str(self.execs),
-            "found_after_s": f"{time.monotonic() - self.started:.3f}", **self.training.metadata()})
+            "found_after_s": f"{time.monotonic() - self.started:.3f}", **self.training.metadata()},
+            self.start_state)
+
+
+def _start_state(target: Target, start_sha256: str) -> dict[str, torch.Tensor] | None:
+    """The starting weights when model(), called again, gives other ones (a model() that
+    does not seed its initialisation); None when it gives the same or cannot be called."""
+    if target.model_factory is None:
+        return None
+    again = target.model_factory()
+    if not isinstance(again, torch.nn.Module) or state_sha256(again) == start_sha256:
+        return None
+    return {name: tensor.detach().cpu().clone() for name, tensor in target.model.state_dict().items()}

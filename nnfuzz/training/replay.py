@@ -7,6 +7,9 @@ the target's model along it and judges every step, as the engine did.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import torch
 
 from nnfuzz.errors import NnfuzzError
@@ -27,15 +30,33 @@ def trajectory_of(failure: Failure, inputs: int) -> Trajectory:
     return Trajectory.from_saved(failure.extra, failure.metadata, inputs, str(failure.path))
 
 
-def retrain(target: Target, failure: Failure) -> Broken | None:
-    """Train a fresh copy of ``target``'s model along the reproducer's trajectory; the first
-    step that breaks, or None when none does. An NnfuzzError when the target's starting
-    weights are not the ones it was found from (a model() that is not deterministic)."""
+#: The prefix of a reproducer's extra tensors that hold the starting weights, saved where
+#: model() gives other weights on each call.
+START = "start."
+
+
+def starting_target(target: Target, failure: Failure) -> Target:
+    """``target`` with the starting weights the reproducer was found from: its saved ones
+    (a model() that is not deterministic), else model()'s own, which must hash the same (an
+    NnfuzzError when they do not)."""
+    saved = {key[len(START):]: value for key, value in failure.extra.items()
+             if key.startswith(START)}
+    if saved:
+        model = copy.deepcopy(target.model)
+        model.load_state_dict(saved)
+        return dataclasses.replace(target, model=model)
     started = state_sha256(target.model)
     if started != failure.metadata.get("start_sha256", started):
         raise NnfuzzError("model() gave other starting weights than the run that found it "
                           "(its weights' hash differs): seed the initialisation in model(), or "
                           "load a checkpoint, so that training starts from the same state.")
+    return target
+
+
+def retrain(target: Target, failure: Failure) -> Broken | None:
+    """Train a fresh copy of ``target``'s model, from the reproducer's starting weights, along
+    its trajectory; the first step that breaks, or None when none does."""
+    target = starting_target(target, failure)
     data = training_set(target)
     trajectory = trajectory_of(failure, len(data.inputs))
     config = TrainConfig.from_metadata(failure.metadata, str(failure.path))
@@ -56,7 +77,8 @@ def train_along(target: Target, trajectory: Trajectory, config: TrainConfig) -> 
 
 
 def trajectory_failure(broken: Broken, state: TrainingState, trajectory: Trajectory,
-                       metadata: dict[str, str]) -> Failure:
+                       metadata: dict[str, str],
+                       start: dict[str, torch.Tensor] | None = None) -> Failure:
     """A training reproducer of ``trajectory``, whose last step broke: that step's batch as
     the input (as it was moved), its examples as they are as the seed, the labels it trained
     with, the whole trajectory as extra tensors; ``metadata`` (the run's, or the reproducer
@@ -69,6 +91,7 @@ def trajectory_failure(broken: Broken, state: TrainingState, trajectory: Traject
         inputs=tuple(t.detach().cpu() for t in moved),
         seed=tuple(t.detach().cpu() for t in plain), objective=broken.objective,
         detail=broken.detail, signature=broken.signature,
-        label=labels.detach().cpu(), names=state.data.names, extra=trajectory.tensors(),
+        label=labels.detach().cpu(), names=state.data.names,
+        extra={**trajectory.tensors(), **{START + k: v for k, v in (start or {}).items()}},
         metadata={**metadata, "engine": "train", "nnfuzz_version": __version__,
                   "torch_version": torch.__version__, **trajectory.metadata()})

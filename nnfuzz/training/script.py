@@ -39,9 +39,14 @@ spec.loader.exec_module(target)
 
 with safe_open(REPRODUCER, "pt") as saved:
     steps = {{key: saved.get_tensor(key) for key in saved.keys() if key.startswith("extra.step.")}}
+    # The starting weights, saved where model() gives other weights on each call.
+    start = {{key[len("extra.start."):]: saved.get_tensor(key) for key in saved.keys()
+             if key.startswith("extra.start.")}}
 
 {data}
 model = target.model()
+if start:
+    model.load_state_dict(start)
 parameters = [p for p in model.parameters() if p.requires_grad]
 {optimizer}
 for group in optimizer.param_groups:  # the trajectory's hyperparameters

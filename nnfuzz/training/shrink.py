@@ -26,7 +26,8 @@ from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
 from nnfuzz.training import hyperparameters
 from nnfuzz.training.objectives import Broken
-from nnfuzz.training.replay import retrain, train_along, trajectory_failure, trajectory_of
+from nnfuzz.training.replay import (START, retrain, starting_target, train_along,
+                                   trajectory_failure, trajectory_of)
 from nnfuzz.training.setup import TrainConfig, training_set
 from nnfuzz.training.state import TrainingState
 from nnfuzz.training.trajectory import Hyper, Step, Trajectory
@@ -76,6 +77,7 @@ def minimize_trajectory(target: Target, failure: Failure) -> Failure:
     """``failure`` (a training reproducer) with the smallest trajectory that still breaks as
     its signature says; a UsageError when it no longer breaks so (nothing to minimize)."""
     started = time.monotonic()
+    target = starting_target(target, failure)
     try:
         broken = retrain(target, failure)  # also checks the starting weights are the same
     except (IndexError, RuntimeError) as error:
@@ -106,7 +108,10 @@ def minimize_trajectory(target: Target, failure: Failure) -> Failure:
             "unchanged: no step, move, label or hyperparameter could go without losing the "
             f"failure ({spent})")
     # The failing step's batch depends on the data alone, not on the weights: any state gives it.
-    return trajectory_failure(search.broken, state, after, {**failure.metadata, "minimized": note})
+    start = {key[len(START):]: value for key, value in failure.extra.items()
+             if key.startswith(START)}
+    return trajectory_failure(search.broken, state, after, {**failure.metadata, "minimized": note},
+                              start)
 
 
 def _fewer_steps(search: _Search) -> None:

@@ -125,3 +125,21 @@ def test_plain_training_at_the_defaults_breaks_none_of_the_objectives(tmp_path: 
     # Without the range, guided moves and label noise at lr 0.05 reach none of them either.
     result = invoke("train", target, "--out", tmp_path / "out", "--seed", 0, "--runs", 3000)
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_model_that_is_not_seeded_has_its_starting_weights_saved_and_replays(
+        tmp_path: Path) -> None:
+    # model() unseeded: other weights on each call. The run says so, each reproducer holds
+    # the starting weights, and replay, minimize and the script start from them.
+    source = LINEAR.replace("    torch.manual_seed(0)\n", "")
+    target, saved, said = found(tmp_path, source, "--objective", "diverge")
+    assert "INFO: model() gives other weights on each call: each reproducer holds" in said
+    failure = load_failure(saved)
+    assert {key for key in failure.extra if key.startswith("start.")} == {"start.weight",
+                                                                          "start.bias"}
+    replays_and_scripts(target, saved, "probe loss ")
+    smaller = tmp_path / "smaller" / "repro.safetensors"
+    smaller.parent.mkdir()
+    assert invoke("minimize", target, saved, "-o", smaller).exit_code == 0
+    assert "start.weight" in load_failure(smaller).extra
+    assert "still fails" in invoke("replay", target, smaller).stdout
