@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -66,6 +67,27 @@ def test_a_sigkilled_training_run_loses_no_file_and_resumes_its_trajectories(
     record = json.loads((out / "run.json").read_text())
     assert len(record["runs"]) == 2 and record["runs"][0]["stop_reason"] == "running"
     assert record["totals"]["known_failures"] == len(after_crashes)
+
+
+def test_ctrl_c_ends_a_training_run_with_130_and_its_state_saved(tmp_path: Path,
+                                                                  example: Path) -> None:
+    out = tmp_path / "out"
+    run = Process("train", example, "--out", out, "--objective", "nonfinite", cwd=tmp_path)
+    try:
+        _until(lambda: len(list((out / "corpus").glob("trajectory-*"))) >= 5,
+               "kept 5 trajectories", run)
+        run.proc.send_signal(signal.SIGINT)
+        code = run.wait()
+    finally:
+        run.kill()
+    assert code == 130, run.stderr
+    assert "Traceback" not in run.stderr and "ERROR" not in run.stderr, run.stderr
+    assert "interrupted" in run.stderr.splitlines()[-1], run.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["stop_reason"] == "interrupted" and record["totals"]["execs"] > 0
+    kept = list((out / "corpus").glob("trajectory-*.safetensors"))
+    assert len(kept) >= 5 and all("vector" in read_tensor_file(p)[0] for p in kept)
+    assert not [p for p in (out / "corpus").iterdir() if not p.name.startswith("trajectory-")]
 
 
 def test_run_json_records_the_engine_and_its_options_and_the_folder_is_trains_alone(
