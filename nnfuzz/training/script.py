@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nnfuzz.domain import IMAGE, Domain, Field
 from nnfuzz.errors import UsageError
+from nnfuzz.input_script import input_script
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.storage import atomic_write
 from nnfuzz.target import Target
@@ -197,10 +198,14 @@ def _move(position: int, field: Field) -> str:
 
 
 def write_script(target: Target, path: Path, script: Path) -> Path:
-    """The reproducer at ``path`` as a script for ``target``, written atomically at ``script``."""
+    """The reproducer at ``path`` as a script for ``target``, written atomically at ``script``:
+    a training reproducer's here, an input reproducer's by nnfuzz.input_script."""
     if target.path is None:
         raise UsageError("--script needs a target file: the script imports it.")
     failure = load_failure(path)
+    if not is_training(failure):  # an input reproducer (nnfuzz run's): its own script
+        atomic_write(script, input_script(target, failure, script.name).encode())
+        return script
     data = training_set(target)
     text = training_script(target.path, failure, data.domain, data.names,
                            has_train_data=target.train_data is not None,
