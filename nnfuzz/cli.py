@@ -57,16 +57,18 @@ def main() -> None:
                    "or a name from the target's objectives(). Default: all available.")
 @click.option("--reference", type=click.Choice(REFERENCE_KINDS),
               help="What disagree compares the model against (when no reference()): a "
-                   "reduced-precision copy, or a runtime (torch.compile, torch.export, ONNX "
-                   "Runtime).")
+                   "reduced-precision copy, the model under torch.autocast or another "
+                   "execution path, or a runtime (torch.compile, torch.export, ONNX Runtime).")
 @click.option("--compile-mode", type=click.Choice(COMPILE_MODES),
               help="torch.compile's mode for --reference compile [default: its default].")
 @click.option("--atol", type=float,
               help=f"disagree: absolute tolerance for outputs that are not class scores "
-                   f"[default: {DEFAULT_ATOL:g}; {RUNTIME_ATOL:g} for runtimes].")
+                   f"[default: {DEFAULT_ATOL:g}; 0.02 and 0.005 for autocast-bf16 and -fp16; "
+                   f"{RUNTIME_ATOL:g} for execution paths and runtimes].")
 @click.option("--rtol", type=float,
               help=f"disagree: relative tolerance for outputs that are not class scores "
-                   f"[default: {DEFAULT_RTOL:g}; {RUNTIME_RTOL:g} for runtimes].")
+                   f"[default: {DEFAULT_RTOL:g}; 0.05 and 0.01 for autocast-bf16 and -fp16; "
+                   f"{RUNTIME_RTOL:g} for execution paths and runtimes].")
 @click.option("--max-time", type=float, help="Stop after this many seconds.")
 @click.option("--runs", type=int, help="Stop after this many executions.")
 @click.option("--batch-size", type=int, default=100, show_default=True)

@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 NORMS = ("linf", "l2")
 #: The copies ``--reference`` builds (nnfuzz.references), then the runtimes (nnfuzz.runtimes).
 COPY_KINDS = ("int8", "fp16", "bf16")
+#: The model itself under torch.autocast, and under another execution path's setting
+#: (nnfuzz.references: a deep copy run inside the setting, which is restored after).
+AUTOCAST_KINDS = ("autocast-bf16", "autocast-fp16")
+PATH_KINDS = ("fastpath-off", "sdpa-math", "deterministic", "no-tf32")
 RUNTIME_KINDS = ("compile", "export", "onnx")
-REFERENCE_KINDS = COPY_KINDS + RUNTIME_KINDS
+REFERENCE_KINDS = COPY_KINDS + AUTOCAST_KINDS + PATH_KINDS + RUNTIME_KINDS
 #: torch.compile's modes (--compile-mode).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 #: ``disagree``'s default tolerances for outputs that are not class scores: wide
@@ -36,6 +40,21 @@ DEFAULT_RTOL = 1e-2
 #: model's layers; far tighter than the fp16/bf16 defaults.
 RUNTIME_ATOL = 1e-4
 RUNTIME_RTOL = 1e-4
+#: Autocast's (atol, rtol) (README, *Objectives*): on healthy models' value outputs (an MLP
+#: of 6 LayerNorm+GELU blocks, a 2-layer TransformerEncoder, the tests' healthy MLP), inputs
+#: up to the bounds, the largest |difference| was 0.0098 in bf16 and 0.0014 in fp16; these
+#: leave twice to three times that.
+AUTOCAST_TOLERANCES = {"autocast-bf16": (2e-2, 5e-2), "autocast-fp16": (5e-3, 1e-2)}
+
+
+def default_tolerances(kind: str | None) -> tuple[float, float]:
+    """``disagree``'s (atol, rtol) for a reference kind when --atol/--rtol are not given: the
+    execution paths run float32 kernels as the runtimes do."""
+    if kind in RUNTIME_KINDS or kind in PATH_KINDS:
+        return RUNTIME_ATOL, RUNTIME_RTOL
+    if kind in AUTOCAST_TOLERANCES:
+        return AUTOCAST_TOLERANCES[kind]
+    return DEFAULT_ATOL, DEFAULT_RTOL
 
 class StopReason(enum.Enum):
     """Why a run ended; recorded in run.json."""

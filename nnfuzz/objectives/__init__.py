@@ -40,6 +40,7 @@ BUILT_IN = ("nonfinite", "exception", "loss", "disagree")
 NEEDS = {
     "loss": "define loss(output, target) in the target",
     "disagree": "define reference() in the target, or give --reference (int8, fp16, bf16, "
+                "autocast-bf16, autocast-fp16, fastpath-off, sdpa-math, deterministic, no-tf32, "
                 "compile, export, onnx)",
 }
 
@@ -56,7 +57,7 @@ def context_for(target: "Target", reference: str | None = None, atol: float | No
     target's loss and its own objectives; the domain's padding mask, where it has one.
     ``atol``/``rtol`` None: the reference's own defaults (tighter for runtimes)."""
     from nnfuzz.references import reference_for
-    from nnfuzz.config import RUNTIME_ATOL, RUNTIME_KINDS, RUNTIME_RTOL
+    from nnfuzz.config import default_tolerances
 
     kind = reference
     if target.reference is not None:
@@ -65,15 +66,15 @@ def context_for(target: "Target", reference: str | None = None, atol: float | No
                           "defines reference(), which disagree uses", stacklevel=2)
         kind = "reference()"
     names = target.input_names
-    runtime = kind in RUNTIME_KINDS
+    default_atol, default_rtol = default_tolerances(kind)
     example = (tuple(t[:EXAMPLE_SEEDS] for t in target.seeds) if target.seeds is not None
                else None)
     return ObjectiveContext(model=target.model, origin=target.origin, loss=target.loss,
                             reference=reference_for(kind, target.model, target.reference,
                                                     target.origin, names, example, compile_mode),
                             reference_factory=target.reference,
-                            atol=atol if atol is not None else RUNTIME_ATOL if runtime else DEFAULT_ATOL,
-                            rtol=rtol if rtol is not None else RUNTIME_RTOL if runtime else DEFAULT_RTOL,
+                            atol=atol if atol is not None else default_atol,
+                            rtol=rtol if rtol is not None else default_rtol,
                             example_inputs=example, compile_mode=compile_mode,
                             user=tuple(target.objectives), names=names,
                             real_positions=domain.real_positions if domain else None)
