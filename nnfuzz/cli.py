@@ -163,7 +163,8 @@ def _device(name: str) -> Any:
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write JUnit XML (one test case per reproducer) to this file.")
 @click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a plain PyTorch script that replays a training reproducer.")
+              help="Also write a plain PyTorch script (torch, safetensors, the target file) that "
+                   "reproduces the failure: exit 1 while it fails, 0 once fixed (one reproducer).")
 @handles_errors
 def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path | None,
            junit_path: Path | None, script_path: Path | None) -> int:
