@@ -7,7 +7,7 @@ own data with its default hyperparameters (tests/unit/test_training_zoo.py check
 shuffles of 64 steps), and breaks on some trajectory within its bounds and its declared
 ranges. Three searches get the same budget of training steps (and at most MAX_SECONDS):
 
-- ``nnfuzz train``: the engine as the command runs it;
+- ``nnfuzz train``: the engine as the command runs it (``--objective`` the target's bug);
 - ``plain training``: what a user does to look for it — train again and again, 64 steps
   from the starting weights, batches reshuffled, hyperparameters drawn within the target's
   HYPERPARAMETERS, a new seed each time; the same objectives judge every step;
@@ -16,7 +16,8 @@ ranges. Three searches get the same budget of training steps (and at most MAX_SE
   hyperparameters (GRIST, ESEC/FSE'21).
 
 All three are settings of the same engine (nnfuzz.training.engine.Search), so they share
-the objectives, the counting and the reproducers. Speed: nnfuzz train's training steps
+the objectives, the counting and the reproducers; each looks for the target's bug alone (the
+objective its ``BREAKS`` names, as ``--objective`` does). Speed: nnfuzz train's training steps
 per second against the target's own plain training loop (forward, loss, backward, step,
 no checks) on the same batch size, measured one after the other in this process.
 """
@@ -54,9 +55,10 @@ STEPS = 64
 SEARCHES = {
     "nnfuzz train": (Search(), False),
     "plain training": (Search(guided_share=0.0, label_noise_share=0.0, coverage=False,
-                              defaults_share=0.0), True),
+                              defaults_share=0.0, constant_share=0.0, plain_prefixes=0.0), True),
     "GRIST's move alone": (Search(guided_share=1.0, directions=("loss",), label_noise_share=0.0,
-                                  coverage=False, defaults_share=1.0), True),
+                                  coverage=False, defaults_share=1.0, edge_share=0.0,
+                                  constant_share=0.0, plain_prefixes=0.0), True),
 }
 #: (found the bug, training steps to it, seconds, steps per second)
 Outcome = tuple[bool, int, float, float]
@@ -66,7 +68,9 @@ def search(path: Path, name: str, budget: int, seed: int) -> Outcome:
     """One search of one target: its first failure, within the budget and MAX_SECONDS."""
     target = load_target(path, need_seeds=False)
     settings, restart = SEARCHES[name]
-    training = TrainConfig(max_steps=STEPS, extension=STEPS if restart else 8)
+    # Each search looks for the target's bug (its BREAKS objective), as --objective does.
+    training = TrainConfig(max_steps=STEPS, extension=STEPS if restart else 8,
+                           objectives=(_breaks(path),))
     config = FuzzConfig(runs=budget, max_time=MAX_SECONDS, seed=seed, stop_on_failure=True,
                         minimize=False)
     engine = functools.partial(Trainer, training=training, search=settings)
@@ -77,6 +81,14 @@ def search(path: Path, name: str, budget: int, seed: int) -> Outcome:
     if not result.failures:
         return False, result.execs, elapsed, rate
     return True, int(result.failures[0].metadata["found_after_execs"]), elapsed, rate
+
+
+def _breaks(path: Path) -> str:
+    """The objective the target's bug fires (its BREAKS), read without running the file."""
+    for line in path.read_text().splitlines():
+        if line.startswith("BREAKS = "):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise ValueError(f"{path.name} names no BREAKS")
 
 
 def nnfuzz_rate(path: Path, steps: int = 3000) -> float:
