@@ -371,7 +371,7 @@ class Fuzzer:
                            "norm": self.config.norm,
                            "found_after_execs": str(self.execs),
                            "found_after_s": f"{self.elapsed():.3f}",
-                           **objective.reproducer_metadata(),
+                           **objective.reproducer_metadata(), **finding.metadata,
                        })
 
 

@@ -14,6 +14,7 @@ from nnfuzz.attribution import with_origin
 from nnfuzz.errors import CorpusError, NnfuzzError, ReproducerError, UsageError, first_line
 from nnfuzz.execution import Executor
 from nnfuzz.objectives import Objective, context_for, rebuild, rebuild_key
+from nnfuzz.objectives.disagree import same_signature
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.minimizer import minimize, reproduces, signature_check
 from nnfuzz.target import Target
@@ -71,8 +72,9 @@ def replay_file(target: Target, path: Path, executor: Executor, objectives: "Obj
             return ReplayOutcome(path, Verdict.ERROR, f"the model raised {error.describe()} on it: "
                                  f"cannot tell whether {failure.objective} still fires", **known)
         findings = objective.judge(execution.label_all(failure.label))
-        still += [f.detail for f in findings if f.signature == failure.signature][:1]
-        other += [f.detail for f in findings if f.signature != failure.signature][:1]
+        still += [f.detail for f in findings if same_signature(failure.signature, f.signature)][:1]
+        other += [f.detail for f in findings
+                  if not same_signature(failure.signature, f.signature)][:1]
     if still:  # said as it is now, with where the NaN is made now
         still[0] = with_origin(replace(failure, detail=still[0]), target.model,
                                target.input_names, target.path).detail

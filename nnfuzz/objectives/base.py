@@ -34,6 +34,8 @@ class Finding:
     objective: str
     detail: str
     signature: str
+    #: What the reproducer records besides (disagree's ``arbiter``).
+    metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,12 @@
 
 Class outputs disagree when the argmax differs; other outputs when they differ
 beyond atol + rtol·|ref|. A disagreement counts only when it holds with the
-example alone in its batch, as replay runs it.
+example alone in its batch, as replay runs it. An example where either side's
+output is not finite is no disagreement of values: the model's NaN is the
+nonfinite objective's, the reference's is left out. A confirmed disagreement is
+judged by a float64 copy of the model (nnfuzz.objectives.arbiter), and its
+signature is the reference kind, the output compared (classes or values) and the
+side float64 says is off: further class pairs or positions are hits of it.
 
 Disagreements cluster where the model's top two classes are close (Hu et
 al. 2022, arXiv 2204.04220), so the objective also reports *pressure*: the
@@ -12,6 +17,7 @@ the loop drives down.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Callable
 
@@ -21,6 +27,7 @@ from nnfuzz.domain import Inputs, call
 from nnfuzz.errors import TargetError, UsageError, first_line
 from nnfuzz.execution import Execution
 from nnfuzz.reading import primary_output
+from nnfuzz.objectives.arbiter import Arbiter
 from nnfuzz.objectives.base import (DEFAULT_ATOL, DEFAULT_RTOL, Finding, Judgement, Objective,
                                     ObjectiveContext)
 from nnfuzz.references import Reference, model_label, reference_for
@@ -47,6 +54,8 @@ class Disagree(Objective):
         self.atol, self.rtol = context.atol, context.rtol
         self.origin = context.origin
         self.real_positions = context.real_positions
+        self.arbiter = Arbiter(context.model, context.names, self.model_label,
+                               self.reference.label)
 
     @classmethod
     def from_metadata(cls, context: ObjectiveContext, metadata: dict[str, str]) -> "Disagree":
@@ -140,6 +149,7 @@ class Disagree(Objective):
     def _compare(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
                  inputs: Inputs) -> list[Finding]:
         real = self._real(ours, inputs)
+        ran = ran & _finite(theirs, real)  # a NaN of the reference is no difference of values
         if _is_classes(ours):
             return self._class_findings(ours, theirs, ran, real)
         return self._value_findings(ours, theirs, ran, real)
@@ -169,10 +179,14 @@ class Disagree(Objective):
         if ours is None or theirs is None:
             return None
         ours = ours.float()
-        found = self._compare(ours, theirs.float().to(ours.device),
-                              torch.ones(1, dtype=torch.bool, device=ours.device), inputs)
-        return Finding(candidate.example, found[0].objective, found[0].detail,
-                       found[0].signature) if found else None
+        theirs = theirs.float().to(ours.device)
+        ran = torch.isfinite(ours).all().reshape(1)
+        found = self._compare(ours, theirs, ran, inputs)
+        if not found:
+            return None
+        verdict, side = self.arbiter.judge(inputs, ours, theirs, self._real(ours, inputs))
+        return Finding(candidate.example, found[0].objective, f"{found[0].detail}; {verdict}",
+                       f"{found[0].signature}:{side}", {"arbiter": verdict})
 
     def _class_findings(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
                         real: torch.Tensor | None) -> list[Finding]:
@@ -186,7 +200,8 @@ class Disagree(Objective):
             a, b = int(mine[example, where]), int(other[example, where])
             at = f" at position {where}" if differ.shape[1] > 1 else ""
             findings.append(self.finding(example, f"{self.model_label} predicts {a}, "
-                                                  f"{self.reference.label} predicts {b}{at}", f"{a}->{b}"))
+                                                  f"{self.reference.label} predicts {b}{at}",
+                                         f"{self.reference.kind}:classes"))
         return findings
 
     def _value_findings(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
@@ -203,7 +218,7 @@ class Disagree(Objective):
             findings.append(self.finding(
                 example, f"output[{where}] differs by {abs(a - b):.4g}: {self.model_label} {a:.6g}, "
                          f"{self.reference.label} {b:.6g} (atol {self.atol:g}, rtol {self.rtol:g})",
-                f"output[{where}]"))
+                f"{self.reference.kind}:values"))
         return findings
 
     def _pressure(self, ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
@@ -228,6 +243,29 @@ def top_two_margin(output: torch.Tensor) -> torch.Tensor:
         return torch.zeros(output.shape[0], device=output.device)
     top = output.float().softmax(-1).topk(2, dim=-1).values  # (B, ..., 2)
     return (top[..., 0] - top[..., 1]).reshape(output.shape[0], -1).amin(1)
+
+
+#: A disagreement's signature before it named the reference kind (nnfuzz 0.1's reproducers).
+_LEGACY = re.compile(r"disagree:(\d+->\d+|output\[\d+\])")
+
+
+def same_signature(recorded: str, now: str) -> bool:
+    """Whether a finding's signature is a reproducer's: a disagreement saved as
+    ``disagree:3->5`` or ``disagree:output[2]`` is any class or value disagreement now, so that
+    replay does not call it fixed for its new name."""
+    if recorded == now:
+        return True
+    if _LEGACY.fullmatch(recorded) is None:
+        return False
+    return now.split(":")[::2][:2] == ["disagree", "classes" if "->" in recorded else "values"]
+
+
+def _finite(output: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    """(B,) whether an example's output is finite at every compared position."""
+    finite = torch.isfinite(output).reshape(output.shape[0], -1)
+    if real is not None and finite.shape[1] % real.shape[1] == 0:
+        finite |= ~real.repeat_interleave(finite.shape[1] // real.shape[1], 1)
+    return finite.all(1)
 
 
 def _is_classes(output: torch.Tensor) -> bool:

@@ -175,8 +175,9 @@ def test_a_disagreement_with_a_reduced_precision_copy_is_found_and_replays(
                                NEAR_TIE.replace("{tie}", "2.0"), "--reference", precision)
     assert failure.objective == "disagree"
     assert failure.metadata["reference"] == precision
-    assert failure.signature in ("disagree:0->1", "disagree:1->0")
-    assert f"fp32 predicts {failure.signature[-4]}, {precision} predicts" in failure.detail
+    assert failure.signature == f"disagree:{precision}:classes:reference-off"
+    assert "fp32 predicts " in failure.detail and f", {precision} predicts" in failure.detail
+    assert failure.detail.endswith("; float64 agrees with fp32"), failure.detail
 
 
 def test_a_user_objective_is_found_named_and_replays(tmp_path: Path) -> None:

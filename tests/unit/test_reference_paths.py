@@ -125,6 +125,7 @@ def test_autocast_loses_the_gap_float32_keeps(tmp_path: Path, kind: str) -> None
     line = found_and_replayed(tmp_path, OFFSET, kind)
     assert f"disagree: fp32 predicts 1, {kind} predicts 0" in line or \
         f"disagree: fp32 predicts 0, {kind} predicts 1" in line, line
+    assert "; float64 agrees with fp32" in line, "exact in float32: the arbiter sides with it"
 
 
 def test_fastpath_off_finds_the_padding_the_fast_path_zeroes(tmp_path: Path) -> None:
