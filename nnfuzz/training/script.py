@@ -167,7 +167,10 @@ def training_script(target_path: Path, failure: Failure, domain: Domain, names: 
     exploding = (EXPLODING.format(limit=config.exploding_norm)
                  if "exploding" in config.objectives else "")
     step = (USERS_STEP if has_train_step else DEFAULT_STEP).format(
-        call=f"dict(zip({list(names)!r}, batch))" if names and has_train_step else call,
+        # train_step gets (inputs, labels) as the engine gives it: the inputs as one tuple
+        # (or a dict by name), not spread.
+        call=(f"dict(zip({list(names)!r}, batch))" if names else "tuple(batch)")
+        if has_train_step else call,
         exploding=exploding)
     checks = [CHECKS[name].format(config=config) for name in CHECKS if name in config.objectives]
     if checks:

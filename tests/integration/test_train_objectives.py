@@ -143,3 +143,19 @@ def test_a_model_that_is_not_seeded_has_its_starting_weights_saved_and_replays(
     assert invoke("minimize", target, saved, "-o", smaller).exit_code == 0
     assert "start.weight" in load_failure(smaller).extra
     assert "still fails" in invoke("replay", target, smaller).stdout
+
+
+def test_a_targets_own_train_step_is_used_by_the_run_replay_and_script(tmp_path: Path) -> None:
+    source = LINEAR + '''
+
+def train_step(model, batch, optimizer):
+    inputs, labels = batch  # the inputs as one tuple, as model(*inputs) takes them
+    optimizer.zero_grad()
+    value = loss(model(*inputs), labels).mean()
+    value.backward()
+    optimizer.step()
+    return value
+'''
+    target, saved, said = found(tmp_path, source)
+    assert "(the target's train_step())" in said
+    replays_and_scripts(target, saved, "probe loss ")
