@@ -20,6 +20,17 @@ from nnfuzz.references import model_label
 from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
 
+#: The lines of every reproducer script (this module's and nnfuzz train's) that import the
+#: target file and name the reproducer: one place to keep them.
+IMPORT_TARGET = '''TARGET = {target!r}
+REPRODUCER = {reproducer!r}
+
+spec = importlib.util.spec_from_file_location("target", TARGET)
+target = importlib.util.module_from_spec(spec)
+sys.path.insert(0, {folder!r})
+spec.loader.exec_module(target)
+'''
+
 TEMPLATE = '''"""Replays {reproducer_name}: {objective}: {detail}.
 
 Written by `nnfuzz replay --script`; needs torch and safetensors, and the target file.
@@ -32,14 +43,7 @@ import sys
 import torch
 from safetensors import safe_open
 
-TARGET = {target!r}
-REPRODUCER = {reproducer!r}
-
-spec = importlib.util.spec_from_file_location("target", TARGET)
-target = importlib.util.module_from_spec(spec)
-sys.path.insert(0, {folder!r})
-spec.loader.exec_module(target)
-
+''' + IMPORT_TARGET + '''
 # The saved input, one example in a batch of its own (as nnfuzz replays it).
 with safe_open(REPRODUCER, "pt") as saved:
     inputs = [saved.get_tensor(key)[None] for key in {keys!r}]{label}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nnfuzz.domain import IMAGE, Domain, Field
 from nnfuzz.errors import UsageError
-from nnfuzz.input_script import input_script
+from nnfuzz.input_script import IMPORT_TARGET, input_script
 from nnfuzz.reproducer import Failure, load_failure
 from nnfuzz.storage import atomic_write
 from nnfuzz.target import Target
@@ -30,14 +30,7 @@ import types
 import torch
 from safetensors import safe_open
 
-TARGET = {target!r}
-REPRODUCER = {reproducer!r}
-
-spec = importlib.util.spec_from_file_location("target", TARGET)
-target = importlib.util.module_from_spec(spec)
-sys.path.insert(0, {folder!r})
-spec.loader.exec_module(target)
-
+''' + IMPORT_TARGET + '''
 with safe_open(REPRODUCER, "pt") as saved:
     steps = {{key: saved.get_tensor(key) for key in saved.keys() if key.startswith("extra.step.")}}
     # The starting weights, saved where model() gives other weights on each call.
