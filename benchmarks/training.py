@@ -37,6 +37,7 @@ import torch
 from benchmarks import machine, report
 from benchmarks.training_zoo import TARGETS
 from nnfuzz.config import FuzzConfig
+from nnfuzz.domain import call
 from nnfuzz.drivers.in_process import run_in_process
 from nnfuzz.target import load_target
 from nnfuzz.training.engine import Search, Trainer
@@ -118,7 +119,7 @@ def plain_loop_rate(path: Path, steps: int = 3000) -> float:
             optimizer = make_optimizer(target, model, config)
         optimizer.zero_grad(set_to_none=True)
         inputs = tuple(t[index] for t in data.inputs)
-        output = model(**dict(zip(data.names, inputs))) if data.names else model(*inputs)
+        output = call(model, inputs, data.names)
         loss = loss_of(target, output, data.labels[index])
         loss.backward()
         optimizer.step()

@@ -100,9 +100,8 @@ class Trainer:
         #: on each call (replay could not start from them otherwise); None where it does not.
         self.start_state = _start_state(target, self.start_sha256)
         optimizer = TrainingState(target, self.data, training, self.judge).optimizer
-        self.ranges = hyperparameters.checked_ranges(target.hyperparameters, target.origin,
-                                                     optimizer)
-        self.defaults = hyperparameters.defaults(self.ranges, optimizer, training.batch_size)
+        self.ranges, self.defaults = hyperparameters.searched(
+            target.hyperparameters, target.origin, optimizer, training.batch_size)
         self.rng = torch.Generator().manual_seed(config.seed)
         self.root = Trajectory(seed=config.seed, hyperparameters=self.defaults)
         self.corpus: list[Trajectory] = [Trajectory(seed=-1)]  # stands for a fresh trajectory

@@ -59,6 +59,14 @@ def defaults(ranges: Ranges, optimizer: torch.optim.Optimizer, batch_size: int) 
     return tuple(sorted(values.items()))
 
 
+def searched(target_hyperparameters: Any, origin: str, optimizer: torch.optim.Optimizer,
+             batch_size: int) -> tuple[Ranges, Hyper]:
+    """The ranges the search may draw from and the defaults it starts at, for the engine and
+    the minimizer alike."""
+    ranges = checked_ranges(target_hyperparameters, origin, optimizer)
+    return ranges, defaults(ranges, optimizer, batch_size)
+
+
 def draw(ranges: Ranges, generator: torch.Generator) -> Hyper:
     """One value per range: log-uniform where the range spans a decade or more above 0 (a
     learning rate), uniform otherwise; a batch size rounded to a whole number."""

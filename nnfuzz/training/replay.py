@@ -35,12 +35,17 @@ def trajectory_of(failure: Failure, inputs: int) -> Trajectory:
 START = "start."
 
 
+def saved_start(failure: Failure) -> dict[str, torch.Tensor]:
+    """The starting weights a reproducer holds (empty where model() is deterministic)."""
+    return {key[len(START):]: value for key, value in failure.extra.items()
+            if key.startswith(START)}
+
+
 def starting_target(target: Target, failure: Failure) -> Target:
     """``target`` with the starting weights the reproducer was found from: its saved ones
     (a model() that is not deterministic), else model()'s own, which must hash the same (an
     NnfuzzError when they do not)."""
-    saved = {key[len(START):]: value for key, value in failure.extra.items()
-             if key.startswith(START)}
+    saved = saved_start(failure)
     if saved:
         model = copy.deepcopy(target.model)
         model.load_state_dict(saved)

@@ -26,7 +26,7 @@ from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
 from nnfuzz.training import hyperparameters
 from nnfuzz.training.objectives import Broken
-from nnfuzz.training.replay import (START, retrain, starting_target, train_along,
+from nnfuzz.training.replay import (retrain, saved_start, starting_target, train_along,
                                    trajectory_failure, trajectory_of)
 from nnfuzz.training.setup import TrainConfig, training_set
 from nnfuzz.training.state import TrainingState
@@ -91,8 +91,8 @@ def minimize_trajectory(target: Target, failure: Failure) -> Failure:
     config = TrainConfig.from_metadata(failure.metadata, str(failure.path))
     original = trajectory_of(failure, len(data.inputs))
     state = TrainingState(target, data, config)  # its optimizer's values are the defaults
-    ranges = hyperparameters.checked_ranges(target.hyperparameters, target.origin, state.optimizer)
-    defaults = hyperparameters.defaults(ranges, state.optimizer, config.batch_size)
+    _, defaults = hyperparameters.searched(target.hyperparameters, target.origin, state.optimizer,
+                                           config.batch_size)
     search = _Search(target, config, original, broken)
     for _ in range(ROUNDS):
         kept = search.kept
@@ -108,10 +108,8 @@ def minimize_trajectory(target: Target, failure: Failure) -> Failure:
             "unchanged: no step, move, label or hyperparameter could go without losing the "
             f"failure ({spent})")
     # The failing step's batch depends on the data alone, not on the weights: any state gives it.
-    start = {key[len(START):]: value for key, value in failure.extra.items()
-             if key.startswith(START)}
     return trajectory_failure(search.broken, state, after, {**failure.metadata, "minimized": note},
-                              start)
+                              saved_start(failure))
 
 
 def _fewer_steps(search: _Search) -> None:
