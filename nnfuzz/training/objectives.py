@@ -24,11 +24,10 @@ from typing import Any, Callable
 import torch
 
 from nnfuzz.doctor.activations import RECTIFIERS
-from nnfuzz.domain import call
 from nnfuzz.errors import TargetError, UsageError, first_line, user_traceback
 from nnfuzz.reading import output_tensors
 from nnfuzz.target import Target
-from nnfuzz.training.setup import TrainConfig, TrainingSet, loss_of
+from nnfuzz.training.setup import TrainConfig, TrainingSet, call_model, loss_of
 
 BUILT_IN = ("nonfinite", "exploding", "dead", "diverge")
 #: Examples in the probe batch, at most.
@@ -149,7 +148,7 @@ class Judge:
         model.eval()
         try:
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                output = call(model, inputs, names)
+                output = call_model(self.target, model, inputs, names, "on the probe batch")
                 loss = float(loss_of(self.target, output, labels)) if "diverge" in self.on \
                     else math.nan
         finally:

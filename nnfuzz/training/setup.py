@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from nnfuzz.doctor.subject import OPTIMIZERS
-from nnfuzz.domain import Domain, Inputs, Names, as_named_inputs
+from nnfuzz.domain import Domain, Inputs, Names, as_named_inputs, call
 from nnfuzz.errors import ReproducerError, TargetError, UsageError, first_line, user_traceback
 from nnfuzz.storage import content_hash
 from nnfuzz.target import Target, call_loss
@@ -164,6 +164,19 @@ def describe(config: TrainConfig, target: Target) -> str:
     step = "the target's train_step()" if target.train_step is not None else "forward, loss, backward, step"
     return (f"training: {optimizer}, batches of {config.batch_size}, trajectories of up to "
             f"{config.max_steps} steps ({step})")
+
+
+def call_model(target: Target, model: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
+               names: Names, where: str) -> Any:
+    """The model on a batch (``where``: which one, for the message); the target's own
+    exception — seeds of a shape its forward() does not take, say — is one TargetError naming
+    the target, not an internal error."""
+    try:
+        return call(model, inputs, names)
+    except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
+        raise TargetError(f"{target.origin}: the model raised {type(error).__name__} {where} of "
+                          f"{inputs[0].shape[0]}: {first_line(error)}",
+                          context=user_traceback(error)) from None
 
 
 def loss_of(target: Target, output: Any, labels: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,13 @@ import math
 
 import torch
 
-from nnfuzz.domain import arguments, call
+from nnfuzz.domain import arguments
 from nnfuzz.errors import TargetError, first_line, user_traceback
 from nnfuzz.reading import primary_output
 from nnfuzz.target import Target
 from nnfuzz.training import hyperparameters
 from nnfuzz.training.objectives import Broken, Judge, StepView
-from nnfuzz.training.setup import TrainConfig, TrainingSet, loss_of, make_optimizer
+from nnfuzz.training.setup import TrainConfig, TrainingSet, call_model, loss_of, make_optimizer
 from nnfuzz.training.trajectory import Step
 
 #: Where and what a check found: (objective, what, where).
@@ -140,12 +140,8 @@ class TrainingState:
     def _forward(self, inputs: tuple[torch.Tensor, ...]) -> object:
         """The model on a batch; the target's own exception (a forward that does not take a
         batch) is said as the target's."""
-        try:
-            return call(self.model, inputs, self.data.names)
-        except Exception as error:  # noqa: BLE001 - the target's own failure, shown to the user
-            raise TargetError(f"{self.target.origin}: the model raised {type(error).__name__} "
-                              f"while training on a batch of {inputs[0].shape[0]}: "
-                              f"{first_line(error)}", context=user_traceback(error)) from None
+        return call_model(self.target, self.model, inputs, self.data.names,
+                          "while training on a batch")
 
     def _loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
         return loss_of(self.target, self._forward(inputs), labels)

@@ -114,3 +114,15 @@ def test_an_unknown_objective_or_bad_hyperparameters_are_one_error_line(
     assert_one_error_line(invoke("train", example, "--out", tmp_path / "b", "--runs", 10),
                           "HYPERPARAMETERS names 'learning_rate', which neither the batch nor "
                           "the optimizer (SGD) has")
+
+
+def test_seeds_the_model_cannot_take_are_one_error_line_naming_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "wrong_shape.py"
+    target.write_text("import torch\nfrom torch import nn\n\n\ndef model():\n"
+                      "    return nn.Linear(4, 2)\n\n\ndef seeds():\n    return torch.rand(8, 5)\n"
+                      "\n\ndef targets():\n    return torch.zeros(8).long()\n\n\n"
+                      "def loss(output, target):\n"
+                      "    return nn.functional.cross_entropy(output, target, reduction='none')\n")
+    assert_one_error_line(invoke("train", target, "--out", tmp_path / "out"),
+                          "wrong_shape.py: the model raised RuntimeError on the probe batch of 8",
+                          traceback_expected=True)
