@@ -177,6 +177,7 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
     from nnfuzz.replay import Verdict, exit_code, replay as replay_all
     from nnfuzz.reproducer import reproducer_paths
     from nnfuzz.ci import replay_junit, replay_summary, write_json, write_junit
+    from nnfuzz.history import record_verdicts
     from nnfuzz.target import load_target
 
     loaded = load_target(target, need_seeds=False)
@@ -191,6 +192,7 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
             raise UsageError(f"--script writes one script: give one reproducer, not {len(files)}.")
         click.echo(f"INFO: wrote {write_script(loaded, files[0], script_path)}", err=True)
     outcomes = replay_all(loaded, files, repeat)
+    record_verdicts(outcomes)  # into OUT/replays.json, for `nnfuzz report`'s nights
     if json_path is not None:
         write_json(json_path, replay_summary(outcomes))
     if junit_path is not None:
@@ -239,14 +241,17 @@ def minimize(target: Path, reproducer: Path, output: Path | None) -> int:
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to draw coverage and failures over time [default: OUT/report.png].")
 @click.option("--no-png", is_flag=True, help="Only the summary, no plot.")
+@click.option("--since", help="Only the runs and replays since this ISO date or time (UTC), "
+                               "e.g. 2026-12-01 or 2026-12-01T06:00.")
 @_json_option("the summary as JSON")
 @handles_errors
-def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) -> int:
-    """Summarize the runs in the output folder OUT: totals, failures, a plot."""
-    from nnfuzz.report import PLOT_EXTRA, plot, read_folder, record, summary
+def report(out: Path, png: Path | None, no_png: bool, since: str | None,
+           json_path: Path | None) -> int:
+    """Summarize the runs in the output folder OUT: totals, nights, failures, plots."""
+    from nnfuzz.report import PLOT_EXTRA, plots, read_folder, record, summary
     from nnfuzz.ci import write_json
 
-    folder = read_folder(out)
+    folder = read_folder(out, since)
     for line in summary(folder):
         click.echo(line)
     if json_path is not None:
@@ -254,7 +259,7 @@ def report(out: Path, png: Path | None, no_png: bool, json_path: Path | None) ->
     if no_png:
         return 0
     try:
-        click.echo(f"plot: {plot(folder, png or out / 'report.png')}")
+        click.echo("\n".join(f"plot: {path}" for path in plots(folder, png or out / "report.png")))
     except UsageError:
         if png is not None:
             raise

@@ -1,10 +1,11 @@
 """``nnfuzz report OUT``: what the runs in an output folder did, for a person.
 
-Reads run.json, stats.jsonl and crashes/ (never writes into the folder except
-the plot a user asks for) and gives a summary: the runs, the totals, each
-failure by signature with its replay command, and a PNG of coverage and
-failures over time, so that a nightly job's history is looked at, not read.
-matplotlib draws the plot; it is an optional extra (``nnfuzz[report]``).
+Reads run.json, stats.jsonl, replays.json and crashes/ (never writes into the folder
+except the plots a user asks for) and gives a summary: the runs, the totals, the nights
+(``nnfuzz.history``), each failure by signature with its replay command, and PNGs of
+coverage and failures over time and of failures found and fixed night by night, so that a
+nightly job's history is looked at, not read. matplotlib draws the plots; it is an
+optional extra (``nnfuzz[report]``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nnfuzz.errors import OutputError, UsageError
+from nnfuzz.history import Night, moment, nights, parse_since, read_replays, table
+from nnfuzz.history import figure_of as nights_figure
 from nnfuzz.output import holder_of, reproducers_in
 from nnfuzz.reproducer import Failure, replay_command
 from nnfuzz.run_record import RUNNING, RunEntry, RunRecord, read_run_json, runs_of
@@ -41,6 +45,10 @@ class FolderReport:
     failures: list[SavedFailure]
     #: The pid of the live run holding the folder, if one does.
     holder: str | None = None
+    #: Every replay's verdicts on the folder's reproducers (replays.json).
+    replays: tuple[dict[str, Any], ...] = ()
+    #: --since: only the runs and replays from then on are reported.
+    since: datetime | None = None
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -54,6 +62,21 @@ class FolderReport:
         return [_with_status(each, live=self.holder if number == len(runs) else None)
                 for number, each in enumerate(runs, 1)]
 
+    @property
+    def shown_runs(self) -> list[tuple[int, RunEntry]]:
+        """The runs since --since (all without it), each with its number in the folder."""
+        return [(number, run) for number, run in enumerate(self.runs, 1)
+                if self.since is None or _started_since(run, self.since)]
+
+    @property
+    def nights(self) -> list[Night]:
+        return nights(runs_of(self.run), list(self.replays), self.since)
+
+
+def _started_since(run: RunEntry, since: datetime) -> bool:
+    when = moment(run.get("start_time"))
+    return when is not None and when >= since
+
 
 def _with_status(run: RunEntry, live: str | None) -> RunEntry:
     if run.get("stop_reason") != RUNNING:
@@ -63,8 +86,10 @@ def _with_status(run: RunEntry, live: str | None) -> RunEntry:
     return {**run, "stop_reason": status}
 
 
-def read_folder(folder: Path) -> FolderReport:
-    """Everything the report needs from an output folder; a folder without run.json is an error."""
+def read_folder(folder: Path, since: str | None = None) -> FolderReport:
+    """Everything the report needs from an output folder, from ``since`` (--since) on; a
+    folder without run.json, or a ``since`` that is not a date, is an error."""
+    start = parse_since(since)
     run_json = folder / "run.json"
     if not run_json.is_file():
         raise UsageError(f"{folder} is not an nnfuzz output folder (no run.json): give the "
@@ -75,7 +100,8 @@ def read_folder(folder: Path) -> FolderReport:
         raise OutputError(f"{run_json} is unreadable ({error}): run nnfuzz again with this "
                           "--out to rewrite it.") from None
     return FolderReport(folder, run, _read_stats(folder / "stats.jsonl"),
-                        _read_failures(folder / "crashes"), holder_of(folder))
+                        _read_failures(folder / "crashes"), holder_of(folder),
+                        tuple(read_replays(folder)), start)
 
 
 def _read_stats(path: Path) -> list[dict[str, Any]]:
@@ -109,11 +135,12 @@ def summary(report: FolderReport) -> list[str]:
              f"totals: {len(report.runs)} run(s), {int(totals.get('execs', 0)):,} execs in "
              f"{float(totals.get('elapsed_s', 0)):.1f}s, corpus {totals.get('corpus', '?')}, "
              f"coverage {totals.get('coverage', '?')}, threshold {run.get('threshold', '?')}",
-             "runs:"]
-    for number, each in enumerate(report.runs, 1):
+             _runs_heading(report)]
+    for number, each in report.shown_runs:
         lines.append(f"  {number}. {each.get('start_time', '?')}  seed {each.get('run_seed', '?')}  "
                      f"{int(each.get('execs', 0)):,} execs  {float(each.get('elapsed_s', 0)):.1f}s  "
                      f"{each.get('new_failures', 0)} new failure(s)  {each.get('stop_reason', '?')}")
+    lines += table(report.nights)
     hits = totals.get("hits") or {}
     lines.append(f"failures: {len(report.failures)} saved in {report.folder / 'crashes'}")
     for saved in report.failures:
@@ -127,12 +154,21 @@ def summary(report: FolderReport) -> list[str]:
     return lines
 
 
+def _runs_heading(report: FolderReport) -> str:
+    if report.since is None:
+        return "runs:"
+    return f"runs since {report.since.isoformat()}: {len(report.shown_runs)} of {len(report.runs)}"
+
+
 def record(report: FolderReport) -> dict[str, Any]:
     """The report as JSON-ready data (``--json``)."""
     hits = report.totals.get("hits") or {}
     return {
         "folder": str(report.folder), "target": report.run.get("target"),
-        "totals": report.totals, "runs": report.runs,
+        "since": report.since.isoformat() if report.since else None,
+        "totals": report.totals,
+        "runs": [{"number": number, **run} for number, run in report.shown_runs],
+        "nights": [night.record() for night in report.nights],
         "failures": [{"path": str(s.path), "problem": s.problem} if s.failure is None else
                      {"path": str(s.path), "objective": s.failure.objective,
                       "signature": s.failure.signature, "detail": s.failure.detail,
@@ -165,6 +201,16 @@ def plot(report: FolderReport, png: Path) -> Path:
     """Coverage and corpus (top) and failures saved (bottom) against seconds fuzzed."""
     atomic_write(png, png_bytes(figure_of(report)))
     return png
+
+
+def plots(report: FolderReport, png: Path) -> list[Path]:
+    """:func:`plot` at ``png``, and the nights' failures found and fixed beside it
+    (``report.png`` -> ``report-nights.png``)."""
+    first = plot(report, png)
+    beside = png.with_name(f"{png.stem}-nights{png.suffix or '.png'}")
+    figure = nights_figure(report.nights, str(report.run.get("target") or report.folder), pyplot())
+    atomic_write(beside, png_bytes(figure))
+    return [first, beside]
 
 
 def figure_of(report: FolderReport) -> Any:
