@@ -217,7 +217,7 @@ def figure_of(rows: list[Night], title: str, plt: Any) -> Any:
     axis.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
     axis.set_ylabel("failures")
     axis.set_xlabel("night (UTC)")
-    axis.legend(loc="upper left")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bars stay visible
     axis.set_title(f"{title}: {len(rows)} night(s)")
     figure.tight_layout()
     return figure
