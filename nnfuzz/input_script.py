@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nnfuzz.errors import UsageError
 from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
+from nnfuzz.objectives.base import judged_by
 from nnfuzz.references import model_label
 from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
@@ -142,10 +143,31 @@ def primary(value):
 
 
 ours, theirs = primary(output), primary(other)
-for side, value in (("the model's", ours), ("the reference's", theirs)):
+{check}'''
+
+#: A disagreement: outputs that differ by nnfuzz's rule, and the float64 arbiter's verdict.
+COMPARE = '''for side, value in (("the model's", ours), ("the reference's", theirs)):
     if not torch.isfinite(value).all():  # nnfuzz compares finite outputs only
         print(f"{{side}} output is not finite: a nonfinite failure, not a disagreement")
         sys.exit(0)
+
+
+def float64():
+    """The input through a float64 copy of the model, the arbiter of who is off (None where
+    the model has no float64 kernel for an op)."""
+    import copy
+
+    exact = copy.deepcopy(model).double()
+    try:
+        with torch.no_grad():
+            return primary(run(exact, [x.double() if x.is_floating_point() else x
+                                       for x in inputs])).double()
+    except Exception as error:
+        print(f"float64 could not run: {{type(error).__name__}}: {{error}}")
+        return None
+
+
+RECORDED = {recorded!r}  # what nnfuzz's arbiter said when it found this
 # The rule: class scores (a last dimension of more than one) disagree where the argmax
 # differs; other outputs where |ours - theirs| > atol + rtol * |theirs|. (nnfuzz leaves out
 # positions a target marks as padding; this compares every position.)
@@ -153,18 +175,44 @@ if ours.dim() >= 2 and ours.shape[-1] > 1:
     mine, their = ours.argmax(-1).reshape(-1), theirs.argmax(-1).reshape(-1)
     differ = (mine != their).nonzero().flatten()
     if len(differ):
-        at = f" at position {{int(differ[0])}}" if len(mine) > 1 else ""
-        fails(f"{model_label} predicts {{int(mine[differ[0]])}}, {label} predicts "
-              f"{{int(their[differ[0]])}}{{at}}")
+        i = int(differ[0])
+        at = f" at position {{i}}" if len(mine) > 1 else ""
+        exact = float64()
+        verdict = "float64 could not run" if exact is None else (
+            "float64 agrees with {model_label}" if int(exact.argmax(-1).reshape(-1)[i]) == int(mine[i])
+            else "float64 agrees with {label}" if int(exact.argmax(-1).reshape(-1)[i]) == int(their[i])
+            else f"float64 predicts {{int(exact.argmax(-1).reshape(-1)[i])}}, agreeing with neither")
+        fails(f"{model_label} predicts {{int(mine[i])}}, {label} predicts {{int(their[i])}}{{at}}; "
+              f"{{verdict}} (nnfuzz said: {{RECORDED}})")
 else:
     ATOL, RTOL = {atol!r}, {rtol!r}
     a, b = ours.reshape(-1), theirs.reshape(-1)
     excess = (a - b).abs() - (ATOL + RTOL * b.abs())
     if (excess > 0).any():
         i = int(excess.argmax())
+        exact = float64()
+        if exact is None:
+            verdict = "float64 could not run"
+        else:
+            to_model = float((a.double() - exact.reshape(-1)).abs().max())
+            to_reference = float((b.double() - exact.reshape(-1)).abs().max())
+            verdict = (f"float64 is closer to {model_label} (largest distance {{to_model:.4g}}; "
+                       f"{label} {{to_reference:.4g}})" if to_model <= to_reference else
+                       f"float64 is closer to {label} (largest distance {{to_reference:.4g}}; "
+                       f"{model_label} {{to_model:.4g}})")
         fails(f"output[{{i}}] differs by {{abs(float(a[i] - b[i])):.4g}}: {model_label} "
               f"{{float(a[i]):.6g}}, {label} {{float(b[i]):.6g}} "
-              f"(atol {{ATOL:g}}, rtol {{RTOL:g}})")'''
+              f"(atol {{ATOL:g}}, rtol {{RTOL:g}}); {{verdict}} (nnfuzz said: {{RECORDED}})")'''
+
+#: The reference's NaN or Inf where the model's output is finite: nonfinite, the reference's side.
+REFERENCE_NONFINITE = '''# nonfinite on the reference's side: its output holds NaN or Inf where the model's is finite.
+if not torch.isfinite(ours).all():
+    print("the model's output is not finite too: that is the model's nonfinite failure")
+    sys.exit(0)
+bad = (~torch.isfinite(theirs.reshape(-1))).nonzero().flatten()
+if len(bad):
+    fails(f"{{kind(theirs)}} in {who}'s output[{{int(bad[0])}}] where the {model_label} model's "
+          f"output is finite")'''
 
 #: A reference that is the model itself (a copy) under a setting, restored after each call.
 WITH = '''import copy
@@ -249,6 +297,8 @@ def input_script(target: Target, failure: Failure, script_name: str) -> str:
 def _check(target: Target, failure: Failure) -> str:
     """The lines that check the reproducer's objective."""
     where = f"{failure.path}: --script"
+    if judged_by(failure.objective, failure.metadata) == "disagree":
+        return _disagree(target, failure, where)
     if failure.objective == "nonfinite":
         return NONFINITE.format()
     if failure.objective == "exception":
@@ -257,8 +307,6 @@ def _check(target: Target, failure: Failure) -> str:
         if target.loss is None:
             raise UsageError(f"{where}: a loss failure needs loss(output, target) in the target.")
         return LOSS.format()
-    if failure.objective == "disagree":
-        return _disagree(target, failure, where)
     if failure.objective not in [getattr(c, "__name__", "") for c in target.objectives]:
         raise UsageError(f"{where}: objective {failure.objective!r} is not in the target's "
                          "objectives(): define it there.")
@@ -288,9 +336,12 @@ def _disagree(target: Target, failure: Failure, where: str) -> str:
     label = ("reference" if kind == "reference()" else
              f"compile ({mode})" if kind == "compile" and mode != "default" else kind)
     who = "the target's reference()" if kind == "reference()" else f"the {label} reference"
+    check = REFERENCE_NONFINITE if failure.objective == "nonfinite" else COMPARE
+    facts = dict(label=label, who=who, model_label=model_label(target.model),
+                 recorded=failure.metadata.get("arbiter", "no verdict recorded"),
+                 atol=float(failure.metadata.get("atol", DEFAULT_ATOL)),
+                 rtol=float(failure.metadata.get("rtol", DEFAULT_RTOL)))
     return DISAGREE.format(
         what=what, reference=build.format(mode=None if mode == "default" else mode,
                                           export_args=export_args),
-        reference_args=args, label=label, who=who, model_label=model_label(target.model),
-        atol=float(failure.metadata.get("atol", DEFAULT_ATOL)),
-        rtol=float(failure.metadata.get("rtol", DEFAULT_RTOL)))
+        reference_args=args, who=who, check=check.format(**facts))

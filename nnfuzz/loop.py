@@ -31,7 +31,8 @@ from nnfuzz.guidance import Guidance, guiding
 from nnfuzz.lineage import Batch
 from nnfuzz.mutation import MutationConfig, Mutator, input_distance
 from nnfuzz.minimizer import is_smaller, minimize, reproduces, signature_check
-from nnfuzz.objectives import BatchJudgement, Finding, build_objectives, context_for, judge
+from nnfuzz.objectives import (BatchJudgement, Finding, build_objectives, context_for, judge,
+                               judging)
 from nnfuzz.reproducer import Failure
 from nnfuzz.seed_check import disagreeing_seeds, said_with_seed_shapes, seeds_to_keep
 from nnfuzz.target import Target
@@ -339,7 +340,7 @@ class Fuzzer:
 
     def minimized(self, failure: Failure) -> Failure:
         """The failure shrunk toward its seed, or itself when nothing smaller fails the same."""
-        objective = next(o for o in self.objectives if o.name == failure.objective)
+        objective = judging(self.objectives, failure.objective, failure.metadata)
         still_fails = signature_check(failure, objective, self.executor)
         if not reproduces(failure, still_fails):
             warnings.warn(f"{failure.objective} ({failure.detail}) fired in a batch but not on the "
@@ -359,7 +360,7 @@ class Fuzzer:
         seed = tuple(t[0].detach().cpu() for t in self.corpus.root_inputs(torch.tensor([root])))
         labels = self.labels
         label = labels[root].detach().cpu() if labels is not None and self.corpus.is_seed(root) else None
-        objective = next(o for o in self.objectives if o.name == finding.objective)
+        objective = judging(self.objectives, finding.objective, finding.metadata)
         return Failure(inputs=inputs, seed=seed, objective=finding.objective, detail=finding.detail,
                        signature=finding.signature, label=label, names=self.domain.names, metadata={
                            "nnfuzz_version": __version__,

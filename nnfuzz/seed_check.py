@@ -17,6 +17,7 @@ from nnfuzz.errors import TargetError
 from nnfuzz.execution import UnbatchedOutput
 from nnfuzz.execution_record import Execution
 from nnfuzz.objectives import Objective, judge
+from nnfuzz.objectives.base import judged_by
 
 #: A batch of seeds' executions, with the index of its first seed.
 Executions = Iterable[tuple[int, Execution]]
@@ -35,7 +36,7 @@ def disagreeing_seeds(executions: Executions, objectives: list[Objective],
                                   f"{error.describe()}: the seeds must be inputs the model "
                                   f"accepts (each seed is {shapes}); fix the seeds or the model.")
         for finding in judge(objectives, execution).findings:
-            if finding.objective != "disagree":
+            if judged_by(finding.objective, finding.metadata) != "disagree":
                 raise TargetError(f"seed {start + finding.example} already fails "
                                   f"{finding.objective}: {finding.detail}: the seeds must pass; "
                                   "fix the model or the seed.")

@@ -18,7 +18,7 @@ import torch
 from nnfuzz.errors import TargetError, UsageError
 from nnfuzz.execution import Execution
 from nnfuzz.objectives.base import (DEFAULT_ATOL, DEFAULT_RTOL, Finding, Judgement, Objective,
-                                    ObjectiveContext)
+                                    ObjectiveContext, judged_by)
 from nnfuzz.objectives.disagree import Disagree
 from nnfuzz.objectives.exception import RaisedException
 from nnfuzz.objectives.loss import LossObjective
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["BUILT_IN", "DEFAULT_ATOL", "DEFAULT_RTOL", "NEEDS", "Disagree", "Finding", "Judgement",
            "LossObjective", "Nonfinite", "Objective", "ObjectiveContext", "RaisedException",
            "UserObjective", "BatchJudgement", "available", "build_objectives", "context_for", "judge",
-           "rebuild", "rebuild_key"]
+           "judging", "rebuild", "rebuild_key"]
 
 BUILT_IN = ("nonfinite", "exception", "loss", "disagree")
 
@@ -116,8 +116,16 @@ def build_objectives(names: list[str] | tuple[str, ...] | None,
 FROM_METADATA = {Disagree.name: Disagree}
 
 
+def judging(objectives: list[Objective], objective: str, metadata: dict[str, str]) -> Objective:
+    """Which of a run's objectives judges a finding of ``objective`` with ``metadata`` again
+    (to minimize it, and for the metadata its reproducer records)."""
+    name = judged_by(objective, metadata)
+    return next(o for o in objectives if o.name == name)
+
+
 def rebuild_key(name: str, metadata: dict[str, str]) -> tuple[str, ...]:
     """Reproducers with the same key are judged by the same rebuilt objective."""
+    name = judged_by(name, metadata)
     kind = FROM_METADATA.get(name)
     return (name, *(metadata.get(key, "") for key in (kind.metadata_keys if kind else ())))
 
@@ -126,6 +134,7 @@ def rebuild(name: str, metadata: dict[str, str], context: ObjectiveContext,
             origin: str) -> Objective:
     """The objective a reproducer names, as it was when it was found (the metadata it wrote);
     ``origin`` (the reproducer) starts the error when it cannot be built."""
+    name = judged_by(name, metadata)
     kind = FROM_METADATA.get(name)
     if kind is not None:
         try:

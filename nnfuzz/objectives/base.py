@@ -34,8 +34,19 @@ class Finding:
     objective: str
     detail: str
     signature: str
-    #: What the reproducer records besides (disagree's ``arbiter``).
+    #: What the reproducer records besides (disagree's ``arbiter``; ``judged_by``).
     metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+#: The metadata key naming the objective that judges a finding reported under another's name:
+#: a reference's NaN is a ``nonfinite`` failure that only ``disagree`` (which runs the
+#: reference) can judge again, at minimize and replay.
+JUDGED_BY = "judged_by"
+
+
+def judged_by(objective: str, metadata: dict[str, str]) -> str:
+    """The name of the objective that judges a finding (or a reproducer) of ``objective``."""
+    return metadata.get(JUDGED_BY, objective)
 
 
 @dataclass(frozen=True)

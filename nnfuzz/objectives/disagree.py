@@ -3,8 +3,12 @@
 Class outputs disagree when the argmax differs; other outputs when they differ
 beyond atol + rtol·|ref|. A disagreement counts only when it holds with the
 example alone in its batch, as replay runs it. An example where either side's
-output is not finite is no disagreement of values: the model's NaN is the
-nonfinite objective's, the reference's is left out. A confirmed disagreement is
+output is not finite is no disagreement of values (NNSmith's lesson: a difference
+of NaNs is a false alarm): the model's NaN is the nonfinite objective's, and the
+reference's, where the model's output is finite, is reported here as a
+``nonfinite`` failure that names the reference's side
+(``nonfinite:reference:<kind>``, judged again by this objective, which runs the
+reference: its ``judged_by`` metadata). A confirmed disagreement is
 judged by a float64 copy of the model (nnfuzz.objectives.arbiter), and its
 signature is the reference kind, the output compared (classes or values) and the
 side float64 says is off: further class pairs or positions are hits of it.
@@ -28,8 +32,8 @@ from nnfuzz.errors import TargetError, UsageError, first_line
 from nnfuzz.execution import Execution
 from nnfuzz.reading import primary_output
 from nnfuzz.objectives.arbiter import Arbiter
-from nnfuzz.objectives.base import (DEFAULT_ATOL, DEFAULT_RTOL, Finding, Judgement, Objective,
-                                    ObjectiveContext)
+from nnfuzz.objectives.base import (DEFAULT_ATOL, DEFAULT_RTOL, JUDGED_BY, Finding, Judgement,
+                                    Objective, ObjectiveContext)
 from nnfuzz.references import Reference, model_label, reference_for
 
 
@@ -90,9 +94,35 @@ class Disagree(Objective):
             return Judgement(self._raised_alone(execution), None)
         ours = execution.primary
         ran = execution.ran & torch.isfinite(ours.reshape(ours.shape[0], -1)).all(1)
-        findings = [confirmed for candidate in self._compare(ours, theirs, ran, execution.inputs)
-                    if (confirmed := self._alone(execution, candidate)) is not None]
+        broken = ran & ~_finite(theirs, self._real(ours, execution.inputs))
+        findings = [found for example in broken.nonzero().flatten().tolist()
+                    if (found := self._reference_nonfinite(execution, example)) is not None]
+        findings += [confirmed for candidate in self._compare(ours, theirs, ran, execution.inputs)
+                     if (confirmed := self._alone(execution, candidate)) is not None]
         return Judgement(findings, self._pressure(ours, theirs))
+
+    def _reference_nonfinite(self, execution: Execution, example: int) -> Finding | None:
+        """The reference's NaN or Inf where the model's output is finite, with the example
+        alone in its batch: a ``nonfinite`` failure on the reference's side."""
+        inputs = tuple(t[example:example + 1] for t in execution.inputs)
+        with torch.no_grad():
+            try:
+                ours = primary_output(call(self.model, inputs, self.names))
+                theirs = primary_output(self.reference.run(inputs))
+            except Exception:  # noqa: BLE001 - raising alone is judged elsewhere
+                return None
+        if ours is None or theirs is None or not torch.isfinite(ours).all():
+            return None
+        real = self._real(ours, inputs)
+        if bool(_finite(theirs.float(), real).all()):
+            return None
+        flat = theirs.float().reshape(-1)
+        where = int((~torch.isfinite(flat)).nonzero()[0])
+        kind = "NaN" if torch.isnan(flat[where]) else "Inf"
+        detail = (f"{kind} in {self._who()}'s output[{where}] where the {self.model_label} model's "
+                  f"output is finite: the reference's side is off")
+        return Finding(example, "nonfinite", detail, f"nonfinite:reference:{self.reference.kind}",
+                       {JUDGED_BY: self.name})
 
     def _reference_output(self, execution: Execution) -> torch.Tensor:
         """The reference's primary output (float32), shaped as the model's."""

@@ -85,6 +85,9 @@ def test_the_script_fails_on_the_buggy_target_and_passes_on_the_fixed_one(
     failing = script_run(script)
     assert failing.returncode == 1, failing.stdout + failing.stderr
     assert failing.stdout.splitlines()[-1].startswith(line), failing.stdout + failing.stderr
+    if objective == "disagree":  # the float64 arbiter's verdict now, and nnfuzz's at the find
+        verdict = nnfuzz.load_failure(saved).metadata["arbiter"]
+        assert f"; {verdict} (nnfuzz said: {verdict})" in failing.stdout, failing.stdout
     assert bug in target.read_text()
     target.write_text(target.read_text().replace(bug, fix))
     fixed = script_run(script)

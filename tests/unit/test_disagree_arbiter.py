@@ -9,6 +9,8 @@ model ends the failure's detail and is its ``arbiter`` metadata.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,7 +71,8 @@ def overflow_model(classes: bool) -> nn.Module:
 
 @pytest.mark.parametrize("kind", ["fp16", "autocast-fp16"])
 @pytest.mark.parametrize("classes", [True, False])
-def test_a_reference_that_overflows_is_no_value_disagreement(kind: str, classes: bool) -> None:
+def test_a_reference_that_overflows_is_nonfinite_on_its_side_not_a_disagreement(
+        kind: str, classes: bool) -> None:
     model = overflow_model(classes)
     reference = build_reference(model, kind, example=(torch.rand(2, 4),))
     inputs = torch.tensor([[0.1, 0.2, 0.5, 0.5], [1.0, 1.0, 0.5, 0.5], [0.9, 0.9, 0.0, 0.0]])
@@ -78,16 +81,46 @@ def test_a_reference_that_overflows_is_no_value_disagreement(kind: str, classes:
         assert not torch.isfinite(reference.run((inputs,))[1:]).all(), "the premise: it overflows"
     objective = Disagree(ObjectiveContext(model=model, reference=reference))
     with Executor(model) as executor:
-        assert objective.judge(executor.run((inputs,))) == []
+        findings = objective.judge(executor.run((inputs,)))
+    assert [f.example for f in findings] == [1, 2]
+    assert {(f.objective, f.signature) for f in findings} == {
+        ("nonfinite", f"nonfinite:reference:{kind}")}
+    assert all(f.metadata == {"judged_by": "disagree"} for f in findings)
+    assert findings[0].detail.startswith(f"{'NaN' if classes else 'Inf'} in the {kind} "
+                                         "reference's output[0] where the fp32 model's output "
+                                         "is finite"), findings[0].detail
 
 
-@pytest.mark.parametrize("classes", [True, False])
-def test_a_run_against_an_overflowing_fp16_reports_nothing(tmp_path: Path, classes: bool) -> None:
-    target = write_target(tmp_path, OVERFLOW.format(classes=classes))
-    result = invoke("run", target, "--out", tmp_path / "out", "--reference", "autocast-fp16",
-                    "--objective", "disagree", "--runs", "1000")
-    assert result.exit_code == 0, result.output
-    assert not list((tmp_path / "out" / "crashes").glob("*.safetensors"))
+def test_an_overflowing_autocast_reference_replays_and_scripts_as_nonfinite(
+        tmp_path: Path) -> None:
+    """Found as nonfinite on the reference's side, minimized, replayed (still fails) and
+    scripted (exit 1); a model that no longer overflows under autocast: fixed, script exit 0."""
+    target = write_target(tmp_path, OVERFLOW.format(classes=True))
+    out = tmp_path / "out"
+    result = invoke("run", target, "--out", out, "--reference", "autocast-fp16",
+                    "--objective", "disagree", "--runs", "1000", "--stop-on-failure")
+    assert result.exit_code == 1, result.output
+    [saved] = list((out / "crashes").glob("*.safetensors"))
+    failure = load_failure(saved)
+    assert saved.name.startswith("nonfinite-")
+    assert failure.signature == "nonfinite:reference:autocast-fp16", failure.signature
+    assert failure.metadata["judged_by"] == "disagree"
+    assert failure.metadata["reference"] == "autocast-fp16"
+    replayed = invoke("replay", target, saved)
+    assert replayed.exit_code == 1 and "still fails" in replayed.output, replayed.output
+    assert "autocast-fp16 reference's output" in replayed.output, replayed.output
+    script = tmp_path / "repro.py"
+    written = invoke("replay", target, saved, "--script", script, "--repeat", 1)
+    assert written.exit_code == 1 and f"wrote {script}" in written.stderr, written.output
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert ran.returncode == 1 and "autocast-fp16 reference's output" in ran.stdout, ran
+    # Fixed: weights small enough that float16 holds the sum (the model computes the same
+    # classes), so nothing overflows under autocast any more.
+    target.write_text(target.read_text().replace("4e4, 4e4", "1.0, 1.0"))
+    replayed = invoke("replay", target, saved)
+    assert replayed.exit_code == 0 and "fixed" in replayed.output, replayed.output
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert ran.returncode == 0 and "fixed" in ran.stdout, ran
 
 
 def test_class_pairs_are_hits_of_one_signature_with_the_arbiters_verdict(tmp_path: Path) -> None:
