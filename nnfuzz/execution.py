@@ -33,8 +33,11 @@ from nnfuzz.domain import Inputs, Names, call
 from nnfuzz.reading import batch_first, batch_rows, output_tensors, primary_output, same_outputs
 from nnfuzz.errors import NnfuzzError, TargetError, UsageError, first_line, user_frame
 from nnfuzz.execution_record import STATS, Execution, RaisedError, joined
+from nnfuzz.reductions import ModuleStatistics, Reducer
 
-ABSMAX = STATS.index("absmax")
+#: STATS and Execution are execution_record's, imported from here as well.
+__all__ = ["STATS", "Execution", "Executor", "Pass", "RaisedError", "UnbatchedOutput", "Watch",
+           "model_device"]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -43,39 +46,9 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _reductions(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per example: the sum, L2 norm, largest and smallest value (each (B,)) of a module's output.
-
-    On every module of every batch, so it must cost little next to the module: four
-    reductions and nothing else, each about 5 us of fixed cost on a small output (2 cores,
-    one thread); what they mean (mean, spread, largest magnitude) is worked out once per
-    batch for all modules together (:func:`_statistics`). torch.std_mean took 8.4 ms on a
-    (100, 5408) conv output where these take 0.8 ms, and torch.aminmax was 7x slower
-    than amax and amin. NaN and Inf pass through to the largest and smallest values.
-    """
-    return (flat.sum(1), torch.linalg.vector_norm(flat, 2, dim=1), flat.amax(1), flat.amin(1))
-
-
-def _statistics(events: list[tuple[int, int, tuple[torch.Tensor, ...]]]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) (B, E, 2) and the largest magnitude (B, E) of each event's output, from its
-    reductions: a dozen torch calls per batch however many modules ran. The spread from
-    E[x^2] - E[x]^2 loses precision when the mean dwarfs it; as a coverage signal that is
-    fine."""
-    sums, norms, highs, lows = (torch.stack([reduced[k] for _, _, reduced in events], 1)
-                                for k in range(4))
-    counts = torch.tensor([count for _, count, _ in events], dtype=sums.dtype,
-                          device=sums.device)
-    mean = sums / counts
-    std = (norms.square() / counts - mean.square()).clamp(min=0).sqrt()
-    return torch.stack((mean, std), 2), torch.maximum(highs.abs(), lows.abs())
-
-
 #: Given a module's index and its output rows (batch first, not detached), as the module
 #: makes them during a watched pass (:meth:`Executor.watched`).
 Watch = Callable[[int, torch.Tensor], None]
-#: (module index, values per example, _reductions) of one module output.
-Event = tuple[int, int, tuple[torch.Tensor, ...]]
 
 
 @dataclass
@@ -88,7 +61,7 @@ class Pass:
     #: When set, each module output goes to it instead of being reduced and captured.
     watch: Watch | None = None
     #: Each module output's reductions, in forward order.
-    events: list[Event] = field(default_factory=list)
+    reduced: Reducer = field(default_factory=Reducer)
     #: The coverage layers' outputs (pooled where a pool is set), by layer name.
     captured: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -111,7 +84,7 @@ class Executor:
         self._index = {module: position for position, module in enumerate(self._modules.values())}
         self.callers = _callers(self._modules)
         self.use_layers(list(layers or []))
-        self._layout: tuple[tuple[int, ...], Any] | None = None
+        self._statistics = ModuleStatistics(len(self.module_names))
         #: The forward pass under way (:meth:`_passing`); None between passes.
         self._pass: Pass | None = None
         #: Set when instrumenting the model was seen to change its outputs: every batch
@@ -177,7 +150,7 @@ class Executor:
         finally:
             self._pass = previous
 
-    def _hook(self, module: torch.nn.Module, _args: Any, output: Any) -> None:
+    def _hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         # One hook for every module of the process: only this model's, only during a pass
         # (not the loss's or a reference's own forward pass).
         current = self._pass
@@ -193,25 +166,27 @@ class Executor:
         if current.watch is not None:
             current.watch(index, flat)
             return
-        flat = flat.detach().float()
         if module in self._layer_modules:
-            current.captured.setdefault(self._layer_modules[module],
-                                        self._pool(flat) if self._pool is not None else flat)
-        if flat.shape[1] == 0:
-            return
-        current.events.append((index, flat.shape[1], _reductions(flat)))
+            captured = flat.detach().float()
+            current.captured.setdefault(self._layer_modules[module], self._pool(captured)
+                                        if self._pool is not None else captured)
+        if flat.shape[1] > 0:
+            current.reduced.add(index, module, args, flat)
 
     # --- running -----------------------------------------------------------------
 
     def run(self, inputs: Inputs, labels: torch.Tensor | None = None,
-            has_label: torch.Tensor | None = None) -> Execution:
-        """Run a batch; if it raises, run its examples one by one to find which. ``labels``:
-        each example's label (its seed's), known where ``has_label``."""
+            has_label: torch.Tensor | None = None, *, one_by_one: bool = True) -> Execution:
+        """Run a batch; if it raises, run its examples one by one to find which (or, without
+        ``one_by_one``, raise it). ``labels``: each example's label (its seed's), known where
+        ``has_label``."""
         try:
             judged, seen = self._forward_batch(inputs)
         except NnfuzzError:
             raise
         except Exception:  # noqa: BLE001 - the model's failure is a finding, not ours
+            if not one_by_one:
+                raise
             execution = self._run_one_by_one(inputs)
         else:
             # nnfuzz's own errors here are not the model's
@@ -275,48 +250,13 @@ class Executor:
             coverage = torch.cat([seen.captured[name] for name in self.layers], 1)
         else:
             coverage = primary.reshape(size, -1)
-        stats, absmax_matrix = self._module_statistics(seen.events, size, primary.device)
+        events = seen.reduced.events
+        stats, absmax_matrix = self._statistics(events, size, primary.device)
         return Execution(inputs=inputs, output=output, outputs=[t.detach() for t in outputs],
                          primary=primary, judged_plainly=self.judge_plainly, callers=self.callers,
                          coverage=coverage, stats=stats,
-                         event_modules=[self.module_names[index] for index, _, _ in seen.events],
+                         event_modules=[self.module_names[index] for index, _, _ in events],
                          event_absmax=absmax_matrix)
-
-    def _module_statistics(self, events: list[Event], size: int, device: torch.device
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each module's statistics (B, M, STATS), NaN where it did not run: mean and std of
-        its first output, the largest magnitude over all of them; and each event's largest
-        magnitude (B, E)."""
-        stats = torch.full((size, len(self.module_names), len(STATS)), float("nan"),
-                           device=device)
-        if not events:
-            return stats, torch.zeros(size, 0, device=device)
-        mean_std, absmax = _statistics(events)
-        modules, firsts, repeats = self._event_layout(tuple(m for m, _, _ in events), device)
-        values = torch.cat((mean_std, absmax.unsqueeze(2)), 2)  # (B, E, STATS)
-        if firsts is not None:
-            values = values.index_select(1, firsts)
-        stats.index_copy_(1, modules, values)
-        for module, position in repeats:
-            stats[:, module, ABSMAX] = torch.fmax(stats[:, module, ABSMAX], absmax[:, position])
-        return stats, absmax
-
-    def _event_layout(self, modules: tuple[int, ...], device: torch.device
-                      ) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[int, int]]]:
-        """For the modules of a forward pass's events, in order: the modules that ran (each
-        once), the position of each one's first event (None when no module ran twice), and
-        the (module, position) of every later event. The same from batch to batch: kept."""
-        if self._layout is not None and self._layout[0] == modules:
-            return self._layout[1]
-        first: dict[int, int] = {}
-        for position, module in enumerate(modules):
-            first.setdefault(module, position)
-        repeats = [(module, position) for position, module in enumerate(modules)
-                   if first[module] != position]
-        layout = (torch.tensor(list(first), device=device),
-                  torch.tensor(list(first.values()), device=device) if repeats else None, repeats)
-        self._layout = (modules, layout)
-        return layout
 
     def _run_one_by_one(self, inputs: Inputs) -> Execution:
         size = inputs[0].shape[0]
