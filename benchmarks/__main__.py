@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only finding,chains,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes,training]``.
+"""``python -m benchmarks [--quick] [--only finding,chains,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes,precision,training]``.
 
 Runs the measurement harness's sections in this order, each writing
 benchmarks/results/<section>[-quick].md and its plot, then rebuilds
@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 
 from benchmarks import (chains, finding_section, index, index_params, memory, minimization,
-                        real_architectures, report, runtimes, scaling, throughput, training,
-                        workers_finding)
+                        precision, real_architectures, report, runtimes, scaling, throughput,
+                        training, workers_finding)
 
 SECTIONS: dict[str, Callable[[bool], object]] = {
     "finding": finding_section.run,
@@ -33,6 +33,7 @@ SECTIONS: dict[str, Callable[[bool], object]] = {
     "scaling": scaling.run,
     "workers-finding": workers_finding.run,
     "runtimes": runtimes.run,
+    "precision": precision.run,
     "training": training.run,
 }
 

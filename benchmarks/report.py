@@ -24,7 +24,7 @@ RESULTS_MD = BENCHMARKS / "RESULTS.md"
 #: Sections of RESULTS.md, in order: the stem of each results file.
 SECTIONS = ("finding", "chains", "chains-bisect", "real-architectures", "tensorfuzz-nans", "tensorfuzz-quantization",
             "tensorfuzz-bar", "minimization", "throughput", "index", "index-params", "memory",
-            "scaling", "workers-finding", "runtimes", "training")
+            "scaling", "workers-finding", "runtimes", "precision", "training")
 
 FINDING_TITLE = "## Finding the zoo's bugs: executions to the first failure"
 FINDING_DESCRIPTION = ("nnfuzz against the searchers given the same budget: random mutation "
@@ -50,7 +50,7 @@ PREAMBLE = """\
 Seconds depend on the machine and on what else ran on it (each section gives the load average \
 when it started); executions do not.
 Each section names the command that regenerates it; the raw files and plots are in \
-[results/](results/). `python -m benchmarks [--quick] [--only finding,chains,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes]` \
+[results/](results/). `python -m benchmarks [--quick] [--only finding,chains,real-architectures,minimization,throughput,index,index-params,memory,scaling,workers-finding,runtimes,precision,training]` \
 reruns the harness's sections and rebuilds this file; `python -m benchmarks.report` only \
 rebuilds it.
 Setup for all of them: `pip install -e '.[benchmarks]'` (scikit-learn, scipy, matplotlib and pyinstrument).
