@@ -24,9 +24,9 @@ Executions = Iterable[tuple[int, Execution]]
 
 
 def disagreeing_seeds(executions: Executions, objectives: list[Objective],
-                      seeds: Inputs) -> list[tuple[int, str]]:
-    """The seeds that disagree with the reference (index, detail); a TargetError for a seed
-    that raises or fails any other objective."""
+                      seeds: Inputs) -> list[tuple[int, str, str]]:
+    """The seeds that disagree with the reference (index, detail, signature); a TargetError
+    for a seed that raises or fails any other objective."""
     disagreeing = []
     for start, execution in executions:
         for example, error in enumerate(execution.raised):
@@ -40,19 +40,18 @@ def disagreeing_seeds(executions: Executions, objectives: list[Objective],
                 raise TargetError(f"seed {start + finding.example} already fails "
                                   f"{finding.objective}: {finding.detail}: the seeds must pass; "
                                   "fix the model or the seed.")
-            disagreeing.append((start + finding.example, finding.detail))
+            disagreeing.append((start + finding.example, finding.detail, finding.signature))
     return disagreeing
 
 
-def seeds_to_keep(disagreeing: list[tuple[int, str]], count: int,
+def seeds_to_keep(disagreeing: list[tuple[int, str, str]], count: int,
                   device: torch.device) -> tuple[torch.Tensor, str]:
     """The indices of the seeds that agree, and the warning that says which were dropped; a
-    TargetError when none is left."""
+    TargetError when none is left, saying what to do for what they fail."""
     if len(disagreeing) == count:
         raise TargetError(f"every seed already fails disagree (seed 0: {disagreeing[0][1]}): "
-                          "give seeds the model and its reference agree on, or loosen "
-                          "--atol/--rtol.")
-    keep = torch.tensor(sorted(set(range(count)) - {row for row, _ in disagreeing}),
+                          f"{_what_to_do(disagreeing[0][2])}")
+    keep = torch.tensor(sorted(set(range(count)) - {row for row, _, _ in disagreeing}),
                         device=device)
     return keep, (f"{len(disagreeing)} of {count} seeds already disagree with the reference "
                   f"(seed {disagreeing[0][0]}: {disagreeing[0][1]}): fuzzing from the other "
@@ -76,3 +75,15 @@ def said_with_seed_shapes(executions: Executions, seeds: Inputs,
             f"dimension: if the seeds are one example, give it a batch dimension first "
             f"(x.unsqueeze(0), shape {one}); seeds() returns N examples stacked along "
             "dimension 0.") from None
+
+
+def _what_to_do(signature: str) -> str:
+    """The advice for seeds that all fail against the reference, by what the first one fails."""
+    if signature.startswith("disagree:raised:"):
+        return ("the reference cannot run on the seeds at all, a bug of the reference (or of "
+                "the execution path it takes) found before any search: fix it, or fuzz with "
+                "another --reference.")
+    if signature.startswith("nonfinite:reference:"):
+        return ("the reference's output is not finite on the seeds, a bug of the reference "
+                "found before any search: fix it, or fuzz with another --reference.")
+    return "give seeds the model and its reference agree on, or loosen --atol/--rtol."

@@ -13,7 +13,7 @@ import pytest
 
 from tests.targets import write_target
 
-from .support import invoke
+from .support import assert_one_error_line, invoke
 
 #: A table indexed by a quantized feature: IndexError once the feature's mean passes 0.9,
 #: in the model and in every copy of it alike.
@@ -102,3 +102,14 @@ def test_a_reference_that_raises_where_the_model_does_not_is_a_disagreement(
     assert saved.startswith("disagree-")
     replayed = invoke("replay", target, out / "crashes" / saved)
     assert replayed.exit_code == 1 and "still fails" in replayed.output, replayed.output
+
+
+def test_a_reference_that_raises_on_every_seed_is_one_error_line_saying_so(
+        tmp_path: Path) -> None:
+    """Every seed past the reference's limit: the error says the reference cannot run at
+    all (found before any search), not to loosen tolerances that have nothing to do with it."""
+    target = write_target(tmp_path, PICKY_REFERENCE.replace("0.8", "-1.0"))
+    result = invoke("run", target, "--out", tmp_path / "out", "--runs", "200")
+    line = assert_one_error_line(result, "every seed already fails disagree",
+                                 "the reference cannot run on the seeds at all")
+    assert "--atol" not in line, line
