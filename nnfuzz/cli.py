@@ -17,7 +17,7 @@ from nnfuzz.exits import Commands, handles_errors, run_exit_code
 from nnfuzz.training.command import train
 # Leaves only: torch is imported by the commands that run, so that --help answers at once.
 from nnfuzz.config import (COMPILE_MODES, DEFAULT_ATOL, DEFAULT_RTOL, NORMS, REFERENCE_KINDS,
-                           RUNTIME_ATOL, RUNTIME_RTOL)
+                           RUNTIME_ATOL, RUNTIME_RTOL, batch_size_value)
 
 #: What ``nnfuzz run --help`` ends with (\b keeps click from rewrapping the lines).
 RUN_EPILOG = """\b
@@ -71,7 +71,8 @@ def main() -> None:
                    f"{RUNTIME_RTOL:g} for execution paths and runtimes].")
 @click.option("--max-time", type=float, help="Stop after this many seconds.")
 @click.option("--runs", type=int, help="Stop after this many executions.")
-@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=batch_size_value, default="auto", show_default=True,
+              metavar="auto|N", help="Mutants per forward pass; auto: timed at start-up.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="torch threads for the model (default: torch's own; with --workers, the "
@@ -105,7 +106,7 @@ def main() -> None:
 def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...],
         reference: str | None, compile_mode: str | None, atol: float | None,
         rtol: float | None, max_time: float | None,
-        runs: int | None, batch_size: int, seed: int, threads: int | None, device: str | None,
+        runs: int | None, batch_size: int | str, seed: int, threads: int | None, device: str | None,
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
         max_corpus: int, max_corpus_mb: float, max_coverage_mb: float, stop_on_failure: bool,
         minimize: bool, workers: int, ray_address: str | None, json_path: Path | None,

@@ -56,6 +56,24 @@ def default_tolerances(kind: str | None) -> tuple[float, float]:
         return AUTOCAST_TOLERANCES[kind]
     return DEFAULT_ATOL, DEFAULT_RTOL
 
+#: --batch-size auto: the batch size timed at start-up (nnfuzz.batch_sizing).
+AUTO_BATCH = "auto"
+
+
+def batch_size_value(given: str | int) -> int | str:
+    """--batch-size as given: "auto" or a positive integer (ValueError names the fix)."""
+    if given == AUTO_BATCH:
+        return AUTO_BATCH
+    try:
+        size = int(given)
+    except (TypeError, ValueError):
+        raise ValueError(f"{given!r} is neither 'auto' nor a whole number: give "
+                         "--batch-size auto or --batch-size N (N >= 1).") from None
+    if size < 1:
+        raise ValueError(f"{size} must be at least 1 (or 'auto').")
+    return size
+
+
 class StopReason(enum.Enum):
     """Why a run ended; recorded in run.json."""
 
@@ -137,8 +155,10 @@ class FuzzConfig:
     #: Stop after this many executions (mutants run through the model).
     runs: int | None = None
     #: Mutants per forward pass: big enough to keep the model busy, small enough
-    #: that a new corpus element is sampled again soon.
-    batch_size: int = 100
+    #: that a new corpus element is sampled again soon. "auto" (``nnfuzz run``'s default):
+    #: timed at start-up (nnfuzz.batch_sizing); the library keeps 100, the same run on any
+    #: machine, as a test wants.
+    batch_size: int | str = 100
     seed: int = 0
     radius: float | None = None
     norm: str = "linf"
@@ -213,8 +233,9 @@ class FuzzConfig:
                              f"{', '.join(COMPILE_MODES)}.")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads={self.threads!r} must be at least 1.")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size={self.batch_size!r} must be at least 1.")
+        if self.batch_size != AUTO_BATCH and not (isinstance(self.batch_size, int)
+                                                  and self.batch_size >= 1):
+            raise UsageError(f"--batch-size={self.batch_size!r} must be at least 1 (or 'auto').")
 
 
 @dataclass

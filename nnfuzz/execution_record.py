@@ -77,6 +77,11 @@ class Execution:
             return torch.ones(self.size, dtype=torch.bool, device=self.coverage.device)
         return torch.tensor([error is None for error in self.raised], device=self.coverage.device)
 
+    @property
+    def none_ran(self) -> bool:
+        """Whether every example raised: known on the host, with no device synchronisation."""
+        return bool(self.raised) and all(error is not None for error in self.raised)
+
     def label_all(self, label: torch.Tensor | None) -> "Execution":
         """This execution with every example given the same label (a reproducer's): replay
         and shrinking run copies of one input, which all carry that input's target."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from nnfuzz.attribution import with_origin
+from nnfuzz.batch_sizing import sized
 from nnfuzz.config import FuzzConfig
 from nnfuzz.corpus import Corpus
 from nnfuzz.corpus_files import CorpusFolder, starting_inputs
@@ -86,6 +87,8 @@ class Fuzzer:
         self.seed_count = seeds[0].shape[0]
         #: The label of each seed (targets()), of those fuzzed from.
         self.labels = target.labels
+        config, sizing = sized(config, self.executor, seeds, folder)  # --batch-size auto
+        self.config, self.notes = config, self.notes + sizing
         self.notes += [note for note in [self.executor.confirm_unobserved(
             tuple(t[:config.batch_size] for t in seeds))] if note]
         #: What the start of the run warns about besides the domain.
@@ -175,7 +178,7 @@ class Fuzzer:
                            judged: BatchJudgement) -> None:
         """Mutants that passed and are novel or set a record join the corpus; their parents
         get the credit; past a cap, the corpus evicts, and the novelty index forgets."""
-        if not bool(execution.ran.any()):
+        if execution.none_ran:
             return  # every example raised: no coverage to measure
         passed = execution.ran & ~judged.failing(mutants.size, execution.ran.device)
         keep = self.coverage.update(execution.coverage, self._signals(execution, judged),
@@ -215,7 +218,8 @@ class Fuzzer:
                        threshold=self.coverage.threshold,
                        threshold_from="--threshold" if self.config.threshold else "from the seeds",
                        corpus=len(self.corpus), device=str(self.executor.device),
-                       coverage_layers=tuple(self.executor.layers))
+                       coverage_layers=tuple(self.executor.layers),
+                       record={"batch_size": self.config.batch_size})
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

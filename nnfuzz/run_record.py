@@ -65,6 +65,8 @@ class RunRecord(WhatRan, total=False):
     python: str
     device: str
     torch_threads: int
+    #: The fuzz loop's batch size: --batch-size, or what auto chose (nnfuzz.batch_sizing).
+    batch_size: int
     options: dict[str, Any]
     target: str | None
     totals: dict[str, Any]
@@ -162,6 +164,16 @@ def coverage_settings(folder: Path) -> tuple[float | None, tuple[str, ...]]:
     layers = record.get("coverage_layers") or (record.get("options") or {}).get("layers") or ()
     return (float(threshold) if isinstance(threshold, (int, float)) else None,
             tuple(str(layer) for layer in layers) if isinstance(layers, (list, tuple)) else ())
+
+
+def recorded_batch_size(folder: Path) -> int | None:
+    """The batch size the last run of the output folder holding ``folder`` (OUT/corpus) ran
+    with (its engine's ``batch_size``, top level): what --batch-size auto reuses on resuming."""
+    try:
+        size = read_run_json(folder.parent / "run.json").get("batch_size")
+    except (OSError, ValueError):
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
 
 
 def recorded_target(record: RunRecord) -> tuple[str | None, str]:
