@@ -86,4 +86,9 @@ def _what_to_do(signature: str) -> str:
     if signature.startswith("nonfinite:reference:"):
         return ("the reference's output is not finite on the seeds, a bug of the reference "
                 "found before any search: fix it, or fuzz with another --reference.")
+    if ":classes" in signature:  # tolerances play no part in an argmax
+        return ("the reference predicts other classes than the model on every seed: its "
+                "precision cannot tell this model's scores apart (a float16 copy of scores "
+                "below 6e-8 makes them all 0), or the seeds sit on decision boundaries: "
+                "give seeds whose top two classes are apart, or another --reference.")
     return "give seeds the model and its reference agree on, or loosen --atol/--rtol."

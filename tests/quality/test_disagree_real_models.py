@@ -62,8 +62,11 @@ def test_seeds_that_already_disagree_are_dropped_with_a_warning_and_the_run_goes
 def test_when_every_seed_disagrees_the_target_is_refused() -> None:
     seeds = torch.full((4, 3), 0.95)
     model = Classifier()
-    with pytest.raises(nnfuzz.TargetError, match="every seed already fails disagree"):
+    with pytest.raises(nnfuzz.TargetError, match="every seed already fails disagree") as refused:
         nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), reference=FlipsBrightInputs(model), runs=100)
+    # Classes: tolerances play no part in an argmax, so the advice is about seeds and precision.
+    assert "give seeds whose top two classes are apart" in str(refused.value)
+    assert "--atol" not in str(refused.value)
 
 
 class TinyLM(nn.Module):
