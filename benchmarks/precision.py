@@ -19,7 +19,6 @@ The first reproducer of each run that found something is kept under
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
@@ -105,11 +104,7 @@ def run(quick: bool, seconds: float | None = None) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 s per configuration")
-    parser.add_argument("--seconds", type=float, help="seconds per configuration (default 60)")
-    args = parser.parse_args()
-    run(args.quick, args.seconds)
+    report.seconds_main(__doc__, run, 60)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Callable
 
 from benchmarks import machine
 
@@ -146,3 +147,14 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def seconds_main(doc: str, run: Callable[[bool, float | None], object], default: float) -> None:
+    """The command line of a section whose budget is seconds per configuration
+    (``--quick``: 10 s; ``--seconds N``)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 s per configuration")
+    parser.add_argument("--seconds", type=float,
+                        help=f"seconds per configuration (default {default:g})")
+    args = parser.parse_args()
+    run(args.quick, args.seconds)

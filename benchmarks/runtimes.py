@@ -15,7 +15,6 @@ says why.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -101,11 +100,7 @@ def run(quick: bool, seconds: float | None = None) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 s per configuration")
-    parser.add_argument("--seconds", type=float, help="seconds per configuration (default 30)")
-    args = parser.parse_args()
-    run(args.quick, args.seconds)
+    report.seconds_main(__doc__, run, 30)
 
 
 if __name__ == "__main__":
