@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nnfuzz.batch_sizing import LOOP_SECONDS, MAX_FORWARD_SECONDS, choose, sized
+from nnfuzz.batch_sizing import LOOP_SECONDS, MAX_FORWARD_SECONDS, SIZES, choose, sized
 from nnfuzz.config import AUTO_BATCH, FuzzConfig, batch_size_value
 from nnfuzz.errors import UsageError
 from nnfuzz.execution import Executor
@@ -25,16 +25,15 @@ def linear_cost(fixed: float, per_input: float, tried: list[int] | None = None):
 
 
 def test_a_model_whose_cost_is_all_per_batch_gets_the_largest_size() -> None:
-    assert choose(linear_cost(1e-4, 1e-8)).size == 1024
+    assert choose(linear_cost(1e-4, 1e-8)).size == SIZES[-1] == 256
 
 
 def test_a_model_whose_cost_is_all_per_input_gets_the_smallest_size_near_the_best() -> None:
-    # 1 ms per input: the loop's 3 ms per batch is a third of a batch of 32's time, so the
-    # rate still grows; 512 is within 10% of 1024's
+    # 1 ms per input: the loop's 3 ms per batch is a tenth of a batch of 32's time, so every
+    # size is within 10% of the best
     chosen = choose(linear_cost(0.0, 1e-3))
-    best = 1024 / (1024e-3 + LOOP_SECONDS)
-    assert chosen.size == min(s for s, r in chosen.rates if r >= 0.9 * best)
-    assert chosen.size < 1024
+    best = 256 / (256e-3 + LOOP_SECONDS)
+    assert chosen.size == min(s for s, r in chosen.rates if r >= 0.9 * best) == 32
 
 
 def test_trying_stops_once_the_rate_stops_growing_two_sizes_in_a_row() -> None:
@@ -45,7 +44,7 @@ def test_trying_stops_once_the_rate_stops_growing_two_sizes_in_a_row() -> None:
         tried.append(size)
         return knee[size]
 
-    chosen = choose(seconds_at)
+    chosen = choose(seconds_at, sizes=tuple(knee))
     assert tried == [32, 64, 128, 256]
     assert chosen.size == 64
 
@@ -65,8 +64,8 @@ def test_a_size_that_does_not_fit_ends_the_search_at_the_last_that_did() -> None
 
 def test_the_choice_says_each_rate_in_one_line() -> None:
     line = choose(linear_cost(1e-4, 1e-8)).describe()
-    assert line.startswith("batch size auto: 1024 (inputs/s")
-    assert "32 -> " in line and "1024 -> " in line and "\n" not in line
+    assert line.startswith("batch size auto: 256 (inputs/s")
+    assert "32 -> " in line and "256 -> " in line and "\n" not in line
 
 
 def test_the_option_takes_auto_or_a_positive_whole_number() -> None:
