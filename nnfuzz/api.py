@@ -14,6 +14,7 @@ from nnfuzz.config import FuzzConfig, FuzzResult
 from nnfuzz.errors import UsageError
 from nnfuzz.status import Reporter
 from nnfuzz.target import Target, in_memory
+from nnfuzz.tracking import Tracker
 
 
 def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None = None,
@@ -63,12 +64,16 @@ def fuzz(model: torch.nn.Module, seeds: object = None, *, out: str | Path | None
 def fuzz_target(target: Target, config: FuzzConfig, *, out: str | Path | None = None,
                 corpus: str | Path | None = None, reporter: Reporter | None = None,
                 workers: int = 1, ray: str | None = None, device: str | None = None,
-                engine: EngineFactory | None = None) -> FuzzResult:
+                engine: EngineFactory | None = None,
+                tracker: Tracker | None = None) -> FuzzResult:
     """Fuzz a loaded target file: what ``nnfuzz run`` does (``nnfuzz train`` with the
     training ``engine``). One process, ``workers`` processes on this machine, or ``workers``
     Ray actors (``ray``: auto, an address, or local); each driver feeds one Campaign, so the
-    output folder is the same."""
-    chosen = {"engine": engine} if engine is not None else {}
+    output folder is the same. ``tracker`` (nnfuzz.tracking) is told the run once, by the
+    Campaign, whatever the driver."""
+    chosen: dict[str, Any] = {"tracker": tracker}
+    if engine is not None:
+        chosen["engine"] = engine
     out_path = Path(out) if out else None
     corpus_path = Path(corpus) if corpus else None
     if ray is not None:

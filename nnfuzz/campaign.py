@@ -23,6 +23,7 @@ from nnfuzz.reproducer import Failure, replay_command
 from nnfuzz.run_record import RunEntry, resume_point, run_record, summed
 from nnfuzz.status import Reporter, Snapshot
 from nnfuzz.target import Target
+from nnfuzz.tracking import Tracker
 from nnfuzz.version import __version__
 
 
@@ -30,10 +31,13 @@ class Campaign:
     """What one run keeps, for every driver; see the module's docstring."""
 
     def __init__(self, target: Target, config: FuzzConfig, out: Path | None,
-                 reporter: Reporter | None = None, *, workers: int | None = None) -> None:
+                 reporter: Reporter | None = None, *, workers: int | None = None,
+                 tracker: Tracker | None = None) -> None:
         config.check()
         self.target, self.config = target, config
         self.reporter = reporter or Reporter()
+        #: --mlflow, --tensorboard: told the run's facts, status, findings and end, once.
+        self.tracker = tracker or Tracker()
         self.workers = workers
         self.out = OutputFolder(out) if out is not None else None
         try:
@@ -80,6 +84,9 @@ class Campaign:
         self.device = startup.device
         self.coverage_layers = list(startup.coverage_layers)
         self.engine_record = dict(startup.record)
+        self.tracker.start({"device": self.device, "workers": self.workers,
+                            "coverage_layers": self.coverage_layers or None,
+                            "threshold_start": startup.threshold})
 
     def close(self) -> None:
         """Let the next run have the output folder."""
@@ -109,6 +116,7 @@ class Campaign:
             failure = smaller
         self.known[failure.signature] = failure.path or Path()
         self.failures.append(failure)
+        self.tracker.finding(failure)
         command = (replay_command(self.target.path, failure.path)
                    if self.target.path is not None and failure.path is not None else None)
         self.reporter.failure(failure, command)
@@ -144,6 +152,7 @@ class Campaign:
         if self.out is not None:
             self.out.append_stats(snapshot.record())
         self.write_run(None, progress)
+        self.tracker.status(snapshot, self.failures)
         return snapshot
 
     def write_run(self, reason: StopReason | None, progress: Progress) -> None:
@@ -163,6 +172,7 @@ class Campaign:
         snapshot = self.status(progress) if record else self.snapshot(progress)
         self.write_run(reason, progress)
         self.reporter.finish(snapshot, reason.describe())
+        self.tracker.end(reason.describe(), self.out.path if self.out else None)
         return FuzzResult(failures=self.failures, execs=progress.execs, elapsed_s=self.elapsed(),
                           corpus=progress.corpus, coverage=progress.coverage,
                           threshold=progress.threshold, stop_reason=reason, hits=dict(self.hits),

@@ -15,6 +15,7 @@ import click
 from nnfuzz.errors import UsageError
 from nnfuzz.exits import Commands, handles_errors, run_exit_code
 from nnfuzz.training.command import train
+from nnfuzz.tracking.command import Tracker, tracked
 # Leaves only: torch is imported by the commands that run, so that --help answers at once.
 from nnfuzz.config import (COMPILE_MODES, DEFAULT_ATOL, DEFAULT_RTOL, NORMS, REFERENCE_KINDS,
                            RUNTIME_ATOL, RUNTIME_RTOL, batch_size_value)
@@ -103,6 +104,7 @@ def main() -> None:
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write JUnit XML (a failing test case per new failure) to this file.")
 @handles_errors
+@tracked("run")
 def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...],
         reference: str | None, compile_mode: str | None, atol: float | None,
         rtol: float | None, max_time: float | None,
@@ -110,7 +112,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
         radius: float | None, norm: str, layers: tuple[str, ...], threshold: float | None,
         max_corpus: int, max_corpus_mb: float, max_coverage_mb: float, stop_on_failure: bool,
         minimize: bool, workers: int, ray_address: str | None, json_path: Path | None,
-        junit_path: Path | None) -> int:
+        junit_path: Path | None, tracker: Tracker) -> int:
     """Fuzz the model of TARGET.py; exit 1 when a new failure is found."""
     from nnfuzz.config import FuzzConfig
     from nnfuzz.api import fuzz_target
@@ -133,7 +135,7 @@ def run(target: Path, out: Path, corpus: Path | None, objectives: tuple[str, ...
                         max_corpus=max_corpus, max_corpus_mb=max_corpus_mb,
                         max_coverage_mb=max_coverage_mb)
     result = fuzz_target(loaded, config, out=out, corpus=corpus, reporter=reporter,
-                         workers=workers, ray=ray_address, device=device)
+                         workers=workers, ray=ray_address, device=device, tracker=tracker)
     if json_path is not None:
         write_json(json_path, run_summary(result))
     if junit_path is not None:
@@ -167,8 +169,9 @@ def _device(name: str) -> Any:
               help="Also write a plain PyTorch script (torch, safetensors, the target file) that "
                    "reproduces the failure: exit 1 while it fails, 0 once fixed (one reproducer).")
 @handles_errors
+@tracked("replay")
 def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path | None,
-           junit_path: Path | None, script_path: Path | None) -> int:
+           junit_path: Path | None, script_path: Path | None, tracker: Tracker) -> int:
     """Re-run reproducer files (or folders of them) against TARGET.py.
 
     Each is 'still fails', 'flaky', 'fixed' or 'error' (could not run: never
@@ -193,6 +196,7 @@ def replay(target: Path, paths: tuple[Path, ...], repeat: int, json_path: Path |
             raise UsageError(f"--script writes one script: give one reproducer, not {len(files)}.")
         click.echo(f"INFO: wrote {write_script(loaded, files[0], script_path)}", err=True)
     outcomes = replay_all(loaded, files, repeat)
+    tracker.verdicts(loaded, outcomes)
     record_verdicts(outcomes)  # into OUT/replays.json, for `nnfuzz report`'s nights
     if json_path is not None:
         write_json(json_path, replay_summary(outcomes))
@@ -294,12 +298,14 @@ def report(out: Path, png: Path | None, no_png: bool, since: str | None,
 @click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Draw gradient norms, activation histograms and overfit curves into this folder.")
 @handles_errors
+@tracked("doctor")
 def doctor(target: Path, out: Path, checks: tuple[str, ...], optimizer: str, lr: float, steps: int,
            batch_size: int, seed: int, gradcheck_all: bool, json_path: Path | None,
-           html_path: Path | None, png_dir: Path | None) -> int:
+           html_path: Path | None, png_dir: Path | None, tracker: Tracker) -> int:
     """Check the model of TARGET.py before fuzzing or training it; exit 1 when a check fails."""
     from nnfuzz.doctor import DoctorConfig, diagnose, write_record
-    from nnfuzz.doctor.report import COLOURS, heading, summary, table, write_html, write_plots
+    from nnfuzz.doctor.report import (COLOURS, heading, summary, table, track, write_html,
+                                      write_plots)
     from nnfuzz.report import pyplot
     from nnfuzz.ci import write_json
     from nnfuzz.target import load_target
@@ -315,7 +321,8 @@ def doctor(target: Path, out: Path, checks: tuple[str, ...], optimizer: str, lr:
                                                                   bold=True)):
         click.echo(line)
     click.echo(summary(diagnosis))
-    click.echo(f"record: {write_record(diagnosis, out)}")
+    record = write_record(diagnosis, out)
+    click.echo(f"record: {record}")
     if json_path is not None:
         write_json(json_path, diagnosis.record())
     if png_dir is not None:
@@ -323,6 +330,7 @@ def doctor(target: Path, out: Path, checks: tuple[str, ...], optimizer: str, lr:
             click.echo(f"plot: {path}")
     if html_path is not None:
         click.echo(f"html: {write_html(diagnosis, html_path)}")
+    track(diagnosis, tracker, record, html_path)
     return diagnosis.exit_code
 
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 import base64
 import html
 import math
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy
 
 from nnfuzz.doctor.diagnosis import Diagnosis
 from nnfuzz.doctor.gradients import evenly_spread
 from nnfuzz.doctor.result import CheckResult, Status
 from nnfuzz.report import png_bytes, pyplot
+from nnfuzz.errors import UsageError
 from nnfuzz.storage import atomic_write, ensure_folder
+from nnfuzz.tracking import Tracker
 
 COLOURS = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.SKIP: "blue"}
 #: Activation histograms drawn at most, one panel each, spread over the layers.
@@ -173,3 +178,42 @@ def _overfit_curves(data: dict[str, Any]) -> Any:
     axis.legend()
     figure.tight_layout()
     return figure
+
+
+# --- trackers (--mlflow, --tensorboard) -----------------------------------------------------
+
+def track(diagnosis: Diagnosis, tracker: Tracker, record: Path, html_path: Path | None) -> None:
+    """The checks for an experiment tracker: each check's number and status, the activation
+    histograms and gradient norms by layer, doctor.json and the HTML page (drawn for it
+    when matplotlib is there and --html was not given)."""
+    if not tracker.active:
+        return
+    data = {result.check: result.data for result in diagnosis.results}
+    norms: dict[str, float] = data.get("gradient-flow", {}).get("norms", {})
+    metrics = {f"check/{r.check}": r.measured for r in diagnosis.results if r.measured is not None}
+    metrics.update({f"checks/{status}": count for status, count in diagnosis.counts().items()})
+    metrics.update({f"gradient_norm/{name}": norm for name, norm in norms.items()})
+    histograms = {f"activations/{layer['name']}": (layer["histogram"]["counts"],
+                                                   layer["histogram"]["edges"])
+                  for layer in data.get("activations", {}).get("layers", [])}
+    finite = [norm for norm in norms.values() if math.isfinite(norm)]
+    if finite:
+        counts, edges = numpy.histogram(finite, bins=min(30, len(finite)))
+        histograms["gradient_norms"] = (counts.tolist(), edges.tolist())
+    tracker.start({"device": diagnosis.device, "seeds": diagnosis.seeds,
+                   "seeds_sha256": diagnosis.target.seeds_sha256})
+    tracker.results(metrics, {f"check/{r.check}": r.status.value for r in diagnosis.results},
+                    histograms)
+    tracker.artifact(record)
+    with tempfile.TemporaryDirectory(prefix="nnfuzz-doctor-") as folder:
+        tracker.artifact(html_path if html_path is not None else _drawn(diagnosis, folder))
+
+
+def _drawn(diagnosis: Diagnosis, folder: str) -> Path:
+    """The HTML page in ``folder``, or a path that is not there when nothing can draw it."""
+    path = Path(folder) / "doctor.html"
+    try:
+        write_html(diagnosis, path)
+    except UsageError:  # no matplotlib
+        pass
+    return path

@@ -12,6 +12,7 @@ from nnfuzz.errors import NnfuzzError
 from nnfuzz.loop import Fuzzer
 from nnfuzz.status import Reporter
 from nnfuzz.target import Target
+from nnfuzz.tracking import Tracker
 
 
 class InProcess:
@@ -20,8 +21,8 @@ class InProcess:
 
     def __init__(self, target: Target, config: FuzzConfig, *, out: Path | None = None,
                  corpus: Path | None = None, reporter: Reporter | None = None,
-                 engine: EngineFactory = Fuzzer) -> None:
-        self.campaign = Campaign(target, config, out, reporter)
+                 engine: EngineFactory = Fuzzer, tracker: Tracker | None = None) -> None:
+        self.campaign = Campaign(target, config, out, reporter, tracker=tracker)
         try:
             self.engine = engine(target, config, self.campaign, self.campaign.engine_start(corpus))
         except BaseException:
@@ -56,8 +57,8 @@ class InProcess:
 
 def run_in_process(target: Target, config: FuzzConfig, *, out: Path | None = None,
                    corpus: Path | None = None, reporter: Reporter | None = None,
-                   engine: EngineFactory = Fuzzer) -> FuzzResult:
+                   engine: EngineFactory = Fuzzer, tracker: Tracker | None = None) -> FuzzResult:
     """Fuzz in this process (what ``nnfuzz run`` does without --workers)."""
     with InProcess(target, config, out=out, corpus=corpus, reporter=reporter,
-                   engine=engine) as driver:
+                   engine=engine, tracker=tracker) as driver:
         return driver.run()

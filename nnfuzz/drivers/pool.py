@@ -22,6 +22,7 @@ from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.reproducer import Failure, failure_from_bytes
 from nnfuzz.status import Reporter
 from nnfuzz.target import Target
+from nnfuzz.tracking import Tracker
 
 #: A worker that dies is restarted; more deaths than this per worker end the run.
 MAX_RESTARTS = 5
@@ -65,7 +66,8 @@ class Pool:
     """
 
     def __init__(self, target: Target, config: FuzzConfig, out: Path, count: int,
-                 device: str | None, reporter: Reporter, engine: EngineFactory) -> None:
+                 device: str | None, reporter: Reporter, engine: EngineFactory,
+                 tracker: Tracker | None = None) -> None:
         if count < 1:
             raise UsageError(f"--workers={count} must be at least 1.")
         if target.path is None:
@@ -73,7 +75,8 @@ class Pool:
                              "use nnfuzz run TARGET.py --workers N.")
         self.target, self.config, self.count, self.device = target, config, count, device
         self.engine = engine
-        self.campaign = Campaign(target, config, out, reporter, workers=count)
+        # Only the parent tracks: the run is logged once, whatever the workers.
+        self.campaign = Campaign(target, config, out, reporter, workers=count, tracker=tracker)
         self.campaign.device = device or "cpu"
         #: The latest progress of each worker, and executions of its earlier incarnations.
         self.latest: dict[int, Progress] = {}

@@ -36,6 +36,7 @@ from nnfuzz.loop import Fuzzer
 from nnfuzz.output import known_failures
 from nnfuzz.status import Reporter
 from nnfuzz.target import Target
+from nnfuzz.tracking import Tracker
 
 #: How often a worker looks whether its parent is still there (where no death signal can
 #: be asked of the kernel).
@@ -70,8 +71,8 @@ class WorkerPool(Pool):
 
     def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
                  count: int, device: str | None, reporter: Reporter,
-                 engine: EngineFactory = Fuzzer) -> None:
-        super().__init__(target, config, out, count, device, reporter, engine)
+                 engine: EngineFactory = Fuzzer, tracker: Tracker | None = None) -> None:
+        super().__init__(target, config, out, count, device, reporter, engine, tracker)
         self.context = multiprocessing.get_context("spawn")
         self.messages = self.context.Queue()
         self.stop = self.context.Event()

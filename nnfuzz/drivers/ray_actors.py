@@ -30,6 +30,7 @@ from nnfuzz.drivers.pool import MAX_RESTARTS, Pool
 from nnfuzz.errors import NnfuzzError, UsageError
 from nnfuzz.loop import Fuzzer
 from nnfuzz.status import Reporter
+from nnfuzz.tracking import Tracker
 from nnfuzz.target import Target
 
 #: Seconds an actor works between two exchanges with the driver.
@@ -121,12 +122,12 @@ class RayPool(Pool):
 
     def __init__(self, target: Target, config: FuzzConfig, out: Path, corpus: Path | None,
                  count: int, address: str, reporter: Reporter,
-                 engine: EngineFactory = Fuzzer) -> None:
+                 engine: EngineFactory = Fuzzer, tracker: Tracker | None = None) -> None:
         if corpus is not None:
             raise UsageError("--corpus with --ray: merge it into OUT/corpus first "
                              "(nnfuzz corpus merge TARGET OUT/corpus DIR), then run.")
         self.ray = import_ray()  # before the output folder is taken: nothing to release
-        super().__init__(target, config, out, count, None, reporter, engine)
+        super().__init__(target, config, out, count, None, reporter, engine, tracker)
         self.address = address
         self.actors: dict[int, Any] = {}
         self.configs: dict[int, FuzzConfig] = {}

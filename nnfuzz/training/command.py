@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from nnfuzz.exits import handles_errors, run_exit_code
+from nnfuzz.tracking.command import Tracker, tracked
 
 #: The optimizers --optimizer offers (nnfuzz.training.setup.OPTIMIZERS, kept here as names so
 #: that --help needs no torch).
@@ -49,10 +50,11 @@ OPTIMIZER_NAMES = ("adam", "sgd")
               help="Run the --workers as Ray actors: on the cluster at ADDRESS, the one this "
                    "machine belongs to (auto), or a Ray instance started here (local).")
 @handles_errors
+@tracked("train")
 def train(target: Path, out: Path, max_time: float | None, runs: int | None, max_steps: int,
           batch_size: int, optimizer: str, lr: float, seed: int, objectives: tuple[str, ...],
           exploding_norm: float, diverge_factor: float, dead_share: float,
-          stop_on_failure: bool, workers: int, ray_address: str | None) -> int:
+          stop_on_failure: bool, workers: int, ray_address: str | None, tracker: Tracker) -> int:
     """Train copies of TARGET.py's model along searched trajectories (which examples, moved
     how, with which labels and hyperparameters); exit 1 when a step breaks in a new way (a
     NaN or Inf loss, gradient or parameter, an exploding gradient, a dead ReLU layer, a
@@ -80,5 +82,5 @@ def train(target: Path, out: Path, max_time: float | None, runs: int | None, max
     engine = functools.partial(Trainer, training=training)
     # The same drivers as nnfuzz run: one process, worker processes, or Ray actors.
     result = fuzz_target(loaded, config, out=out, reporter=reporter, workers=workers,
-                         ray=ray_address, engine=engine)
+                         ray=ray_address, engine=engine, tracker=tracker)
     return run_exit_code(result, out)
