@@ -172,8 +172,11 @@ class Campaign:
         snapshot = self.status(progress) if record else self.snapshot(progress)
         self.write_run(reason, progress)
         self.reporter.finish(snapshot, reason.describe())
+        result = FuzzResult(failures=self.failures, execs=progress.execs,
+                            elapsed_s=self.elapsed(), corpus=progress.corpus,
+                            coverage=progress.coverage, threshold=progress.threshold,
+                            stop_reason=reason, hits=dict(self.hits),
+                            out=self.out.path if self.out else None)
+        # after the run's seconds are counted: drawing the report for a tracker takes some
         self.tracker.end(reason.describe(), self.out.path if self.out else None)
-        return FuzzResult(failures=self.failures, execs=progress.execs, elapsed_s=self.elapsed(),
-                          corpus=progress.corpus, coverage=progress.coverage,
-                          threshold=progress.threshold, stop_reason=reason, hits=dict(self.hits),
-                          out=self.out.path if self.out else None)
+        return result
