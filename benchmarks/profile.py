@@ -3,6 +3,7 @@
     python -m benchmarks.profile loss          # TensorFuzz's MLP, one seed image, the loss objective
     python -m benchmarks.profile small-cnn     # the throughput section's CNN, batch 100
     python -m benchmarks.profile tiny-mlp      # the throughput section's MLP, batch 100
+    python -m benchmarks.profile forward       # the small CNN's instrumented forward, part by part
 
 Each writes results/profile-<workload>.txt (pyinstrument's call tree of the fuzz call
 alone: building the model and importing torch are outside it) and prints it. A
@@ -84,13 +85,101 @@ def profile(name: str, runs: int, batch: int = 100) -> str:
             f"{tree}")
 
 
+#: The forward workload's parts, each timed in CPU seconds (one torch thread: the process's
+#: own work, not the other processes' on a loaded machine), interleaved, median of REPEATS.
+REPEATS = 9
+PASSES = 30
+#: What the torch profiler counts as the statistics' reductions (reductions.reduce, the
+#: ReLU's largest and smallest values from its input's) rather than the model's own ops.
+REDUCTION_OPS = ("aten::sum", "aten::linalg_vector_norm", "aten::amax", "aten::amin")
+
+
+def forward(batch: int = 100) -> str:
+    """Where the instrumented forward pass of the small CNN goes beyond the model's own: the
+    model alone, with a process-wide hook that does nothing (PyTorch's dispatch of it), the
+    executor's pass (its hook: reading, reducing), and Executor.run (with the batch's module
+    statistics); then the torch profiler's ops of Executor.run."""
+    import statistics as stats
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from nnfuzz import hooks
+    from nnfuzz.execution import Executor
+
+    torch.set_num_threads(1)
+    started = machine.provenance()
+    model, seeds = throughput.build("small CNN 28x28")
+    x = torch.rand(batch, *seeds.shape[1:], generator=torch.Generator().manual_seed(2))
+    executor = Executor(model)
+
+    def plain() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def empty_hook() -> None:
+        hooks.uninstall(executor._hook_function)
+        hooks.install(_nothing)
+        plain()
+        hooks.uninstall(_nothing)
+        hooks.install(executor._hook_function)
+
+    def hooked() -> None:
+        with torch.no_grad():
+            executor._forward((x,))
+
+    parts = {"the model alone (no hook)": plain, "+ a global hook that returns at once": empty_hook,
+             "+ nnfuzz's hook (read each output, reduce it)": hooked,
+             "+ the batch's module statistics (Executor.run)": lambda: executor.run((x,))}
+    seconds: dict[str, list[float]] = {name: [] for name in parts}
+    for run in parts.values():
+        run()
+    for _ in range(REPEATS):
+        for name, run in parts.items():
+            start = time.process_time()
+            for _ in range(PASSES):
+                run()
+            seconds[name].append((time.process_time() - start) / PASSES)
+    ms = {name: 1e3 * stats.median(times) for name, times in seconds.items()}
+    alone = ms["the model alone (no hook)"]
+    lines, last = [], alone
+    for name, value in ms.items():
+        lines.append(f"| {name} | {value:.3f} | {value - last:+.3f} | {alone / value:.2f} |")
+        last = value
+    with torch_profile(activities=[ProfilerActivity.CPU]) as profiled:
+        for _ in range(PASSES):
+            executor.run((x,))
+    events = profiled.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    reductions = sum(e.self_cpu_time_total for e in events if e.key in REDUCTION_OPS)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]
+    ops = [f"| `{e.key}` | {e.count / PASSES:g} | {e.self_cpu_time_total / PASSES / 1e3:.3f} | "
+           f"{e.self_cpu_time_total / total:.0%} |" for e in top]
+    executor.close()
+    return "\n".join([
+        f"python -m benchmarks.profile forward --batch {batch}: the throughput section's small "
+        f"CNN, one batch of {batch}; {started}.", "",
+        f"CPU milliseconds per batch (time.process_time, one torch thread; median of {REPEATS} "
+        f"interleaved repetitions of {PASSES} passes):", "",
+        "| pass | ms per batch | added | model alone / this |", "|---|---|---|---|", *lines, "",
+        f"torch.profiler over {PASSES} Executor.run calls (self CPU time per batch; the profiler "
+        f"adds its own cost per op): the reductions ({', '.join(REDUCTION_OPS)}) take "
+        f"{reductions / total:.0%}.", "",
+        "| op | calls per batch | ms per batch | share |", "|---|---|---|---|", *ops])
+
+
+def _nothing(*_args: object) -> None:
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workload", choices=tuple(WORKLOADS))
+    parser.add_argument("workload", choices=(*WORKLOADS, "forward"))
     parser.add_argument("--runs", type=int, default=20_000, help="executions (default 20,000)")
     parser.add_argument("--batch", type=int, default=100, help="batch size (default 100)")
     args = parser.parse_args()
-    text = profile(args.workload, args.runs, args.batch)
+    text = (forward(args.batch) if args.workload == "forward"
+            else profile(args.workload, args.runs, args.batch))
     report.RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.batch == 100 else f"-batch{args.batch}"
     path = report.RESULTS / f"profile-{args.workload}{suffix}.txt"

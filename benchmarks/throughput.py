@@ -36,7 +36,9 @@ from torch import nn
 import nnfuzz
 from benchmarks import machine, report
 
-BATCH_SIZES = (100, 1000)
+#: The batch sizes measured; "auto" is `nnfuzz run`'s default (nnfuzz.batch_sizing), chosen once
+#: per model at the start of its measurement and then given to every repetition.
+BATCH_SIZES: tuple[int | str, ...] = (100, 1000, "auto")
 #: Targets (issue): ratio on the CNN, overhead per input on the MLP.
 CNN_RATIO_TARGET = 0.8
 MLP_OVERHEAD_TARGET_US = 5.0
@@ -92,10 +94,21 @@ def nnfuzz_seconds_per_input(model: nn.Module, seeds: torch.Tensor, runs: int,
     return result.elapsed_s / result.execs
 
 
+def auto_batch(model: nn.Module, seeds: torch.Tensor) -> int:
+    """What --batch-size auto chooses for the model on this machine now."""
+    from nnfuzz.batch_sizing import choose, forward_timing
+    from nnfuzz.execution import Executor
+
+    with Executor(model) as executor:
+        return choose(forward_timing(executor, (seeds,))).size
+
+
 @dataclass
 class Measurement:
     model: str
     batch: int
+    #: The batch size was --batch-size auto's choice.
+    auto: bool
     runs: int
     raw_s: list[float]  # seconds per input, one per repetition
     nnfuzz_s: list[float]
@@ -117,14 +130,16 @@ class Measurement:
         return 1e6 * (statistics.median(self.nnfuzz_s) - statistics.median(self.raw_s))
 
 
-def measure(name: str, batch: int, runs: int, repeats: int) -> Measurement:
-    """Raw and nnfuzz, interleaved, ``repeats`` times each, after one warm-up of each."""
+def measure(name: str, batch: int | str, runs: int, repeats: int) -> Measurement:
+    """Raw and nnfuzz, interleaved, ``repeats`` times each, after one warm-up of each; the
+    batch size "auto" is chosen once, first."""
     model, seeds = build(name)
+    given, batch = batch, auto_batch(model, seeds) if batch == "auto" else int(batch)
     generator = torch.Generator().manual_seed(2)
     batches = [torch.rand(batch, *seeds.shape[1:], generator=generator) for _ in range(RAW_BATCHES)]
     raw_seconds_per_input(model, batches[:1])
     nnfuzz_seconds_per_input(model, seeds, batch, batch)
-    found = Measurement(name, batch, runs, [], [], [])
+    found = Measurement(name, batch, given == "auto", runs, [], [], [])
     for _ in range(repeats):
         found.raw_s.append(raw_seconds_per_input(model, batches))
         found.nnfuzz_s.append(nnfuzz_seconds_per_input(model, seeds, runs, batch))
@@ -167,19 +182,79 @@ def _where(function: tuple[str, int, str]) -> str:
     return f"{path}:{line}({name})" if line else name
 
 
+#: What a fuzz step may wait on the host for, or copy through it: on a GPU each is a
+#: synchronisation (tensor.item() and friends, nonzero() for its size, torch.tensor() of a
+#: host list copied to the device, numpy for faiss and hashing).
+HOST_CALLS = {torch.Tensor: ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__",
+                             "nonzero"), torch: ("tensor", "nonzero", "unique")}
+
+
+def host_transfers(name: str, batch: int = 100, batches: int = 200) -> tuple[int, list[list[str]]]:
+    """Calls per step that wait on or copy through the host, by nnfuzz call site, counted by
+    wrapping them while Fuzzer.step runs (fuzz and descent-walk steps alike)."""
+    import collections
+    import traceback
+
+    from nnfuzz import loop
+
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    watching, steps = [False], [0]
+    originals = [(owner, call, getattr(owner, call)) for owner, calls in HOST_CALLS.items()
+                 for call in calls]
+
+    def counted(call: str, original):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if watching[0]:
+                frames = [f for f in traceback.extract_stack()[:-1] if "/nnfuzz/" in f.filename]
+                if frames:
+                    where = frames[-1]
+                    counts[(call, f"{where.filename.split('/nnfuzz/')[-1]}:{where.name}")] += 1
+            return original(*args, **kwargs)
+        return wrapper
+
+    step = loop.Fuzzer.step
+
+    def watched_step(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        watching[0] = True
+        try:
+            return step(self, *args, **kwargs)
+        finally:
+            watching[0] = False
+            steps[0] += 1
+
+    try:
+        for owner, call, original in originals:
+            setattr(owner, call, counted(call, original))
+        loop.Fuzzer.step = watched_step  # type: ignore[method-assign]
+        model, seeds = build(name)
+        nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), runs=batches * batch, batch_size=batch,
+                    seed=0, objectives=["nonfinite"])
+    finally:
+        for owner, call, original in originals:
+            setattr(owner, call, original)
+        loop.Fuzzer.step = step  # type: ignore[method-assign]
+    rows = [[f"`{where}`", f"`{call}`", f"{count / steps[0]:.2f}"]
+            for (call, where), count in counts.most_common()]
+    return steps[0], rows + [["**all**", "", f"**{sum(counts.values()) / steps[0]:.2f}**"]]
+
+
 def verdicts(measurements: list[Measurement]) -> list[str]:
     lines = []
     for m in measurements:
         if m.model.startswith("small CNN"):
             met = m.ratio >= CNN_RATIO_TARGET
-            lines.append(f"- CNN, batch {m.batch}: ratio {m.ratio:.3f} against the target "
+            lines.append(f"- CNN, batch {_batch(m)}: ratio {m.ratio:.3f} against the target "
                          f">= {CNN_RATIO_TARGET}: **{'met' if met else 'not met'}**.")
         else:
             met = m.overhead_us <= MLP_OVERHEAD_TARGET_US
-            lines.append(f"- MLP, batch {m.batch}: overhead {m.overhead_us:.1f} µs per input "
+            lines.append(f"- MLP, batch {_batch(m)}: overhead {m.overhead_us:.1f} µs per input "
                          f"against the target <= {MLP_OVERHEAD_TARGET_US:g} µs: "
                          f"**{'met' if met else 'not met'}**.")
     return lines
+
+
+def _batch(m: Measurement) -> str:
+    return f"auto ({m.batch})" if m.auto else str(m.batch)
 
 
 def plot(measurements: list[Measurement], quick: bool) -> str | None:
@@ -188,7 +263,7 @@ def plot(measurements: list[Measurement], quick: bool) -> str | None:
     if plt is None:
         return None
     figure, axes = plt.subplots(figsize=(7, 4))
-    labels = [f"{m.model.split(' ')[1]}, B={m.batch}" for m in measurements]
+    labels = [f"{m.model.split(' ')[1]}, B={_batch(m)}" for m in measurements]
     xs = range(len(measurements))
     raw = [1e6 * statistics.median(m.raw_s) for m in measurements]
     fuzz = [1e6 * statistics.median(m.nnfuzz_s) for m in measurements]
@@ -206,9 +281,19 @@ def plot(measurements: list[Measurement], quick: bool) -> str | None:
     return report.save_figure(figure, "throughput", quick)
 
 
+#: The same benchmark at commit 43041d9, before issue #29 (each module output reduced on
+#: its own, --batch-size 100 the default), run on this machine at the start of that work.
+BEFORE = (
+    "Before issue #29 (commit 43041d9, `python -m benchmarks.throughput`, load average 0.59 at "
+    "the start and 4.01 at the end): tiny MLP 32.14 µs overhead per input at batch 100 and 6.40 "
+    "at batch 1000; small CNN ratio 0.413 at batch 100 (its default then) and 0.626 at batch 1000. "
+    "There was no `auto`.")
+
+
 def markdown(measurements: list[Measurement], repeats: int, quick: bool, wall_s: float,
-             started: str, profiled: str, image: str | None) -> str:
-    rows = [[m.model, m.batch, f"{m.runs:,}",
+             started: str, profiled: str, image: str | None, forward: str = "",
+             transfers: tuple[int, list[list[str]]] | None = None) -> str:
+    rows = [[m.model, _batch(m), f"{m.runs:,}",
              f"{1 / statistics.median(m.raw_s):,.0f}", f"{1 / statistics.median(m.nnfuzz_s):,.0f}",
              f"**{m.ratio:.3f}**", f"{1e6 * statistics.median(m.raw_s):.2f}",
              f"{1e6 * statistics.median(m.nnfuzz_s):.2f}", f"**{m.overhead_us:.2f}**",
@@ -243,6 +328,15 @@ def markdown(measurements: list[Measurement], repeats: int, quick: bool, wall_s:
         f"{MLP_OVERHEAD_TARGET_US:g} µs per input on the tiny MLP.", "",
         *verdicts(measurements),
         *(["", image] if image else []),
+        "", BEFORE,
+        *(["", "### The instrumented forward pass (small CNN, batch 100)", "", forward]
+          if forward else []),
+        *(["", "### Host transfers and synchronisations per step (small CNN, batch 100, CPU)", "",
+           f"Calls that wait on the host or copy through it (on a GPU, each a synchronisation), "
+           f"counted over the {transfers[0]} steps of a 20,000-execution run by wrapping "
+           f"{', '.join(c for calls in HOST_CALLS.values() for c in calls)} while "
+           "`Fuzzer.step` runs. No GPU was at hand: the GPU figures of issue #29 are missing.",
+           "", report.table(["where", "call", "per step"], transfers[1])] if transfers else []),
         "", "### Where nnfuzz's time goes (tiny MLP)", "", profiled,
     ])
 
@@ -258,10 +352,14 @@ def run(quick: bool, repeats: int | None = None) -> Path:
             measurements.append(m)
             print(f"{name}, batch {batch}: ratio {m.ratio:.3f}, overhead {m.overhead_us:.2f} us "
                   "per input", flush=True)
+    from benchmarks.profile import forward
+
     profiled = profile(MODELS["tiny MLP 64-32-10"][2 if quick else 3])
+    forward_text = forward(100)
+    transfers = host_transfers("small CNN 28x28")
     image = plot(measurements, quick)
     text = markdown(measurements, repeats, quick, time.perf_counter() - start, started,
-                    profiled, image)
+                    profiled, image, forward_text, transfers)
     return report.write("throughput", text, quick)
 
 

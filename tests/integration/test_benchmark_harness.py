@@ -46,6 +46,21 @@ def test_the_throughput_benchmark_gives_a_positive_ratio_for_a_few_hundred_execs
     assert found.ratio > 0 and len(found.raw_s) == len(found.nnfuzz_s) == 1
 
 
+def test_the_throughput_benchmark_measures_auto_at_the_size_it_chose() -> None:
+    from benchmarks.throughput import measure
+
+    found = measure("tiny MLP 64-32-10", batch="auto", runs=300, repeats=1)
+    assert found.auto and found.batch >= 32 and found.ratio > 0
+
+
+def test_the_host_transfers_of_a_step_are_counted_by_call_site() -> None:
+    from benchmarks.throughput import host_transfers
+
+    steps, rows = host_transfers("tiny MLP 64-32-10", batch=50, batches=4)
+    assert steps >= 1 and rows[-1][0] == "**all**"
+    assert any("nonfinite" in where for where, _, _ in rows)
+
+
 def test_results_md_reads_finding_md_back_with_the_command_that_wrote_it() -> None:
     from benchmarks.report import finding_heading
 
