@@ -16,12 +16,11 @@ from tests.targets import DEAD_RELU, HEALTHY, write_target
 
 from .support import Process, invoke
 
-mlflow = pytest.importorskip("mlflow", reason="needs MLflow: pip install 'nnfuzz[mlflow]'")
-from mlflow.tracking import MlflowClient  # noqa: E402
-
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #: Enough executions for a few status snapshots on a tiny model, few enough to stay quick.
 RUNS = 300
+NEEDS_MLFLOW = "needs MLflow: pip install 'nnfuzz[mlflow]'"
+NEEDS_TENSORBOARD = "needs TensorBoard: pip install 'nnfuzz[tensorboard]'"
 #: No retries: MLflow's own client would otherwise retry an unreachable server for minutes.
 UNREACHABLE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
 
@@ -30,11 +29,12 @@ UNREACHABLE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIME
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One sqlite store for the module (making its tables takes seconds); each test its own
     experiment, its artifacts in the tmp folder."""
+    pytest.importorskip("mlflow", reason=NEEDS_MLFLOW)
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's deprecations, MLflow's business
-        MlflowClient(tracking_uri=uri).search_experiments()
+        client(uri).search_experiments()
     yield uri
 
 
@@ -44,20 +44,26 @@ def no_tracking_uri_from_outside(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns
 
 
+def client(store: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=store)
+
+
 def experiment(store: str, name: str, tmp_path: Path) -> str:
     """A fresh experiment whose artifacts go to the test's tmp folder."""
-    return MlflowClient(tracking_uri=store).create_experiment(
+    return client(store).create_experiment(
         name, artifact_location=(tmp_path / f"artifacts-{name}").as_uri())
 
 
 def only_run(store: str, experiment_id: str) -> Any:
-    runs = MlflowClient(tracking_uri=store).search_runs([experiment_id])
+    runs = client(store).search_runs([experiment_id])
     assert len(runs) == 1, [run.info.run_name for run in runs]
     return runs[0]
 
 
 def artifacts(store: str, run_id: str, folder: str | None = None) -> list[str]:
-    return sorted(item.path for item in MlflowClient(tracking_uri=store).list_artifacts(run_id,
+    return sorted(item.path for item in client(store).list_artifacts(run_id,
                                                                                           folder))
 
 
@@ -118,10 +124,10 @@ def test_the_metric_history_has_a_point_per_status_snapshot_its_step_the_executi
     assert result.execs == RUNS
 
     run = only_run(store, experiment_id)
-    history = MlflowClient(tracking_uri=store).get_metric_history(run.info.run_id, "coverage")
+    history = client(store).get_metric_history(run.info.run_id, "coverage")
     steps = sorted(metric.step for metric in history)
     assert len(steps) > 1 and steps[-1] == RUNS
-    executions = MlflowClient(tracking_uri=store).get_metric_history(run.info.run_id,
+    executions = client(store).get_metric_history(run.info.run_id,
                                                                      "executions")
     assert all(metric.value == metric.step for metric in executions)
 
@@ -141,6 +147,7 @@ def test_a_bare_mlflow_flag_logs_to_MLFLOW_TRACKING_URI_in_the_experiment_of_the
 
 def test_an_unreachable_server_is_one_warning_and_the_run_ends_as_without_tracking(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("mlflow", reason=NEEDS_MLFLOW)
     for key, value in UNREACHABLE.items():
         monkeypatch.setenv(key, value)
     target = write_target(tmp_path, DEAD_RELU)
@@ -173,7 +180,7 @@ def test_a_missing_extra_is_one_error_line(tmp_path: Path,
 def scalars(folder: Path) -> Any:
     accumulator = pytest.importorskip(
         "tensorboard.backend.event_processing.event_accumulator",
-        reason="needs TensorBoard: pip install 'nnfuzz[tensorboard]'").EventAccumulator
+        reason=NEEDS_TENSORBOARD).EventAccumulator
     (run,) = folder.iterdir()  # one run folder per command
     events = accumulator(str(run))
     events.Reload()
@@ -181,7 +188,7 @@ def scalars(folder: Path) -> Any:
 
 
 def test_tensorboard_gets_the_same_scalars_in_a_run_folder_of_its_own(tmp_path: Path) -> None:
-    pytest.importorskip("tensorboard", reason="needs TensorBoard: pip install 'nnfuzz[tensorboard]'")
+    pytest.importorskip("tensorboard", reason=NEEDS_TENSORBOARD)
     target = write_target(tmp_path, HEALTHY)
     result = invoke("run", target, "--out", tmp_path / "out",
                     "--runs", RUNS, "--tensorboard", tmp_path / "tb")
@@ -194,7 +201,7 @@ def test_tensorboard_gets_the_same_scalars_in_a_run_folder_of_its_own(tmp_path: 
 
 
 def test_doctor_logs_its_checks_histograms_record_and_page(tmp_path: Path, store: str) -> None:
-    pytest.importorskip("tensorboard", reason="needs TensorBoard: pip install 'nnfuzz[tensorboard]'")
+    pytest.importorskip("tensorboard", reason=NEEDS_TENSORBOARD)
     target = EXAMPLES / "doctor_digits.py"
     experiment_id = experiment(store, "doctor", tmp_path)
     result = invoke("doctor", target, "--out", tmp_path / "doctor", "--check", "activations",
@@ -234,3 +241,14 @@ def test_two_workers_log_one_mlflow_run_from_the_parent(tmp_path: Path, store: s
     logged = only_run(store, experiment_id)
     assert logged.data.params["workers"] == "2" and logged.data.tags["exit_code"] == "0"
     assert logged.data.metrics["executions"] == 400
+
+
+def test_a_command_that_fails_ends_its_mlflow_run_failed_with_its_exit_code(
+        tmp_path: Path, store: str) -> None:
+    target = write_target(tmp_path, "raise RuntimeError('broken on import')\n", name="broken.py")
+    experiment_id = experiment(store, "broken", tmp_path)
+    result = invoke("run", target, "--out", tmp_path / "out", "--mlflow", store)
+    assert result.exit_code == 2, result.output
+    run = only_run(store, experiment_id)
+    assert run.info.status == "FAILED" and run.data.tags["exit_code"] == "2"
+    assert run.data.params["target_sha256"] == file_sha256(target)
