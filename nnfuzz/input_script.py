@@ -17,6 +17,7 @@ from pathlib import Path
 from nnfuzz.errors import UsageError
 from nnfuzz.objectives import DEFAULT_ATOL, DEFAULT_RTOL
 from nnfuzz.objectives.base import judged_by
+from nnfuzz.objectives.disagree import SAME_PRECISION
 from nnfuzz.references import model_label
 from nnfuzz.reproducer import Failure
 from nnfuzz.target import Target
@@ -173,7 +174,12 @@ RECORDED = {recorded!r}  # what nnfuzz's arbiter said when it found this
 # positions a target marks as padding; this compares every position.)
 if ours.dim() >= 2 and ours.shape[-1] > 1:
     mine, their = ours.argmax(-1).reshape(-1), theirs.argmax(-1).reshape(-1)
-    differ = (mine != their).nonzero().flatten()
+    differ = mine != their
+    if {tie_rule}:  # float32 against float32: scores tied within atol + rtol·|score| flip freely
+        scores = ours.reshape(-1, ours.shape[-1])
+        top, second = scores.gather(1, mine[:, None])[:, 0], scores.gather(1, their[:, None])[:, 0]
+        differ &= (top - second).abs() > {atol!r} + {rtol!r} * top.abs()
+    differ = differ.nonzero().flatten()
     if len(differ):
         i = int(differ[0])
         at = f" at position {{i}}" if len(mine) > 1 else ""
@@ -338,6 +344,7 @@ def _disagree(target: Target, failure: Failure, where: str) -> str:
     who = "the target's reference()" if kind == "reference()" else f"the {label} reference"
     check = REFERENCE_NONFINITE if failure.objective == "nonfinite" else COMPARE
     facts = dict(label=label, who=who, model_label=model_label(target.model),
+                 tie_rule=kind in SAME_PRECISION,
                  recorded=failure.metadata.get("arbiter", "no verdict recorded"),
                  atol=float(failure.metadata.get("atol", DEFAULT_ATOL)),
                  rtol=float(failure.metadata.get("rtol", DEFAULT_RTOL)))

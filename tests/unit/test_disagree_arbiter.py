@@ -180,3 +180,23 @@ def test_the_arbiter_on_values_and_where_float64_cannot_run() -> None:
         "float64 predicts 1, agreeing with neither", "both-off")
     assert Arbiter(Float32Only(), None, "fp32", "bf16").judge((x,), x * 2, x, None) == (
         "float64 could not run: RuntimeError: no float64 kernel", "unarbitrated")
+
+
+@pytest.mark.parametrize("kind, gap, found", [
+    ("sdpa-math", 2e-7, False),      # float32 against float32: a tie within 1e-4 is no flip
+    ("compile", 2e-7, False),
+    ("sdpa-math", 1e-2, True),       # beyond the tolerance: a flip of a path
+    ("reference()", 2e-7, True),     # the target's own reference: every flip counts
+    ("bf16", 2e-7, True),            # a cast copy: flips at ties are what it is for
+])
+def test_a_class_flip_at_a_tie_counts_only_beyond_float32_tolerance_for_float32_references(
+        kind: str, gap: float, found: bool) -> None:
+    """A random-init GPT-2's top two logits 2e-7 apart flipped under sdpa-math
+    (benchmarks/precision.py): kernels that sum in another order flip such ties."""
+    model = nn.Identity()
+    ours = torch.tensor([[0.755 + gap, 0.755, 0.1]])
+    swapped = Reference(kind, lambda inputs: inputs[0][:, [1, 0, 2]], kind)
+    objective = Disagree(ObjectiveContext(model=model, reference=swapped, atol=1e-4, rtol=1e-4))
+    with Executor(model) as executor:
+        findings = objective.judge(executor.run((ours,)))
+    assert bool(findings) == found, findings
