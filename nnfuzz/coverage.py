@@ -275,6 +275,9 @@ class Coverage:
         self.adaptive = adaptive
         self.judged = 0
         self._window = [0, 0]  # kept, judged
+        #: The examples of the last update that set a record (B,): what a mutation operator
+        #: yields (nnfuzz.schedule).
+        self.recorded = torch.zeros(0, dtype=torch.bool)
         self.index = NoveltyIndex(seed_vectors.shape[1])
         self.records = Records(seed_stats, low_only_from)
         self.add(seed_vectors)
@@ -297,7 +300,8 @@ class Coverage:
         """
         eligible = eligible & torch.isfinite(vectors).all(1)
         novel = self._novel(vectors, eligible, parents)
-        keep = self.records.update(stats, eligible) | novel
+        self.recorded = self.records.update(stats, eligible)
+        keep = self.recorded | novel
         self.add(vectors[keep])
         self._adapt(int(keep.sum()), int(eligible.sum()))
         return keep

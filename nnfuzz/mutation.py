@@ -9,7 +9,10 @@ gradient pass costs about three forward passes per row, and it was the
 largest cost of a batch on a small CNN). Image levels take the continuous
 operators and are rounded. Every mutant is clipped into the bounds and, with
 a radius, projected back into the ball around the seed it descends from;
-then the domain recomputes its masks.
+then the domain recomputes its masks. Once told what a batch's mutants yielded
+(:meth:`Mutator.observe`), the Mutator deals the next batch's rows to the
+operators by their yield per forward pass (nnfuzz.schedule); until then, and
+without a schedule, every row draws its input and operator uniformly.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ import torch
 from nnfuzz.domain import CONTINUOUS, FLAGS, IMAGE, TOKENS, Domain, Field, Inputs
 from nnfuzz.lineage import Batch
 from nnfuzz.operators import KIND_OPERATORS, NOISE_SCALES, crossover, guided_step
+from nnfuzz.schedule import GRADIENT_COST, Schedule
 
 #: Guided mutants per gradient: one parent's signed-gradient step at each noise scale.
 GUIDED_CHILDREN = len(NOISE_SCALES)
+#: What a guided mutant costs, in forward passes: its own, and its share of the gradient pass.
+GUIDED_COST = 1.0 + GRADIENT_COST / GUIDED_CHILDREN
 #: The operators of each kind of input (masks are recomputed, never mutated).
 OPERATORS = {
     CONTINUOUS: ("noise", "brightness", "contrast", "saturate", "crossover", "guided", "edge"),
@@ -54,6 +60,9 @@ class MutationConfig:
     #: Whether the ``edge`` operator is in the mix. Off only to measure what the
     #: other operators and the coverage feedback find without it.
     edges: bool = True
+    #: Whether the operators' shares of a batch follow what they yield (nnfuzz.schedule),
+    #: once the Mutator is told (:meth:`Mutator.observe`); off, every row draws uniformly.
+    schedule: bool = True
 
 
 class Mutator:
@@ -77,6 +86,13 @@ class Mutator:
         counts = [len(self.operators[p]) for p in self.mutable]
         self._counts = torch.tensor(counts)
         self._offsets = torch.tensor([0, *itertools.accumulate(counts)][:-1])
+        #: Each pair's share of a batch (its base: the uniform draw's), by what it yields.
+        self.schedule = Schedule(
+            [1 / (len(self.mutable) * len(self.operators[p])) for p, _ in self._pairs],
+            [GUIDED_COST if name == "guided" else 1.0 for _, name in self._pairs],
+        ) if config.schedule and self._pairs else None
+        #: The pair (its index in drawing order) each row of the last batch was dealt.
+        self._dealt: torch.Tensor | None = None
 
     def _operators_for(self, position: int) -> tuple[str, ...]:
         skip = {"guided"} if self.gradient is None else set()
@@ -138,15 +154,33 @@ class Mutator:
         return self.domain.normalize(tuple(self._constrain(m, a, f)
                                            for m, a, f in zip(inputs, anchors, self.domain.fields)))
 
+    def observe(self, kept: torch.Tensor) -> None:
+        """What the last batch's mutants yielded: a mask (B,) of those that set a record
+        (Coverage.recorded); the schedule's shares follow. Ignored for any other batch (a
+        descent walk's)."""
+        dealt, self._dealt = self._dealt, None
+        if self.schedule is None or dealt is None or len(dealt) != len(kept):
+            return
+        arms = len(self._pairs)
+        self.schedule.observe(torch.bincount(dealt, minlength=arms),
+                              torch.bincount(dealt, kept.to(dealt.device).double(), minlength=arms))
+
     def _rows_by_operator(self, size: int, rng: torch.Generator, device: torch.device
                           ) -> list[tuple[tuple[int, str], torch.Tensor]]:
-        """Each example's input and operator, drawn at random: ((position, operator), rows)
-        for every pair some rows drew, in a fixed order, rows ascending. One sort and one
-        read of the counts, where a mask per operator took five torch calls and a read each."""
-        which = torch.randint(len(self.mutable), (size,), generator=rng, device=rng.device)
-        pick = torch.randint(1 << 30, (size,), generator=rng, device=rng.device)
-        choice = (self._offsets.to(which.device)[which]
-                  + pick % self._counts.to(which.device)[which])
+        """Each example's input and operator: ((position, operator), rows) for every pair some
+        rows got, in a fixed order, rows ascending. Dealt by the schedule once it has seen a
+        batch, else drawn at random. One sort and one read of the counts, where a mask per
+        operator took five torch calls and a read each."""
+        if self.schedule is not None and self.schedule.observed:
+            counts = self.schedule.counts(size).to(rng.device)
+            dealt = torch.repeat_interleave(torch.arange(len(counts), device=rng.device), counts)
+            choice = dealt[torch.randperm(size, generator=rng, device=rng.device)]
+        else:
+            which = torch.randint(len(self.mutable), (size,), generator=rng, device=rng.device)
+            pick = torch.randint(1 << 30, (size,), generator=rng, device=rng.device)
+            choice = (self._offsets.to(which.device)[which]
+                      + pick % self._counts.to(which.device)[which])
+        self._dealt = choice
         order = torch.argsort(choice, stable=True).to(device)
         groups, start = [], 0
         for pair, count in zip(self._pairs, torch.bincount(choice, minlength=len(self._pairs)).tolist()):
