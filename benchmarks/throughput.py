@@ -35,6 +35,7 @@ from torch import nn
 
 import nnfuzz
 from benchmarks import machine, report
+from benchmarks.throughput_notes import BEFORE, FORWARD_EXPLAINED, IN_THE_WAY, TRANSFERS_NOTE
 
 #: The batch sizes measured; "auto" is `nnfuzz run`'s default (nnfuzz.batch_sizing), chosen once
 #: per model at the start of its measurement and then given to every repetition.
@@ -281,15 +282,6 @@ def plot(measurements: list[Measurement], quick: bool) -> str | None:
     return report.save_figure(figure, "throughput", quick)
 
 
-#: The same benchmark at commit 43041d9, before issue #29 (each module output reduced on
-#: its own, --batch-size 100 the default), run on this machine at the start of that work.
-BEFORE = (
-    "Before issue #29 (commit 43041d9, `python -m benchmarks.throughput`, load average 0.59 at "
-    "the start and 4.01 at the end): tiny MLP 32.14 µs overhead per input at batch 100 and 6.40 "
-    "at batch 1000; small CNN ratio 0.413 at batch 100 (its default then) and 0.626 at batch 1000. "
-    "There was no `auto`.")
-
-
 def markdown(measurements: list[Measurement], repeats: int, quick: bool, wall_s: float,
              started: str, profiled: str, image: str | None, forward: str = "",
              transfers: tuple[int, list[list[str]]] | None = None) -> str:
@@ -329,14 +321,16 @@ def markdown(measurements: list[Measurement], repeats: int, quick: bool, wall_s:
         *verdicts(measurements),
         *(["", image] if image else []),
         "", BEFORE,
-        *(["", "### The instrumented forward pass (small CNN, batch 100)", "", forward]
-          if forward else []),
+        *(["", "### The instrumented forward pass (small CNN, batch 100)", "", FORWARD_EXPLAINED,
+           "", forward] if forward else []),
         *(["", "### Host transfers and synchronisations per step (small CNN, batch 100, CPU)", "",
            f"Calls that wait on the host or copy through it (on a GPU, each a synchronisation), "
            f"counted over the {transfers[0]} steps of a 20,000-execution run by wrapping "
            f"{', '.join(c for calls in HOST_CALLS.values() for c in calls)} while "
            "`Fuzzer.step` runs. No GPU was at hand: the GPU figures of issue #29 are missing.",
-           "", report.table(["where", "call", "per step"], transfers[1])] if transfers else []),
+           "", report.table(["where", "call", "per step"], transfers[1]), "", TRANSFERS_NOTE]
+          if transfers else []),
+        "", IN_THE_WAY,
         "", "### Where nnfuzz's time goes (tiny MLP)", "", profiled,
     ])
 
