@@ -36,7 +36,8 @@ SIZES = (32, 64, 128, 256)
 #: A size within this share of the best rate counts as the best (the issue's ~10%: the
 #: timings of two forwards on a loaded machine vary by about that much).
 WITHIN = 0.10
-#: Larger sizes are not tried once the rate grew by less than this from the last size.
+#: Larger sizes are not tried once two sizes in a row grew the rate by less than this over
+#: the best before them.
 GROWTH = 0.05
 #: The fuzz loop's own seconds per batch besides the forward pass: 3.5 ms at batch 100
 #: and 4.8 ms at batch 1,000 on the tiny MLP of benchmarks/throughput.py (2-core Xeon, one
