@@ -1,0 +1,45 @@
+"""``nnfuzz run --batch-size``: auto by default (said in one INFO line, recorded in run.json,
+reused by a resumed run), an integer as given, anything else one error line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .support import assert_one_error_line, invoke
+
+
+def recorded(out: Path) -> int:
+    return json.loads((out / "run.json").read_text())["batch_size"]
+
+
+def test_auto_is_the_default_said_once_recorded_and_reused_on_resuming(
+        tmp_path: Path, healthy_target: Path) -> None:
+    out = tmp_path / "out"
+    first = invoke("run", healthy_target, "--runs", 600, "--out", out)
+    assert first.exit_code == 0, first.output
+    said = [line for line in first.stderr.splitlines() if "batch size auto" in line]
+    assert len(said) == 1 and re.match(r"INFO: batch size auto: \d+ \(inputs/s", said[0]), said
+    chosen = recorded(out)
+    assert f"batch size auto: {chosen} " in said[0]
+    again = invoke("run", healthy_target, "--runs", 600, "--out", out)
+    assert again.exit_code == 0, again.output
+    assert f"INFO: batch size auto: {chosen}, as the output folder's last run" in again.stderr
+    assert recorded(out) == chosen
+
+
+def test_a_given_batch_size_is_used_as_given_and_not_timed(tmp_path: Path,
+                                                           healthy_target: Path) -> None:
+    out = tmp_path / "out"
+    result = invoke("run", healthy_target, "--runs", 300, "--batch-size", 50, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "batch size auto" not in result.stderr
+    assert recorded(out) == 50
+
+
+def test_a_batch_size_that_is_neither_auto_nor_a_positive_number_is_one_error_line(
+        tmp_path: Path, healthy_target: Path) -> None:
+    for wrong in ("big", "0"):
+        result = invoke("run", healthy_target, "--batch-size", wrong, "--out", tmp_path / "out")
+        assert_one_error_line(result, "--batch-size", "auto")
