@@ -37,25 +37,33 @@ HNSW_AFTER = 2_000
 #: torch share one OpenMP runtime, so faiss's setting is made around each faiss call
 #: and torch's own thread count put back after it (see _faiss_threads).
 FAISS_THREADS = 1
-#: Neighbours per node in the HNSW graph (M) and candidates kept per lookup (efSearch), chosen
-#: on the zoo's own coverage vectors (python -m benchmarks.index_params): the fastest lookup at
-#: 1M vectors of the settings that find the exact nearest neighbour for >= 95% of queries at 10k,
-#: 100k and 1M. M = 8 with efSearch 32 was exact on 96-99.5% and faster at 1M than faiss's
-#: customary M = 32 with efSearch 16 (3.1 ms against 3.9 ms per 100 lookups), with 121 bytes per
-#: 10-dim vector against 312 and adds in 45 us against 81. That was measured on vectors of up to
-#: LOW_DIMS values (the zoo's 3, 4 and 10): wider ones (a 1,000-class output, a pooled layer)
-#: keep M = 32 and efSearch 16, which found more exact neighbours than M = 8 on random 64-dim
-#: vectors (python -m benchmarks.index) and was not measured against it on real wide ones.
-LOW_DIMS = 16
-HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH = 8, 32
-WIDE_HNSW_NEIGHBOURS, WIDE_HNSW_SEARCH_DEPTH = 32, 16
+#: Neighbours per node in the HNSW graph (M) and candidates kept per lookup (efSearch), by the
+#: width of the coverage vectors: (widest, M, efSearch), narrowest first, each measured on real
+#: coverage vectors of that width (python -m benchmarks.index_params [--source ...]; the
+#: sizes go up to what max_coverage_mb lets the index hold at that width).
+#: - Up to 16 values (the zoo's 3, 4 and 10): of the settings that find the exact nearest
+#:   neighbour for >= 95% of queries at 10k, 100k and 1M, M = 8 with efSearch 32 was the
+#:   fastest at 1M (3.5 ms per 100 lookups against 4.0 for M = 32 with efSearch 16), with 121
+#:   bytes per 10-dim vector against 312 and adds in 47 us against 84.
+#: - Up to 512 (a ViT's hidden state mean-pooled to 192 values, 10k-250k vectors): no setting
+#:   gives a distance within 5% of the true one for 95% of queries (HNSW on these vectors, many
+#:   nearly as near as the nearest, finds 57-83%); M = 32 finds the most at every size, at
+#:   efSearch 16 in 4.8 ms at 250k, where a flat index takes 2.8 s. Kept: 32, 16.
+#: - Up to 2,048 (ResNet-18's 1,000-class output, 10k-60k): M = 32 with efSearch 16 is the
+#:   fastest within 5% for >= 95% (98.8%; 34 ms per 100 lookups at 60k; M = 16 reaches 95.7%
+#:   only at efSearch 64, in 46 ms).
+#: - Wider (a ViT's hidden state pooled to 4,096 values, 5k-15k): M = 16 with efSearch 16,
+#:   within 5% for 95.5%, in 74 ms at 15k against 183 for M = 32, whose adds cost 2.6 times as
+#:   much (3.9 ms a vector).
+HNSW_BY_WIDTH = ((16, 8, 32), (512, 32, 16), (2048, 32, 16), (None, 16, 16))
 
 
 def hnsw_parameters(dim: int) -> tuple[int, int]:
-    """(M, efSearch) for vectors of ``dim`` values."""
-    if dim <= LOW_DIMS:
-        return HNSW_NEIGHBOURS, HNSW_SEARCH_DEPTH
-    return WIDE_HNSW_NEIGHBOURS, WIDE_HNSW_SEARCH_DEPTH
+    """(M, efSearch) for vectors of ``dim`` values (HNSW_BY_WIDTH)."""
+    for widest, neighbours, depth in HNSW_BY_WIDTH:
+        if widest is None or dim <= widest:
+            return neighbours, depth
+    raise AssertionError("HNSW_BY_WIDTH ends with a row for any width")
 
 
 #: A record must beat the old one by this share of the range seen for that statistic.

@@ -243,8 +243,9 @@ def test_records_flag_exactly_the_batch_extremes_that_beat_the_record_by_the_mar
     assert all(float(batch[row]) in (lowest, highest) for row in flagged_rows)
 
 
-@pytest.mark.parametrize("dim, neighbours, depth", [(10, 8, 32), (64, 32, 16)])
-def test_the_hnsw_graph_takes_the_measured_settings_for_narrow_vectors_and_the_customary_ones_for_wide(
+@pytest.mark.parametrize("dim, neighbours, depth",
+                         [(10, 8, 32), (64, 32, 16), (1000, 32, 16), (4096, 16, 16)])
+def test_the_hnsw_graph_takes_the_settings_measured_for_its_width(
         monkeypatch: pytest.MonkeyPatch, dim: int, neighbours: int, depth: int) -> None:
     monkeypatch.setattr(nnfuzz.coverage, "HNSW_AFTER", 60)
     index = NoveltyIndex(dim)
