@@ -69,6 +69,13 @@ def keep(name: str, kind: str, failure: Any) -> None:
         shutil.copy(failure.path, folder / Path(failure.path).name)
 
 
+def written_up() -> list[str]:
+    """What the runs found, written up by hand with a script for each (results/precision/
+    NOTES.md): kept in the section, since the table alone does not say what it means."""
+    notes = KEPT / "NOTES.md"
+    return [notes.read_text().strip("\n")] if notes.is_file() else []
+
+
 def run(quick: bool, seconds: float | None = None) -> Path:
     seconds = seconds or (10.0 if quick else 60.0)
     started, start = machine.provenance(), time.perf_counter()
@@ -99,7 +106,7 @@ def run(quick: bool, seconds: float | None = None) -> Path:
         "float64 verdicts over them. no-tf32 needs CUDA: "
         + ("measured." if torch.cuda.is_available() else "not measured (no GPU here)."), "",
         report.table(["model", "reference", "execs/s", "vs eager", "found", "arbiter",
-                      "first one"], rows)])
+                      "first one"], rows), "", *written_up()])
     return report.write("precision", text, quick)
 
 
