@@ -48,7 +48,8 @@ FAISS_THREADS = 1
 #: - Up to 512 (a ViT's hidden state mean-pooled to 192 values, 10k-250k vectors): no setting
 #:   gives a distance within 5% of the true one for 95% of queries (HNSW on these vectors, many
 #:   nearly as near as the nearest, finds 57-83%); M = 32 finds the most at every size, at
-#:   efSearch 16 in 4.8 ms at 250k, where a flat index takes 2.8 s. Kept: 32, 16.
+#:   efSearch 16 in 4.8 ms at 250k, where a flat index takes 2.8 s, and 5.5 ms at 1M (perturbed
+#:   copies of the real vectors: 2.1x its cost at 10k). Kept: 32, 16.
 #: - Up to 2,048 (ResNet-18's 1,000-class output, 10k-60k): M = 32 with efSearch 16 is the
 #:   fastest within 5% for >= 95% (98.8%; 34 ms per 100 lookups at 60k; M = 16 reaches 95.7%
 #:   only at efSearch 64, in 46 ms).
