@@ -100,7 +100,7 @@ class Fuzzer:
             self.corpus.load_folder(CorpusFolder(corpus), strict=True)
         if shared is not None:
             self.corpus.load_folder(shared, strict=False)
-        mutation = MutationConfig(config.radius, config.norm, config.edges)
+        mutation = MutationConfig(config.radius, config.norm, config.edges, config.schedule)
         self.coverage = self._prime_coverage(mutation)
         # Nothing set up here refers back to the engine (no bound method of it, no closure
         # over it): a Fuzzer that is dropped without close() goes at once, and with it the
@@ -187,6 +187,7 @@ class Fuzzer:
         self.kept += self.corpus.add(mutants.select(kept))
         if parents.index is not None:  # a descent walk's starts are not corpus elements
             self.corpus.credit(parents.index[kept.to(parents.index.device)])
+            self.mutator.observe(self.coverage.recorded)  # the schedule's yields (if on)
         self.corpus.evict(self.config.max_corpus, _bytes(self.config.max_corpus_mb))
         self.coverage.forget(_bytes(self.config.max_coverage_mb), self.corpus.vectors())
 

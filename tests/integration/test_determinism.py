@@ -95,3 +95,20 @@ def test_a_different_seed_explores_differently() -> None:
         torch.equal(a.inputs[0], b.inputs[0]) for a, b in zip(first.failures, other.failures)))
     assert not (same_failures and first.corpus == other.corpus and first.hits == other.hits), (
         "seeds 7 and 8 gave the very same run: the run seed is not used")
+
+
+def test_the_operator_schedule_is_deterministic_and_changes_what_is_dealt(tmp_path: Path) -> None:
+    """``schedule=True`` (nnfuzz.schedule, off by default): the run is still a function of its
+    seed, and the loop feeds the schedule its records, so the corpus it grows is not the
+    uniform draw's."""
+    def scheduled(out: Path, schedule: bool) -> FuzzResult:
+        return nnfuzz.fuzz(DividesByHiddenSum(), seeds(), bounds=(0.0, 1.0), runs=RUNS, seed=7,
+                           batch_size=50, out=out, stop_on_failure=False, schedule=schedule)
+
+    first, second = scheduled(tmp_path / "a", True), scheduled(tmp_path / "b", True)
+    uniform = scheduled(tmp_path / "c", False)
+    assert names(tmp_path / "a" / "corpus") == names(tmp_path / "b" / "corpus")
+    assert [f.signature for f in first.failures] == [f.signature for f in second.failures]
+    assert names(tmp_path / "a" / "corpus") != names(tmp_path / "c" / "corpus"), \
+        "the schedule changed nothing: is the loop telling the Mutator its records?"
+    assert uniform.failures, "the planted NaN is found either way"
