@@ -23,8 +23,11 @@ RESULTS = BENCHMARKS / "results"
 RESULTS_MD = BENCHMARKS / "RESULTS.md"
 
 #: Sections of RESULTS.md, in order: the stem of each results file.
-SECTIONS = ("finding", "chains", "chains-bisect", "real-architectures", "tensorfuzz-nans", "tensorfuzz-quantization",
-            "tensorfuzz-bar", "minimization", "throughput", "index", "index-params", "memory",
+#: schedule-finding and schedule-bar: issue #29's one-off comparisons of the operator schedule
+#: (nnfuzz.schedule) against the uniform draw, kept as written (subsections of the one before).
+SECTIONS = ("finding", "schedule-finding", "chains", "chains-bisect", "real-architectures",
+            "tensorfuzz-nans", "tensorfuzz-quantization", "tensorfuzz-bar", "schedule-bar",
+            "minimization", "throughput", "index", "index-params", "memory",
             "scaling", "workers-finding", "runtimes", "precision", "training")
 
 FINDING_TITLE = "## Finding the zoo's bugs: executions to the first failure"
@@ -121,7 +124,7 @@ def section(name: str) -> str | None:
     if path is None:
         return None
     text = path.read_text().strip("\n")
-    if not text.startswith("## "):
+    if not text.startswith("#"):
         text = finding_heading(text) + "\n" + text if name == "finding" else f"## {name}\n\n{text}"
     if path == quick:
         heading, _, rest = text.partition("\n")
