@@ -86,7 +86,10 @@ def test_run_minimizes_new_failures_in_crashes_unless_told_not_to(tmp_path: Path
     saved = {}
     for flag in ("--minimize", "--no-minimize"):
         out = tmp_path / flag
-        result = invoke("run", target, "--out", out, "--runs", "3000", "--stop-on-failure", flag)
+        # A fixed batch size: the search (and so which input fails first) is the same on any
+        # machine, where --batch-size auto picks by timing.
+        result = invoke("run", target, "--out", out, "--runs", "3000", "--stop-on-failure", flag,
+                        "--batch-size", "100")
         assert result.exit_code == 1, result.output
         (path,) = sorted((out / "crashes").glob("*.safetensors"))
         saved[flag] = nnfuzz.load_failure(path)
