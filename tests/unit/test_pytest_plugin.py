@@ -105,7 +105,7 @@ def test_replay_items_fail_while_still_failing_pass_once_fixed_and_error_when_un
 
     still = pytester.runpytest_subprocess("--nnfuzz-replay", "out", "-rA")
     still.assert_outcomes(failed=1)
-    still.stdout.fnmatch_lines([f"*nnfuzz replay: still fails: nonfinite: NaN*",
+    still.stdout.fnmatch_lines(["*nnfuzz replay: still fails: nonfinite: NaN*",
                                 f"*replay: nnfuzz replay model.py out/crashes/{crash.name}",
                                 "*= nnfuzz replay =*", "1 still fails",
                                 f"FAILED out/crashes::{crash.name}*"])
