@@ -99,17 +99,20 @@ class Disagree(Objective):
         except _ReferenceRaised:
             return Judgement(self._raised_alone(execution), None)
         ours = execution.primary
+        real = self._real(ours, execution.inputs)
         ran = execution.ran & torch.isfinite(ours.reshape(ours.shape[0], -1)).all(1)
-        broken = ran & ~_finite(theirs, self._real(ours, execution.inputs))
-        findings = [found for example in broken.nonzero().flatten().tolist()
+        finite = _finite(theirs, real)  # a NaN of the reference is no difference of values
+        findings = [found for example in (ran & ~finite).nonzero().flatten().tolist()
                     if (found := self._reference_nonfinite(execution, example)) is not None]
-        findings += [confirmed for candidate in self._compare(ours, theirs, ran, execution.inputs)
+        findings += [confirmed for candidate in self._compare(ours, theirs, ran & finite, real)
                      if (confirmed := self._alone(execution, candidate)) is not None]
         return Judgement(findings, self._pressure(ours, theirs))
 
-    def _reference_nonfinite(self, execution: Execution, example: int) -> Finding | None:
-        """The reference's NaN or Inf where the model's output is finite, with the example
-        alone in its batch: a ``nonfinite`` failure on the reference's side."""
+    def _outputs_alone(self, execution: Execution,
+                       example: int) -> tuple[Inputs, torch.Tensor, torch.Tensor] | None:
+        """The example in a batch of its own (as replay runs it): its inputs, and the model's
+        and the reference's primary outputs in float32; None where either raises (the
+        exception objective's, or the reference's: _raised_alone) or returns no tensor."""
         inputs = tuple(t[example:example + 1] for t in execution.inputs)
         with torch.no_grad():
             try:
@@ -117,12 +120,20 @@ class Disagree(Objective):
                 theirs = primary_output(self.reference.run(inputs))
             except Exception:  # noqa: BLE001 - raising alone is judged elsewhere
                 return None
-        if ours is None or theirs is None or not torch.isfinite(ours).all():
+        if ours is None or theirs is None:
             return None
-        real = self._real(ours, inputs)
-        if bool(_finite(theirs.float(), real).all()):
+        return inputs, ours.float(), theirs.float().to(ours.device)
+
+    def _reference_nonfinite(self, execution: Execution, example: int) -> Finding | None:
+        """The reference's NaN or Inf where the model's output is finite, with the example
+        alone in its batch: a ``nonfinite`` failure on the reference's side."""
+        alone = self._outputs_alone(execution, example)
+        if alone is None:
             return None
-        flat = theirs.float().reshape(-1)
+        inputs, ours, theirs = alone
+        if not torch.isfinite(ours).all() or bool(_finite(theirs, self._real(ours, inputs)).all()):
+            return None
+        flat = theirs.reshape(-1)
         where = int((~torch.isfinite(flat)).nonzero()[0])
         kind = "NaN" if torch.isnan(flat[where]) else "Inf"
         detail = (f"{kind} in {self._who()}'s output[{where}] where the {self.model_label} model's "
@@ -183,9 +194,9 @@ class Disagree(Objective):
         return True
 
     def _compare(self, ours: torch.Tensor, theirs: torch.Tensor, ran: torch.Tensor,
-                 inputs: Inputs) -> list[Finding]:
-        real = self._real(ours, inputs)
-        ran = ran & _finite(theirs, real)  # a NaN of the reference is no difference of values
+                 real: torch.Tensor | None) -> list[Finding]:
+        """Disagreements among the examples ``ran`` marks (both sides finite), compared at
+        the ``real`` positions."""
         if _is_classes(ours):
             return self._class_findings(ours, theirs, ran, real)
         return self._value_findings(ours, theirs, ran, real)
@@ -205,22 +216,16 @@ class Disagree(Objective):
         activations by the batch's range, and kernels block differently by
         size. A reproducer is replayed alone, so only what holds alone counts.
         """
-        inputs = tuple(t[candidate.example:candidate.example + 1] for t in execution.inputs)
-        with torch.no_grad():
-            try:
-                ours = primary_output(call(self.model, inputs, self.names))
-                theirs = primary_output(self.reference.run(inputs))
-            except Exception:  # noqa: BLE001 - raising alone: the exception objective's, or
-                return None    # the reference's (_raised_alone), not a disagreement of values
-        if ours is None or theirs is None:
+        alone = self._outputs_alone(execution, candidate.example)
+        if alone is None:
             return None
-        ours = ours.float()
-        theirs = theirs.float().to(ours.device)
-        ran = torch.isfinite(ours).all().reshape(1)
-        found = self._compare(ours, theirs, ran, inputs)
+        inputs, ours, theirs = alone
+        real = self._real(ours, inputs)
+        finite = torch.isfinite(ours).all().reshape(1) & _finite(theirs, real)
+        found = self._compare(ours, theirs, finite, real)
         if not found:
             return None
-        verdict, side = self.arbiter.judge(inputs, ours, theirs, self._real(ours, inputs))
+        verdict, side = self.arbiter.judge(inputs, ours, theirs, real)
         return Finding(candidate.example, found[0].objective, f"{found[0].detail}; {verdict}",
                        f"{found[0].signature}:{side}", {"arbiter": verdict})
 
