@@ -72,7 +72,7 @@ def main() -> None:
                    f"{RUNTIME_RTOL:g} for execution paths and runtimes].")
 @click.option("--max-time", type=float, help="Stop after this many seconds.")
 @click.option("--runs", type=int, help="Stop after this many executions.")
-@click.option("--batch-size", type=batch_size_value, default="auto", show_default=True,
+@click.option("--batch-size", type=batch_size_value, default="100", show_default=True,
               metavar="auto|N", help="Mutants per forward pass; auto: timed at start-up.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
 @click.option("--threads", type=click.IntRange(min=1),

@@ -155,9 +155,9 @@ class FuzzConfig:
     #: Stop after this many executions (mutants run through the model).
     runs: int | None = None
     #: Mutants per forward pass: big enough to keep the model busy, small enough
-    #: that a new corpus element is sampled again soon. "auto" (``nnfuzz run``'s default):
-    #: timed at start-up (nnfuzz.batch_sizing); the library keeps 100, the same run on any
-    #: machine, as a test wants.
+    #: that a new corpus element is sampled again soon. "auto" (``--batch-size auto``): timed at
+    #: start-up (nnfuzz.batch_sizing). 100 by default: the same run on any machine, and at 256
+    #: auto lost guided-chain bugs in a fixed budget (README, *Commands*).
     batch_size: int | str = 100
     seed: int = 0
     radius: float | None = None
