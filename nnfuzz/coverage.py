@@ -244,18 +244,20 @@ class Records:
         self.margin = RECORD_MARGIN
         if low_only_from is not None:
             self.track_high[low_only_from:] = False
+        self._cached: tuple[object, ...] = (None,)  # see _derived
 
     def update(self, stats: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
         """Mask (B,) of the examples that set a new record; the records move."""
         stats = stats.reshape(stats.shape[0], -1)
         usable = torch.isfinite(stats) & eligible.view(-1, 1)
-        span = torch.nan_to_num(self.high - self.low, posinf=0.0, neginf=0.0).clamp(min=1e-12)
-        margin = self.margin * span
+        below, above, _ = self._derived()
         lows = torch.where(usable, stats, float("inf")).min(0)
         highs = torch.where(usable, stats, float("-inf")).max(0)
-        new_low = lows.values < self.low - margin
-        new_high = (highs.values > self.high + margin) & self.track_high
+        new_low = lows.values < below
+        new_high = (highs.values > above) & self.track_high
         winners = torch.zeros(stats.shape[0], dtype=torch.bool, device=stats.device)
+        if not bool((new_low | new_high).any()):
+            return winners  # the records stay the same tensors, and what is derived from them
         winners[lows.indices[new_low]] = True
         winners[highs.indices[new_high]] = True
         self.low = torch.where(new_low, lows.values, self.low)
@@ -264,7 +266,19 @@ class Records:
 
     def finite_columns(self) -> torch.Tensor:
         """Indices of statistics that are finite, i.e. worth pushing further."""
-        return (torch.isfinite(self.low) & torch.isfinite(self.high)).nonzero().flatten()
+        return self._derived()[2]
+
+    def _derived(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(what a new low must be under, what a new high must be over, finite_columns), worked
+        out again only once the records (a new record makes new tensors) or the margin
+        changed: most batches set no record."""
+        key = (id(self.low), id(self.high), self.margin)
+        if self._cached[0] != key:  # it holds the tensors: their ids stay theirs
+            span = torch.nan_to_num(self.high - self.low, posinf=0.0, neginf=0.0).clamp(min=1e-12)
+            margin = self.margin * span
+            finite = (torch.isfinite(self.low) & torch.isfinite(self.high)).nonzero().flatten()
+            self._cached = (key, self.low, self.high, (self.low - margin, self.high + margin, finite))
+        return self._cached[3]  # type: ignore[return-value]
 
 
 def _nan_reduce(stats: torch.Tensor, reduce: object, empty: float) -> torch.Tensor:
@@ -311,8 +325,9 @@ class Coverage:
         novel = self._novel(vectors, eligible, parents)
         self.recorded = self.records.update(stats, eligible)
         keep = self.recorded | novel
-        self.add(vectors[keep])
-        self._adapt(int(keep.sum()), int(eligible.sum()))
+        if kept := int(keep.sum()):  # most batches keep nothing once warmed up: no empty add
+            self.add(vectors[keep])
+        self._adapt(kept, int(eligible.sum()))
         return keep
 
     def _adapt(self, kept: int, judged: int) -> None:

@@ -87,16 +87,23 @@ class Guidance:
         statistics = [self.layout.statistic(push.column) for push in pushes]
         modules = tuple(sorted({s[0] for s in statistics if s is not None}))
         whole = any(s is None for s in statistics)
-        follows = torch.arange(inputs[0].shape[0], device=inputs[0].device) % len(pushes)
+
+        def raised(push: Push, stat: tuple[int, int] | None, outputs: dict[int, torch.Tensor],
+                   output: object) -> torch.Tensor:
+            """What one push raises, per example: minus the value when it is pushed down."""
+            value = (self.pressures[push.column](output, labels) if stat is None
+                     else statistic(outputs[stat[0]], stat[1]))
+            return -value if push.lower else value
 
         def ascent(outputs: dict[int, torch.Tensor], output: object) -> torch.Tensor:
-            """What the pushes raise, per example: minus the value of those pushed down."""
+            """What the pushes raise, per example, each example its own push's."""
+            if len(pushes) == 1:  # every example follows it: no masks to sum (the same gradient)
+                return raised(pushes[0], statistics[0], outputs, output)
+            follows = torch.arange(inputs[0].shape[0], device=inputs[0].device) % len(pushes)
             total = torch.zeros(len(follows), device=follows.device)
             for which, (push, stat) in enumerate(zip(pushes, statistics)):
-                value = (self.pressures[push.column](output, labels) if stat is None
-                         else statistic(outputs[stat[0]], stat[1]))
-                mine = (follows == which).to(value.device)
-                total = total + torch.where(mine, -value if push.lower else value, 0.0)
+                value = raised(push, stat, outputs, output)
+                total = total + torch.where((follows == which).to(value.device), value, 0.0)
             return total
 
         return gradient_of(self.executor, inputs, ascent, modules, whole=whole)
@@ -185,4 +192,8 @@ def statistic(activation: torch.Tensor, stat: int) -> torch.Tensor:
     """One of STATS per example of a module's output (B, ...), differentiably: what a
     guided step pushes."""
     flat = activation.flatten(1).float()
-    return (flat.mean(1), flat.std(1, correction=0), flat.abs().amax(1))[stat]
+    if stat == 0:  # only the one pushed: each is a pass over the activations, and its backward
+        return flat.mean(1)
+    if stat == 1:
+        return flat.std(1, correction=0)
+    return flat.abs().amax(1)
