@@ -9,8 +9,10 @@ TensorFuzz does: new coverage is where the search is going.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
+import numpy as np
 import torch
 
 from nnfuzz.corpus_files import CorpusFolder
@@ -127,9 +129,10 @@ class Corpus:
     def add(self, batch: Batch) -> int:
         """Add new-coverage inputs; returns how many were new (not already present)."""
         fresh, digests = self._unseen(batch.inputs)
-        if not len(fresh):
+        if not fresh:
             return 0
-        batch = batch.select(fresh)
+        if len(fresh) < batch.size:  # (all of them, most often: no copy)
+            batch = batch.select(torch.tensor(fresh, dtype=torch.long, device=self.device))
         self._append(batch, digests)
         if self.folder is not None:
             for example in range(batch.size):
@@ -160,7 +163,7 @@ class Corpus:
         self._vectors = _Rows(vectors)
         self._vectors.extend(vectors)
 
-    def _unseen(self, inputs: Inputs) -> tuple[torch.Tensor, list[bytes]]:
+    def _unseen(self, inputs: Inputs) -> tuple[list[int], list[bytes]]:
         """Rows whose content is new to the corpus (and to each other), and their hashes;
         records them."""
         keep, digests = [], []
@@ -169,11 +172,21 @@ class Corpus:
                 self._hashes.add(digest)
                 keep.append(row)
                 digests.append(digest)
-        return torch.tensor(keep, dtype=torch.long, device=self.device), digests
+        return keep, digests
 
     @staticmethod
     def _hashes_of(inputs: Inputs) -> list[str]:
-        return [content_hash(tuple(t[row] for t in inputs)) for row in range(inputs[0].shape[0])]
+        """Each row's content_hash, from one copy to the host per tensor, not one per row."""
+        size = inputs[0].shape[0]
+        rows = [_host_rows(t) for t in inputs]
+        digests = []
+        for row in range(size):
+            digest = hashlib.sha256()
+            for header, values in rows:
+                digest.update(header)
+                digest.update(values[row].tobytes())
+            digests.append(digest.hexdigest())
+        return digests
 
     def _save(self, batch: Batch, example: int) -> None:
         inputs = tuple(t[example] for t in batch.inputs)
@@ -331,6 +344,14 @@ class Corpus:
         """Add what :meth:`new_in_folder` found, with the coverage vector of each."""
         for (inputs, metadata), vector in zip(found, vectors):
             self._add_loaded(inputs, metadata, vector.unsqueeze(0))
+
+
+def _host_rows(tensor: torch.Tensor) -> tuple[bytes, np.ndarray]:
+    """What storage.content_hash reads of each row of ``tensor`` (B, ...): its dtype and shape,
+    and its bytes, (B, bytes per row), in one copy to the host."""
+    rows = tensor.detach().cpu().contiguous()
+    header = f"{rows.dtype}{tuple(rows.shape[1:])}".encode()
+    return header, rows.reshape(rows.shape[0], rows[0:1].numel()).view(torch.uint8).numpy()
 
 
 def _clamped(inputs: Inputs, domain: Domain) -> Inputs:

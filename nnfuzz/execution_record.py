@@ -10,6 +10,7 @@ time; ``joined`` makes those runs one Execution again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -70,9 +71,10 @@ class Execution:
     def size(self) -> int:
         return self.inputs[0].shape[0]
 
-    @property
+    @cached_property
     def ran(self) -> torch.Tensor:
-        """Mask (B,) of the examples that did not raise."""
+        """Mask (B,) of the examples that did not raise (made once: the loop and each
+        objective ask)."""
         if not self.raised:
             return torch.ones(self.size, dtype=torch.bool, device=self.coverage.device)
         return torch.tensor([error is None for error in self.raised], device=self.coverage.device)

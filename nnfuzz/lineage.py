@@ -34,6 +34,10 @@ class Batch:
                      self.vectors[rows] if self.vectors is not None else None,
                      self.index[rows] if self.index is not None else None)
 
+    def with_vectors(self, vectors: torch.Tensor) -> "Batch":
+        """This batch with its coverage vectors: dataclasses.replace, without its cost per batch."""
+        return Batch(self.inputs, self.root, self.depth, vectors, self.index)
+
     @property
     def size(self) -> int:
         return self.inputs[0].shape[0]

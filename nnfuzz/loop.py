@@ -24,7 +24,7 @@ from nnfuzz.corpus import Corpus
 from nnfuzz.corpus_files import CorpusFolder, starting_inputs
 from nnfuzz.coverage import (MAX_LAYER_VALUES, Coverage, SignalLayout, is_degenerate,
                              mutant_spacing, pooled, seed_spacing, threshold_for, varying_layer)
-from nnfuzz.descent import Descent, walk_width
+from nnfuzz.descent import Descent
 from nnfuzz.domain import Inputs
 from nnfuzz.drivers.engine import EngineStart, FailureSink, Progress, StartUp
 from nnfuzz.execution import Execution, Executor
@@ -108,8 +108,7 @@ class Fuzzer:
         guidance = (Guidance(self.executor, self.guides, self.layout, self.coverage.records.finite_columns)
                     if config.feedback and config.guided else None)
         self.mutator = Mutator(self.domain, mutation, guidance)
-        self.descent = (Descent(self.domain, self.mutator, guidance, self.labels,
-                                walk_width(config.batch_size))
+        self.descent = (Descent(self.domain, self.mutator, guidance, self.labels)
                         if guidance is not None and config.descent and Descent.applies(self.domain)
                         else None)
         # Coverage-guided search, or random mutation (feedback=False: every mutant from a
@@ -150,7 +149,7 @@ class Fuzzer:
         execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size
         judged = judge(self.objectives, execution, self.guides)
-        self._grow(self, parents, replace(mutants, vectors=execution.coverage), execution, judged)
+        self._grow(self, parents, mutants.with_vectors(execution.coverage), execution, judged)
         for finding in judged.findings:
             self._report(finding, mutants)
 
@@ -169,7 +168,7 @@ class Fuzzer:
         fresh = sum(not self.sink.is_known(finding.signature) for finding in judged.findings)
         if descent.observe(self._signals(execution, judged), fresh):
             descent.finish()
-            self._keep_new_coverage(iterates, replace(iterates, vectors=execution.coverage),
+            self._keep_new_coverage(iterates, iterates.with_vectors(execution.coverage),
                                     execution, judged)
         for finding in judged.findings:
             self._report(finding, iterates)
@@ -180,13 +179,16 @@ class Fuzzer:
         get the credit; past a cap, the corpus evicts, and the novelty index forgets."""
         if execution.none_ran:
             return  # every example raised: no coverage to measure
-        passed = execution.ran & ~judged.failing(mutants.size, execution.ran.device)
+        ran = execution.ran
+        passed = ran & ~judged.failing(mutants.size, ran.device) if judged.findings else ran
         keep = self.coverage.update(execution.coverage, self._signals(execution, judged),
                                     passed, parents.vectors)
         kept = keep.nonzero().flatten()
-        self.kept += self.corpus.add(mutants.select(kept))
+        if len(kept):  # most batches keep nothing once warmed up: nothing to add or credit
+            self.kept += self.corpus.add(mutants.select(kept))
+            if parents.index is not None:
+                self.corpus.credit(parents.index[kept.to(parents.index.device)])
         if parents.index is not None:  # a descent walk's starts are not corpus elements
-            self.corpus.credit(parents.index[kept.to(parents.index.device)])
             self.mutator.observe(self.coverage.recorded)  # the schedule's yields (if on)
         self.corpus.evict(self.config.max_corpus, _bytes(self.config.max_corpus_mb))
         self.coverage.forget(_bytes(self.config.max_coverage_mb), self.corpus.vectors())

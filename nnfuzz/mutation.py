@@ -25,7 +25,7 @@ import torch
 
 from nnfuzz.domain import CONTINUOUS, FLAGS, IMAGE, TOKENS, Domain, Field, Inputs
 from nnfuzz.lineage import Batch
-from nnfuzz.operators import KIND_OPERATORS, NOISE_SCALES, crossover, guided_step
+from nnfuzz.operators import KIND_OPERATORS, NOISE_SCALES, crossover, guided_step, table_of
 from nnfuzz.schedule import GRADIENT_COST, Schedule
 
 #: Guided mutants per gradient: one parent's signed-gradient step at each noise scale.
@@ -208,7 +208,7 @@ class Mutator:
             return None
         order = torch.arange(len(rows), device=rows.device)
         group = order // GUIDED_CHILDREN
-        scales = torch.tensor(NOISE_SCALES, device=rows.device)[order % GUIDED_CHILDREN]
+        scales = table_of(NOISE_SCALES, rows.device)[order % GUIDED_CHILDREN]
         leaders = firsts[group]
         stepped = guided_step(inputs[position][leaders], direction[group],
                               self.domain.fields[position], scales)

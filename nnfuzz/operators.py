@@ -48,8 +48,19 @@ def _uniform(shape: tuple[int, ...], rng: torch.Generator, like: torch.Tensor) -
 def _per_example(values: tuple[float, ...], x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """One of ``values`` for each example, shaped to broadcast against x."""
     picks = torch.randint(len(values), (x.shape[0],), generator=rng, device=rng.device)
-    table = torch.tensor(values, device=rng.device)
-    return table[picks].to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    return table_of(values, rng.device)[picks].to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
+
+
+_TABLES: dict[tuple[tuple[float, ...], torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def table_of(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """``torch.tensor(values, device=device)``, made once: the operators' constants (scales,
+    densities) were made anew for every batch. Nobody writes to it."""
+    key = (values, torch.device(device), torch.get_default_dtype())
+    if key not in _TABLES:
+        _TABLES[key] = torch.tensor(values, device=device)
+    return _TABLES[key]
 
 
 def _sparse_mask(x: torch.Tensor, rng: torch.Generator,
