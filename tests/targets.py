@@ -100,3 +100,82 @@ def inputs_in_folder(folder: Path):  # type: ignore[no-untyped-def]
 
     found = named_inputs_in_folder(folder)
     return found[0] if found is not None else None
+
+
+#: HEALTHY's MLP in a model that holds a worker at a moment the test knows: at its
+#: ``HOLD_AT``-th forward call in a process (the seeds' set-up calls come first, so the worker
+#: is fuzzing), while the file ``go`` does not exist in FOLDER, it writes ``held-PID`` there
+#: and waits (polling) for ``go``. With --batch-size 100 a call runs at most 100 examples, so a
+#: held worker has made at most ``100 * HOLD_AT`` executions: a share of --runs above that
+#: cannot end before the test acts, whatever the machine's speed. A replacement process
+#: counts from 0 again and, once ``go`` exists, runs on. ``{hold_here}`` is an expression:
+#: whether this process holds (True: every worker).
+HELD_UNTIL_GO = '''
+import sys
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+BOUNDS = (0.0, 1.0)
+FOLDER = Path({folder!r})
+HOLD_AT = 20
+calls = 0
+
+
+def ray_actor_index():
+    """The index of the nnfuzz Ray actor whose slice of work called this model, else None."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "work" and frame.f_globals.get("__name__") == "nnfuzz.drivers.ray_actors":
+            return frame.f_locals["self"].index
+        frame = frame.f_back
+    return None
+
+
+class Held(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    def forward(self, x):
+        global calls
+        calls += 1
+        if calls == HOLD_AT and not (FOLDER / "go").exists() and ({hold_here}):
+            (FOLDER / f"held-{{os.getpid()}}").write_text("")
+            while not (FOLDER / "go").exists():
+                time.sleep(0.05)
+        return self.net(x)
+
+
+def model():
+    torch.manual_seed(0)
+    return Held()
+
+
+def seeds():
+    return torch.rand(16, 4, generator=torch.Generator().manual_seed(0))
+'''
+#: Executions a worker held by HELD_UNTIL_GO has made at most (HOLD_AT calls of 100).
+HELD_EXECS_AT_MOST = 20 * 100
+
+
+def write_held_target(folder: Path, hold_here: str = "True") -> Path:
+    """HELD_UNTIL_GO in ``folder``, holding where ``hold_here`` is true."""
+    return write_target(folder, HELD_UNTIL_GO.format(folder=str(folder), hold_here=hold_here))
+
+
+def held_pid(folder: Path, timeout: float = 120.0) -> int:
+    """The pid of the first process that HELD_UNTIL_GO holds in ``folder`` (a generous bound
+    for a hang, not a measure of speed)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = sorted(folder.glob("held-*"))
+        if held:
+            return int(held[0].name.split("-")[1])
+        time.sleep(0.05)
+    raise AssertionError(f"no process held in {folder} after {timeout}s")
