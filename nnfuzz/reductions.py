@@ -98,39 +98,46 @@ def _made_from(module: torch.nn.ReLU, args: Any, last: tuple[torch.Tensor, tuple
 
 
 def statistics(events: list[Event], counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) (B, E, 2) and the largest magnitude (B, E) of each event's output, from its
-    reductions and its values per example (``counts``, (E,)): a dozen torch calls per batch
-    however many modules ran. The spread from E[x^2] - E[x]^2 loses precision when the mean
-    dwarfs it; as a coverage signal that is fine."""
-    sums, norms, highs, lows = (torch.stack([reduced[k] for _, _, reduced in events], 1)
-                                for k in range(4))
+    """(mean, std, largest magnitude) (B, E, STATS) and the largest magnitude (B, E) of each
+    event's output, from its reductions and its values per example (``counts``, (E,)): a
+    dozen torch calls per batch however many modules ran (one stack of every reduction). The
+    spread from E[x^2] - E[x]^2 loses precision when the mean dwarfs it; as a coverage
+    signal that is fine."""
+    reduced = torch.stack([r for _, _, reductions in events for r in reductions], 1)
+    sums, norms, highs, lows = reduced.view(reduced.shape[0], len(events), 4).unbind(2)
     mean = sums / counts
     std = (norms.square() / counts - mean.square()).clamp(min=0).sqrt()
-    return torch.stack((mean, std), 2), torch.maximum(highs.abs(), lows.abs())
+    absmax = torch.maximum(highs.abs(), lows.abs())
+    return torch.stack((mean, std, absmax), 2), absmax
 
 
 @dataclass(frozen=True)
 class EventLayout:
     """For the events of a forward pass, in order: the modules that ran (each once), the
     position of each one's first event (None when no module ran twice), the (module,
-    position) of every later event, and each event's values per example."""
+    position) of every later event, each event's values per example, and, when every
+    module ran exactly once, the event of each module in module order (else None)."""
 
     modules: torch.Tensor
     firsts: torch.Tensor | None
     repeats: list[tuple[int, int]]
     counts: torch.Tensor
+    in_module_order: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, events: list[Event], device: torch.device) -> "EventLayout":
+    def of(cls, events: list[Event], device: torch.device, modules: int = -1) -> "EventLayout":
         first: dict[int, int] = {}
         for position, (module, _, _) in enumerate(events):
             first.setdefault(module, position)
         repeats = [(module, position) for position, (module, _, _) in enumerate(events)
                    if first[module] != position]
+        every_once = not repeats and sorted(first) == list(range(modules))
         return cls(torch.tensor(list(first), device=device),
                    torch.tensor(list(first.values()), device=device) if repeats else None,
                    repeats, torch.tensor([count for _, count, _ in events], dtype=torch.float32,
-                                         device=device))
+                                         device=device),
+                   torch.tensor([first[m] for m in range(modules)], device=device)
+                   if every_once else None)
 
 
 class ModuleStatistics:
@@ -145,12 +152,13 @@ class ModuleStatistics:
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, M, STATS), NaN where a module did not run: mean and std of its first output,
         the largest magnitude over all of them; and each event's largest magnitude (B, E)."""
-        stats = torch.full((size, self.modules, len(STATS)), float("nan"), device=device)
         if not events:
-            return stats, torch.zeros(size, 0, device=device)
+            return self._none_ran(size, device), torch.zeros(size, 0, device=device)
         layout = self._layout_of(events, device)
-        mean_std, absmax = statistics(events, layout.counts)
-        values = torch.cat((mean_std, absmax.unsqueeze(2)), 2)  # (B, E, STATS)
+        values, absmax = statistics(events, layout.counts)  # (B, E, STATS)
+        if layout.in_module_order is not None:  # every module once: no NaN left to fill
+            return values.index_select(1, layout.in_module_order), absmax
+        stats = self._none_ran(size, device)
         if layout.firsts is not None:
             values = values.index_select(1, layout.firsts)
         stats.index_copy_(1, layout.modules, values)
@@ -158,9 +166,12 @@ class ModuleStatistics:
             stats[:, module, ABSMAX] = torch.fmax(stats[:, module, ABSMAX], absmax[:, position])
         return stats, absmax
 
+    def _none_ran(self, size: int, device: torch.device) -> torch.Tensor:
+        return torch.full((size, self.modules, len(STATS)), float("nan"), device=device)
+
     def _layout_of(self, events: list[Event], device: torch.device) -> EventLayout:
         key = tuple((module, count) for module, count, _ in events)
         if self._layout is None or self._layout[0] != key or \
                 self._layout[1].counts.device != device:
-            self._layout = (key, EventLayout.of(events, device))
+            self._layout = (key, EventLayout.of(events, device, self.modules))
         return self._layout[1]
