@@ -10,6 +10,7 @@ TensorFuzz does: new coverage is where the search is going.
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 
 import numpy as np
@@ -90,6 +91,8 @@ class Corpus:
         seeds = tuple(t.to(self.device) for t in seeds)
         self._roots = [_Rows(t) for t in seeds]
         self._elements = [_Rows(t) for t in seeds]
+        #: The bytes of one element's tensors (stored_bytes, asked at every batch).
+        self._row_bytes = sum(math.prod(t.shape[1:]) * t.element_size() for t in seeds)
         self._root_of = _Rows(torch.zeros(1, dtype=torch.long, device=self.device))
         self._depth = _Rows(torch.zeros(1, dtype=torch.long, device=self.device))
         #: Coverage vectors of the elements, once the coverage was primed (set_vectors).
@@ -207,7 +210,7 @@ class Corpus:
     @property
     def stored_bytes(self) -> int:
         """The bytes of every element's tensors (what the corpus files hold, near enough)."""
-        return sum(rows.data[0:1].numel() * rows.data.element_size() for rows in self._elements) * len(self)
+        return self._row_bytes * len(self)
 
     def evict(self, max_elements: int | None, max_bytes: float | None) -> int:
         """Keep the corpus within its caps: past one, drop elements down to EVICT_TO of it,

@@ -223,7 +223,10 @@ class SignalLayout:
         return self.modules * len(STATS)
 
     def combine(self, stats: torch.Tensor, pressure: torch.Tensor) -> torch.Tensor:
-        """(B, modules, STATS) and (B, pressure) side by side, (B, statistics + pressure)."""
+        """(B, modules, STATS) and (B, pressure) side by side, (B, statistics + pressure); with
+        no pressure, the statistics alone, not copied (nobody writes to them)."""
+        if not self.pressure:
+            return stats.reshape(stats.shape[0], -1)
         return torch.cat((stats.reshape(stats.shape[0], -1), pressure.to(stats.device)), 1)
 
     def statistic(self, column: int) -> tuple[int, int] | None:
@@ -269,9 +272,8 @@ class Records:
         return self._derived()[2]
 
     def _derived(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(what a new low must be under, what a new high must be over, finite_columns), worked
-        out again only once the records (a new record makes new tensors) or the margin
-        changed: most batches set no record."""
+        """(what a new low is under, a new high over, finite_columns): again only once the
+        records (new tensors at a new record) or the margin change; most batches set none."""
         key = (id(self.low), id(self.high), self.margin)
         if self._cached[0] != key:  # it holds the tensors: their ids stay theirs
             span = torch.nan_to_num(self.high - self.low, posinf=0.0, neginf=0.0).clamp(min=1e-12)
@@ -296,8 +298,7 @@ class Coverage:
         #: Whether the threshold grows to keep the novel share near TARGET_NOVEL_SHARE (not
         #: for a --threshold the user gave).
         self.adaptive = adaptive
-        self.judged = 0
-        self._window = [0, 0]  # kept, judged
+        self.judged, self._window = 0, [0, 0]  # the window's: kept, judged
         #: The examples of the last update that set a record (B,): what a mutation operator
         #: yields (nnfuzz.schedule).
         self.recorded = torch.zeros(0, dtype=torch.bool)
@@ -385,8 +386,7 @@ def _spread_out(vectors: torch.Tensor, rows: torch.Tensor, threshold: float) -> 
     close = (torch.cdist(vectors, vectors) <= threshold).triu(1)
     if not bool(close.any()):
         return rows
-    neighbours = close.tolist()
-    dropped = [False] * len(rows)
+    neighbours, dropped = close.tolist(), [False] * len(rows)
     for i in range(len(rows)):
         if not dropped[i]:
             for j in range(i + 1, len(rows)):

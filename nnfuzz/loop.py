@@ -144,7 +144,9 @@ class Fuzzer:
             self._descend()
             return
         sampled = self._sample(size, self.rng)
-        anchors = self.corpus.root_inputs(sampled.root)
+        # Without a radius nothing is projected and the anchors are not read (needs_anchors).
+        anchors = (self.corpus.root_inputs(sampled.root) if self.mutator.needs_anchors
+                   else sampled.inputs)
         parents, mutants = self.mutator.children(sampled, anchors, self.rng)
         execution = self._execute(mutants.inputs, mutants.root)
         self.execs += mutants.size

@@ -144,9 +144,15 @@ class Mutator:
             for other, tensor in enumerate(inputs):  # the rest of each input is its parent's
                 if other != position:
                     mutants[other][rows] = tensor[leaders]
-        if source is not None:
+        if source is not None and self.needs_anchors:
             anchors = tuple(anchor[source.to(anchor.device)] for anchor in anchors)
         return self.constrained(tuple(mutants), anchors), source
+
+    @property
+    def needs_anchors(self) -> bool:
+        """Whether the anchors are read at all: only to project into the ``radius`` ball (the
+        loop gathers its parents' seeds for a batch only then)."""
+        return self.config.radius is not None
 
     def constrained(self, inputs: Inputs, anchors: Inputs) -> Inputs:
         """Inputs brought into the domain: clipped into the bounds, projected into the
