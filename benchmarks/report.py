@@ -24,8 +24,10 @@ RESULTS_MD = BENCHMARKS / "RESULTS.md"
 
 #: Sections of RESULTS.md, in order: the stem of each results file.
 #: schedule-finding and schedule-bar: issue #29's one-off comparisons of the operator schedule
-#: (nnfuzz.schedule) against the uniform draw, kept as written (subsections of the one before).
-SECTIONS = ("finding", "schedule-finding", "chains", "chains-bisect", "real-architectures",
+#: (nnfuzz.schedule) against the uniform draw, kept as written (subsections of the one before);
+#: batch-sizes: issue #29's comparison of batch sizes (python -m benchmarks.batch_sizes).
+SECTIONS = ("finding", "schedule-finding", "chains", "chains-bisect", "batch-sizes",
+            "real-architectures",
             "tensorfuzz-nans", "tensorfuzz-quantization", "tensorfuzz-bar", "schedule-bar",
             "minimization", "throughput", "index", "index-params", "memory",
             "scaling", "workers-finding", "runtimes", "precision", "training")
