@@ -51,6 +51,8 @@ class Guidance:
                  record_targets: Callable[[], torch.Tensor]) -> None:
         """``record_targets``: the signal columns whose records are finite (Records.finite_columns)."""
         self.executor, self.layout, self.record_targets = executor, layout, record_targets
+        self._targets: torch.Tensor | None = None  # see _statistic_columns
+        self._columns: list[int] = []
         self.steering = [s for s in (o.steer() for o in guides) if s is not None]
         #: Each guide's differentiable first pressure column, by its column in the layout.
         self.pressures: dict[int, Callable[..., torch.Tensor]] = {}
@@ -110,13 +112,21 @@ class Guidance:
 
     def _statistic_push(self, rng: torch.Generator) -> Push | None:
         """A module statistic that still has finite records, at random, up or down."""
-        candidates = self.record_targets()
-        candidates = candidates[candidates < self.layout.statistics]
-        if not len(candidates):
+        candidates = self._statistic_columns()
+        if not candidates:
             return None
-        pick = int(candidates[torch.randint(len(candidates), (1,), generator=rng,
-                                            device=rng.device).item()])
+        pick = candidates[int(torch.randint(len(candidates), (1,), generator=rng,
+                                            device=rng.device).item())]
         return Push(pick, lower=_coin(rng))
+
+    def _statistic_columns(self) -> list[int]:
+        """The module statistics among record_targets(), read to the host again only when
+        that gives another tensor (Records makes a new one when its records change)."""
+        targets = self.record_targets()
+        if targets is not self._targets:
+            self._targets = targets
+            self._columns = targets[targets < self.layout.statistics].tolist()
+        return self._columns
 
 
 def _coin(rng: torch.Generator) -> bool:
