@@ -37,8 +37,9 @@ import nnfuzz
 from benchmarks import machine, report
 from benchmarks.throughput_notes import BEFORE, FORWARD_EXPLAINED, IN_THE_WAY, TRANSFERS_NOTE
 
-#: The batch sizes measured; "auto" is `nnfuzz run`'s default (nnfuzz.batch_sizing), chosen once
-#: per model at the start of its measurement and then given to every repetition.
+#: The batch sizes measured: 100 is the default; "auto" is `nnfuzz run --batch-size auto`
+#: (nnfuzz.batch_sizing), chosen once per model at the start of its measurement and then given
+#: to every repetition.
 BATCH_SIZES: tuple[int | str, ...] = (100, 1000, "auto")
 #: Targets (issue): ratio on the CNN, overhead per input on the MLP.
 CNN_RATIO_TARGET = 0.8
@@ -89,9 +90,9 @@ def raw_seconds_per_input(model: nn.Module, batches: list[torch.Tensor]) -> floa
 
 
 def nnfuzz_seconds_per_input(model: nn.Module, seeds: torch.Tensor, runs: int,
-                             batch: int, descent: bool = True) -> float:
+                             batch: int, descent: bool = True, guided: bool = True) -> float:
     result = nnfuzz.fuzz(model, seeds, bounds=(0.0, 1.0), runs=runs, batch_size=batch, seed=0,
-                         objectives=["nonfinite"], descent=descent)
+                         objectives=["nonfinite"], descent=descent, guided=guided)
     return result.elapsed_s / result.execs
 
 
@@ -115,6 +116,8 @@ class Measurement:
     nnfuzz_s: list[float]
     #: nnfuzz without descent walks (what the walks cost), likewise.
     no_walks_s: list[float]
+    #: nnfuzz without any gradient pass (no walks, no guided mutations): the loop's ceiling.
+    no_gradients_s: list[float]
 
     @property
     def ratio(self) -> float:
@@ -140,11 +143,13 @@ def measure(name: str, batch: int | str, runs: int, repeats: int) -> Measurement
     batches = [torch.rand(batch, *seeds.shape[1:], generator=generator) for _ in range(RAW_BATCHES)]
     raw_seconds_per_input(model, batches[:1])
     nnfuzz_seconds_per_input(model, seeds, batch, batch)
-    found = Measurement(name, batch, given == "auto", runs, [], [], [])
+    found = Measurement(name, batch, given == "auto", runs, [], [], [], [])
     for _ in range(repeats):
         found.raw_s.append(raw_seconds_per_input(model, batches))
         found.nnfuzz_s.append(nnfuzz_seconds_per_input(model, seeds, runs, batch))
         found.no_walks_s.append(nnfuzz_seconds_per_input(model, seeds, runs, batch, False))
+        found.no_gradients_s.append(nnfuzz_seconds_per_input(model, seeds, runs, batch, False,
+                                                             False))
     return found
 
 
@@ -290,7 +295,8 @@ def markdown(measurements: list[Measurement], repeats: int, quick: bool, wall_s:
              f"**{m.ratio:.3f}**", f"{1e6 * statistics.median(m.raw_s):.2f}",
              f"{1e6 * statistics.median(m.nnfuzz_s):.2f}", f"**{m.overhead_us:.2f}**",
              f"{min(m.paired_ratios):.3f}–{max(m.paired_ratios):.3f}",
-             f"{statistics.median(m.raw_s) / statistics.median(m.no_walks_s):.3f}"]
+             f"{statistics.median(m.raw_s) / statistics.median(m.no_walks_s):.3f}",
+             f"{statistics.median(m.raw_s) / statistics.median(m.no_gradients_s):.3f}"]
             for m in measurements]
     return "\n".join([
         "## Throughput: nnfuzz's executions per second against the model's own", "",
@@ -308,13 +314,15 @@ def markdown(measurements: list[Measurement], repeats: int, quick: bool, wall_s:
         f"interleaved, after one warm-up each, {repeats} repetitions each; the table gives "
         "medians. Ratio = nnfuzz executions per second / raw inputs per second (1 = nnfuzz "
         "costs nothing beyond the model); overhead = nnfuzz µs per input − raw µs per input. "
-        "The last column is nnfuzz with `descent=False`, run in the same repetitions: what the "
-        "descent walks' gradient passes cost (they get 2–25% of the work).",
+        "The last two columns are nnfuzz with `descent=False`, then also `guided=False`, run "
+        "in the same repetitions: what the descent walks' gradient passes cost (they get 2–25% "
+        "of the work), and the ratio with no gradient pass at all (no walks, no guided "
+        "mutations: what the rest of the loop allows).",
         "",
         report.table(["model", "batch", "nnfuzz execs per repetition", "raw inputs/s",
                       "nnfuzz execs/s", "ratio", "raw µs/input", "nnfuzz µs/input",
                       "overhead µs/input", "ratio per repetition, min–max",
-                      "ratio without descent walks"], rows),
+                      "ratio without descent walks", "ratio without any gradient pass"], rows),
         "",
         f"Targets: ratio >= {CNN_RATIO_TARGET} on the small CNN; overhead <= "
         f"{MLP_OVERHEAD_TARGET_US:g} µs per input on the tiny MLP.", "",

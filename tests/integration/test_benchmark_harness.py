@@ -44,6 +44,8 @@ def test_the_throughput_benchmark_gives_a_positive_ratio_for_a_few_hundred_execs
 
     found = measure("tiny MLP 64-32-10", batch=100, runs=300, repeats=1)
     assert found.ratio > 0 and len(found.raw_s) == len(found.nnfuzz_s) == 1
+    # each repetition also runs without walks, and without any gradient pass
+    assert len(found.no_walks_s) == len(found.no_gradients_s) == 1
 
 
 def test_the_throughput_benchmark_measures_auto_at_the_size_it_chose() -> None:
