@@ -4,7 +4,7 @@ same yields always give the same rows."""
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nnfuzz.inference import infer_domain
@@ -85,14 +85,26 @@ def test_old_yields_fade() -> None:
 
 
 @SETTINGS
-@given(st.lists(st.floats(0.01, 100.0), min_size=2, max_size=8))
-def test_bounded_shares_sum_to_one_within_their_bounds(weights: list[float]) -> None:
+@given(st.lists(st.floats(0.01, 100.0), min_size=2, max_size=8),
+       st.lists(st.integers(1, 10), min_size=8, max_size=8))
+# Clipping both sides at once fixed every share: the sum was 0.875. Clipping the high side
+# first, then the low: 1.083 (the second share's low bound needs mass from the first).
+@example([1.0, 1.0, 1.0, 1.0, 1.0, 20.0], [1] * 8)
+@example([9.0, 1.0], [2, 7, 1, 1, 1, 1, 1, 1])
+def test_bounded_shares_sum_to_one_within_their_bounds_in_proportion_where_free(
+        weights: list[float], parts: list[int]) -> None:
     count = len(weights)
-    base = torch.full((count,), 1 / count, dtype=torch.float64)
-    shares = bounded(torch.tensor(weights, dtype=torch.float64), base / SPREAD,
-                     (base * SPREAD).clamp(max=1.0))
+    base = torch.tensor(parts[:count], dtype=torch.float64)
+    base = base / base.sum()
+    low, high = base / SPREAD, (base * SPREAD).clamp(max=1.0)
+    given_weights = torch.tensor(weights, dtype=torch.float64)
+    shares = bounded(given_weights, low, high)
     assert abs(float(shares.sum()) - 1.0) < 1e-9
-    assert bool((shares >= base / SPREAD - 1e-12).all()) and bool((shares <= base * SPREAD + 1e-12).all())
+    assert bool((shares >= low - 1e-12).all()) and bool((shares <= high + 1e-12).all())
+    free = (shares > low + 1e-12) & (shares < high - 1e-12)
+    scales = shares[free] / given_weights[free]
+    if len(scales) > 1:  # the shares not at a bound keep the weights' proportions
+        assert float(scales.max() - scales.min()) <= 1e-9 * float(scales.max())
 
 
 # --- the Mutator deals its rows by the schedule ---------------------------------------
