@@ -205,15 +205,16 @@ class Descent:
 
 def progress(pushes: list[Push], signals: torch.Tensor) -> torch.Tensor:
     """How far each push got on a batch (PUSHES,): the lowest value, over the examples that
-    follow it, of its column signed so that lower is further (inf where none is finite)."""
-    rows = torch.arange(signals.shape[0], device=signals.device)
-    reached = []
-    for which, push in enumerate(pushes):
-        values = signals[rows % len(pushes) == which, push.column].float()
-        values = values if push.lower else -values
-        values = values[torch.isfinite(values)]
-        reached.append(values.min() if len(values) else torch.tensor(math.inf, device=signals.device))
-    return torch.stack(reached).cpu()
+    follow it, of its column signed so that lower is further (inf where none is finite).
+    All pushes at once: it runs at every step of a walk."""
+    count = len(pushes)
+    device = signals.device
+    columns = torch.tensor([push.column for push in pushes], device=device)
+    signs = torch.tensor([1.0 if push.lower else -1.0 for push in pushes], device=device)
+    values = signals[:, columns].float() * signs  # (B, pushes)
+    follows = (torch.arange(signals.shape[0], device=device) % count).unsqueeze(1) == \
+        torch.arange(count, device=device)
+    return torch.where(follows & torch.isfinite(values), values, math.inf).amin(0).cpu()
 
 
 def _uniform_where(tensor: torch.Tensor, rows: torch.Tensor, low: float, high: float,
