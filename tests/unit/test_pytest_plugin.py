@@ -4,12 +4,13 @@ makes reproducers test items that fail while they still fail and pass once fixed
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.targets import DEAD_RELU, HEALTHY
+from tests.targets import DEAD_RELU, HEALTHY, write_target
 
 #: Each test starts pytest in a process of its own (pytester), as a user runs it.
 pytestmark = pytest.mark.slow
@@ -87,21 +88,37 @@ def test_the_readme_fixture_example_runs_as_written(pytester: pytest.Pytester) -
 FIXED_DEAD_RELU = DEAD_RELU.replace("/ h.std(1, keepdim=True)", "/ (h.std(1, keepdim=True) + 1e-6)")
 
 
-def fuzz_until_a_failure(pytester: pytest.Pytester) -> Path:
-    """``nnfuzz run model.py --out out`` (DEAD_RELU) in the pytester folder: out/ holds one
-    reproducer and a run.json naming model.py as the run was given it (a relative path)."""
-    pytester.makepyfile(model=DEAD_RELU)
-    run = pytester.run("nnfuzz", "run", "model.py", "--out", "out", "--runs", "20000",
-                       "--stop-on-failure")
-    assert run.ret == 1, run.stderr.str()
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``nnfuzz run model.py --out out --runs 20000 --stop-on-failure`` (DEAD_RELU), run once
+    for the module in a folder of its own, that folder its working directory. It runs in this
+    process (click's runner), outside any test's pytester: pytester unloads the modules a test
+    imported, and torch's cannot be imported twice. Each test copies the folder."""
+    from tests.cli.support import invoke
+
+    folder = tmp_path_factory.mktemp("fuzzed")
+    write_target(folder, DEAD_RELU)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        run = invoke("run", "model.py", "--out", "out", "--runs", "20000", "--stop-on-failure")
+    assert run.exit_code == 1, run.output
+    return folder
+
+
+def fuzz_until_a_failure(pytester: pytest.Pytester, fuzzed: Path) -> Path:
+    """The module's ``nnfuzz run model.py --out out`` (DEAD_RELU) copied into the pytester
+    folder: out/ holds one reproducer and a run.json naming model.py as the run was given it
+    (a relative path)."""
+    shutil.copy(fuzzed / "model.py", pytester.path / "model.py")
+    shutil.copytree(fuzzed / "out", pytester.path / "out")
     crashes = sorted((pytester.path / "out" / "crashes").glob("nonfinite-*.safetensors"))
     assert len(crashes) == 1
     return crashes[0]
 
 
 def test_replay_items_fail_while_still_failing_pass_once_fixed_and_error_when_unreadable(
-        pytester: pytest.Pytester) -> None:
-    crash = fuzz_until_a_failure(pytester)
+        pytester: pytest.Pytester, fuzzed: Path) -> None:
+    crash = fuzz_until_a_failure(pytester, fuzzed)
 
     still = pytester.runpytest_subprocess("--nnfuzz-replay", "out", "-rA")
     still.assert_outcomes(failed=1)
@@ -121,8 +138,8 @@ def test_replay_items_fail_while_still_failing_pass_once_fixed_and_error_when_un
 
 
 def test_the_ini_option_keeps_reproducers_as_regression_tests_of_a_named_target(
-        pytester: pytest.Pytester) -> None:
-    crash = fuzz_until_a_failure(pytester)
+        pytester: pytest.Pytester, fuzzed: Path) -> None:
+    crash = fuzz_until_a_failure(pytester, fuzzed)
     regressions = pytester.mkdir("regressions")
     crash.rename(regressions / crash.name)
     pytester.makepyfile(fixed=FIXED_DEAD_RELU, test_plain="def test_plain():\n    pass\n")
