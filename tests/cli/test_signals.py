@@ -17,13 +17,13 @@ from .support import Process
 
 pytestmark = pytest.mark.slow
 
-#: How many times the run is killed, each kill followed by a resume. Each kill's moment is
-#: drawn in its own slice of KILL_WINDOW (stratified, below), so eight kills spread over the
-#: whole window as evenly as twenty uniform draws did (twenty left gaps of about 0.27 s on
-#: average; eight slices of 0.19 s leave none wider than 0.375 s, and the moment a kill lands
-#: in a loop of millisecond batches and writes varies by more than that from run to run);
-#: every kill is still followed by the same checks, and the resume after each is tested
-#: eight times over.
+#: How many times the run is killed, each kill followed by a resume. Eight kills, each in
+#: its own eighth of KILL_WINDOW (kill_moments), reach every part of the window (the first
+#: writes, the first failure's minimization, the loop after) as the twenty uniform draws this
+#: test made before did: twenty left a largest gap of about 0.26 s on average, eight slices
+#: leave none wider than 0.375 s, and where in the loop's millisecond batches and writes a kill
+#: lands is as random as before. Every kill is followed by the same checks, the final resume
+#: is the same.
 KILLS = 8
 #: Each kill comes at a moment drawn from this many seconds after the run's first line
 #: (set-up done, loop starting): mid-batch, mid-write, mid-minimization.
