@@ -84,6 +84,8 @@ class Walk:
     found: int = 0
     #: Executions it took.
     execs: int = 0
+    #: Its pushes' columns and signs on the device (made at its first step: pushed).
+    pushed: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def earned(self) -> bool:
@@ -157,7 +159,9 @@ class Descent:
         walk.found += found
         walk.execs += walk.iterates.size
         self.spent += walk.iterates.size * STEP_COST
-        reached = progress(walk.pushes, signals)
+        if walk.pushed is None or walk.pushed[0].device != signals.device:
+            walk.pushed = pushed(walk.pushes, signals.device)
+        reached = progress(*walk.pushed, signals)
         tolerance = PLATEAU * torch.where(torch.isfinite(walk.best), walk.best.abs(), 0.0).clamp(min=1.0)
         if bool((reached < walk.best - tolerance).any()):
             walk.since_best = 0
@@ -203,17 +207,21 @@ class Descent:
         return None if self.labels is None else self.labels[roots.to(self.labels.device)]
 
 
-def progress(pushes: list[Push], signals: torch.Tensor) -> torch.Tensor:
-    """How far each push got on a batch (PUSHES,): the lowest value, over the examples that
-    follow it, of its column signed so that lower is further (inf where none is finite).
-    All pushes at once: it runs at every step of a walk."""
-    count = len(pushes)
-    device = signals.device
-    columns = torch.tensor([push.column for push in pushes], device=device)
-    signs = torch.tensor([1.0 if push.lower else -1.0 for push in pushes], device=device)
+def pushed(pushes: list[Push], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pushes' columns and signs (+1 pushed down, -1 up), on ``device``: made once per
+    walk, since on a GPU each is a copy from the host."""
+    return (torch.tensor([push.column for push in pushes], device=device),
+            torch.tensor([1.0 if push.lower else -1.0 for push in pushes], device=device))
+
+
+def progress(columns: torch.Tensor, signs: torch.Tensor, signals: torch.Tensor) -> torch.Tensor:
+    """How far each push (its column and sign, :func:`pushed`) got on a batch (PUSHES,): the
+    lowest value, over the examples that follow it, of its column signed so that lower is
+    further (inf where none is finite). All pushes at once: it runs at every step of a walk."""
+    count = len(columns)
     values = signals[:, columns].float() * signs  # (B, pushes)
-    follows = (torch.arange(signals.shape[0], device=device) % count).unsqueeze(1) == \
-        torch.arange(count, device=device)
+    follows = (torch.arange(signals.shape[0], device=signals.device) % count).unsqueeze(1) == \
+        torch.arange(count, device=signals.device)
     return torch.where(follows & torch.isfinite(values), values, math.inf).amin(0).cpu()
 
 
