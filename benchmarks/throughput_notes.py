@@ -19,20 +19,50 @@ idle machine's and only the comparison holds):
 |---|---|---|---|---|---|
 | tiny MLP 64-32-10 | 100 | 0.008 | 0.009 | 43.15 | 41.73 |
 | tiny MLP 64-32-10 | 1000 | 0.015 | 0.016 | 7.02 | 6.98 |
-| tiny MLP 64-32-10 | default: 100 before, auto (256) after | 0.008 | 0.010 | 43.57 | **18.98** |
+| tiny MLP 64-32-10 | 100 before, auto (256) after | 0.008 | 0.010 | 43.57 | **18.98** |
 | small CNN 28x28 | 100 | 0.340 | 0.334 | 154.67 | 157.34 |
 | small CNN 28x28 | 1000 | 0.564 | 0.587 | 77.67 | 81.84 |
-| small CNN 28x28 | default: 100 before, auto (256) after | 0.344 | **0.431** | 146.52 | 99.65 |
+| small CNN 28x28 | 100 before, auto (256) after | 0.344 | **0.431** | 146.52 | 99.65 |
 
-At a fixed batch size the loop is as fast as before (within the noise): what the changes to the
-instrumented forward save (below) is a few percent of a step. The default settings gain from
-`--batch-size auto`: 2.3x less overhead per input on the tiny MLP, 1.25x the ratio on the CNN.
+At a fixed batch size the loop was as fast as before (within the noise): what the changes to the
+instrumented forward save (below) is a few percent of a step. `--batch-size auto` ran 2.3x less
+overhead per input on the tiny MLP and 1.25x the ratio on the CNN, but it is an option, not the
+default: larger batches do not find bugs sooner (the batch-sizes section).
 
 The instrumented forward alone, before and after, in one process (CPU ms per batch of 100 of
 the small CNN, one torch thread, median of 15 interleaved repetitions of 20 passes, load 9):
 the model 4.743; with a global hook that returns at once 4.853 (+0.110); with nnfuzz's hook
 5.875 before, 5.785 after (+1.132, +1.042); with the batch's statistics (`Executor.run`) 6.126
-before, 5.966 after (+1.383, +1.223): 0.774 of the model's speed before, 0.795 after."""
+before, 5.966 after (+1.383, +1.223): 0.774 of the model's speed before, 0.795 after.
+
+The second session on issue #29 (8da0bac against 619a31c's loop, side by side in one process
+as above, 5 repetitions, load average 0.7 at the start and 0.9 at the end):
+
+| model | batch | ratio before | ratio after | overhead µs/input before | after |
+|---|---|---|---|---|---|
+| tiny MLP 64-32-10 | 100 (the default) | 0.008 | 0.010 | 36.10 | **29.71** |
+| tiny MLP 64-32-10 | 1000 | 0.015 | 0.008 | 5.47 | 11.33 |
+| small CNN 28x28 | 100 (the default) | 0.321 | **0.343** | 144.37 | 126.95 |
+| small CNN 28x28 | 1000 | 0.634 | 0.553 | 48.27 | 64.26 |
+
+At batch 100 a step does less of its own work: 18% less overhead per input on the MLP, 1.07x
+the ratio on the CNN, with the same results (23 fixed-seed runs on the MLP, the CNN, the chains
+and zoo targets, the schedule, random search, a radius, the caps and output folders gave the
+same executions, failures, corpus, records and generator state as 8da0bac). A step makes fewer
+torch calls (counted with a `TorchFunctionMode` over the same 305 and 289 steps: MLP 446 -> 381,
+CNN 597 -> 515): a guided step computes only the statistic it pushes; records, their bars and
+the columns a guided step may push are worked out when the records change, not per batch; a
+batch that keeps nothing adds and credits nothing; kept inputs are hashed from one copy per
+tensor; the module statistics are one stack; nonfinite reads each output's finiteness once and
+builds row masks only when something is not finite; a walk's progress is one pass over its
+batch. At batch 1000 the loop is slower, because descent walks now have 16 starts at every batch
+size: between batches of 1,000, a walk's step of 16 inputs costs a step's fixed work, and on the
+MLP walk steps are two of every three steps. It was traded for finding: with walks an eighth of
+the batch wide, `chain_xent` was found in 4 of 10 runs of 20,000 executions at batch 1,000,
+with 16 starts in 9 of 10 (median 1,632 executions, 0.34 CPU s); keeping walks wide but giving
+the first one as many steps (its head start counted in steps) found it in 10 of 10 but later
+(3,160 executions, 0.46 CPU s) and `chain_std` in 5 of 10 (median 11,100) against 6 of 10
+(2,848)."""
 
 
 #: What the forward profile below says, and what issue #29 changed there (measured once).
@@ -53,26 +83,35 @@ tensor is kept with the events' layout instead of being built (and copied to the
 batch. What is left of the hook is the reductions that carry the records' signal."""
 
 #: The host transfers before issue #29 (same run, same trajectory: 289 steps).
-TRANSFERS_NOTE = """Before issue #29: 23.16 per step; after: 21.52. Removed: building the statistics' counts
-tensor from a host list every batch (1.00 per step, now kept with the events' layout) and
-`bool(execution.ran.any())` before coverage (0.64, now `Execution.none_ran`, known on the host).
-Inherent: one `nonzero` for how many mutants are kept (the corpus grows by that many), faiss's
-copy to numpy (it runs on the CPU). Avoidable, in modules outside this issue's part: the corpus
-hashes each kept input with its own `.cpu().numpy()` (3.04 per step: one copy of all the kept
-rows would do), `edge_values` copies three scalars to the host (1.91), `operators._per_example`
-builds a tensor from a host list (1.91), the guidance's `.item()` calls (1.30), and the
-`nonfinite` objective's `nonzero` (1.00; needed only when something is non-finite)."""
+TRANSFERS_NOTE = """Before issue #29: 23.16 per step; after its first session: 21.52; now 12.85. The first session
+removed building the statistics' counts tensor from a host list every batch (1.00 per step) and
+`bool(execution.ran.any())` before coverage (0.64). The second removed: the corpus's hashing of
+each kept input with its own `.cpu().numpy()` (3.04 per step; now one copy per tensor of the kept
+rows, 0.58), `operators._per_example`'s tensor built from a host list (1.91; the scale tables are
+made once), the corpus add and credit of a batch that keeps nothing, the `nonfinite` objective's
+`nonzero` (1.00; it reads each output's finiteness once, 2.00 `__bool__` calls, and builds row
+masks only when something is not finite), and a walk's pushed columns made at every step (made
+once per walk). Inherent: how many mutants are kept (the corpus grows by that many) and faiss's
+copy to numpy (it runs on the CPU). Left: `edge_values` copies three scalars to the host (1.91),
+and the guidance's random draws read with `.item()` (1.30)."""
 
 #: What stands between the loop and issue #29's targets, from the profiles (measured once).
 IN_THE_WAY = """### What stands in the way of the targets
 
-Small CNN (0.80 of raw asked; 0.44-0.48 measured here at batch 100 and auto): in pyinstrument's
-profile of 20,000 executions at batch 100 (`results/profile-small-cnn.txt`), executing the
-batches takes 43% of the loop (the model itself 37%, nnfuzz's hook and statistics 6%), the
-descent walks 25% and the mutations 22%, most of those two the guided gradient passes (about
-three forward passes' worth per guided row), coverage 6%. The instrumented forward alone is at
-0.80 of the model's speed; the gradient passes are what keep the loop at half of it (issue #29's
-item 2, how much of each batch is guided, is where that is decided). Tiny MLP (5 µs per input
-asked): the loop's own work per batch (mutation, coverage lookups, judging, the walks) is about
-3-4 ms whatever the batch; at 1000 the overhead is 5.4 µs, at auto's 256 it is 19-26 µs: auto
-stops at 256 because larger batches found the zoo's bugs no sooner (README, `--batch-size`)."""
+Small CNN (0.80 of raw asked): 0.42 at batch 100, the default (0.41 at auto's 256, 0.57 at 1000).
+Without descent walks the loop runs at 0.52, and with no gradient pass at all (no walks, no
+guided mutations) at 0.61 (0.78 at 1000), so even a loop without guidance stays under 0.8: the
+instrumented forward alone runs at 0.80 of the model (the forward profile above) and the rest of
+a step (mutation, judging, coverage, corpus) takes the difference. The gradient passes are the
+largest part (from 0.61 to 0.42); the guided chains need them (`chain_std` was found in 0 of 5
+runs without walks). In pyinstrument's profile at batch 100 (`results/profile-small-cnn.txt`),
+executing the batches takes 44% of the loop, the walks 25% (their gradient passes 16%), the
+mutations 23% (the guided gradient 12%), coverage 5%.
+
+Tiny MLP (5 µs per input asked): 23.2 µs at batch 100, 13 µs with no gradient pass. A step makes
+381 torch calls, each 3-10 µs on tensors this small: about 1.8 ms of CPU per step. 5 µs per input
+at batch 100 is 0.5 ms per step, about 100 calls: a quarter of what one step's data flow (sample,
+mutate with seven operators, the instrumented forward and its reductions, judge, the novelty
+lookup, records, corpus) makes now. Larger batches spread a step's cost (4.4-5.5 µs at 1000
+before the walks' width was fixed, 9-12 now), but on the zoo and the chains they did not find
+bugs sooner (the batch-sizes section), so 100 stays the default."""
