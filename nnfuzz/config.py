@@ -156,8 +156,9 @@ class FuzzConfig:
     runs: int | None = None
     #: Mutants per forward pass: big enough to keep the model busy, small enough
     #: that a new corpus element is sampled again soon. "auto" (``--batch-size auto``): timed at
-    #: start-up (nnfuzz.batch_sizing). 100 by default: the same run on any machine, and at 256
-    #: auto lost guided-chain bugs in a fixed budget (README, *Commands*).
+    #: start-up (nnfuzz.batch_sizing). 100 by default: the same run on any machine, and larger
+    #: batches did not find the zoo's bugs sooner (python -m benchmarks.batch_sizes; README,
+    #: *Commands*).
     batch_size: int | str = 100
     seed: int = 0
     radius: float | None = None
