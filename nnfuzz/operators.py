@@ -183,15 +183,18 @@ def _constant(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def edge_values(x: torch.Tensor, field: Field, rng: torch.Generator) -> torch.Tensor:
     """A constant input: all zero (or the bound nearest zero), all low, all high, a random
     constant, or the example's own mean (silence, a blank image, a flat signal)."""
-    size = x.shape[0]
+    size, device = x.shape[0], x.device
     zero = min(max(0.0, field.low), field.high)
+    # On the inputs' device: a copy to the host here was three synchronisations per batch on a
+    # GPU. The constants are float32 (torch.full's default), then all five are float64.
     choices = torch.stack((
-        torch.full((size,), zero), torch.full((size,), field.low), torch.full((size,), field.high),
-        field.low + field.width * torch.rand(size, generator=rng, device=rng.device).cpu(),
-        x.reshape(size, -1).double().mean(1).cpu() if x[0].numel() else torch.zeros(size),
+        torch.full((size,), zero, device=device), torch.full((size,), field.low, device=device),
+        torch.full((size,), field.high, device=device),
+        field.low + field.width * torch.rand(size, generator=rng, device=rng.device).to(device),
+        x.reshape(size, -1).double().mean(1) if x[0].numel() else torch.zeros(size, device=device),
     ), 1).double()  # (B, 5)
-    variant = torch.randint(choices.shape[1], (size,), generator=rng, device=rng.device).cpu()
-    return _constant(choices[torch.arange(size), variant], x)
+    variant = torch.randint(choices.shape[1], (size,), generator=rng, device=rng.device).to(device)
+    return _constant(choices[torch.arange(size, device=device), variant], x)
 
 
 def _non_pad_tokens(shape: tuple[int, ...], field: Field, rng: torch.Generator,
