@@ -72,6 +72,8 @@ class Walk:
     iterates: Batch
     #: What it pushes: start ``r`` follows ``pushes[r % len(pushes)]``.
     pushes: list[Push]
+    #: The same, as the pushes' columns and signs on the device (:func:`pushed`).
+    pushed: tuple[torch.Tensor, torch.Tensor]
     #: The step, as a share of each float input's width.
     step_size: float
     #: Each pushed column's record when the walk started, and the best the walk reached
@@ -84,8 +86,6 @@ class Walk:
     found: int = 0
     #: Executions it took.
     execs: int = 0
-    #: Its pushes' columns and signs on the device (made at its first step: pushed).
-    pushed: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def earned(self) -> bool:
@@ -159,8 +159,6 @@ class Descent:
         walk.found += found
         walk.execs += walk.iterates.size
         self.spent += walk.iterates.size * STEP_COST
-        if walk.pushed is None or walk.pushed[0].device != signals.device:
-            walk.pushed = pushed(walk.pushes, signals.device)
         reached = progress(*walk.pushed, signals)
         tolerance = PLATEAU * torch.where(torch.isfinite(walk.best), walk.best.abs(), 0.0).clamp(min=1.0)
         if bool((reached < walk.best - tolerance).any()):
@@ -200,8 +198,8 @@ class Descent:
         step_size = STEP_SIZES[int(torch.randint(len(STEP_SIZES), (1,), generator=rng,
                                                  device=rng.device).item())]
         iterates = Batch(self.mutator.constrained(starts, seeds), roots, uniform.long())
-        return Walk(iterates, pushes, step_size, record.float().cpu(),
-                    torch.full((PUSHES,), math.inf))  # type: ignore[arg-type]
+        return Walk(iterates, pushes, pushed(pushes, corpus.device), step_size,
+                    record.float().cpu(), torch.full((PUSHES,), math.inf))  # type: ignore[arg-type]
 
     def _labels(self, roots: torch.Tensor) -> torch.Tensor | None:
         return None if self.labels is None else self.labels[roots.to(self.labels.device)]

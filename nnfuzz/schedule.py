@@ -100,7 +100,7 @@ def bounded(weights: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> tor
     0.875.)"""
     positive = weights > 0
     bends = torch.cat(((low / weights)[positive], (high / weights)[positive])).sort().values
-    sums = torch.minimum(torch.maximum(bends[:, None] * weights, low), high).sum(1)
+    sums = (bends[:, None] * weights).clamp(low, high).sum(1)
     after = int(torch.searchsorted(sums, torch.tensor([1.0], dtype=sums.dtype)).clamp(
         max=len(bends) - 1))
     if after == 0:
@@ -110,4 +110,4 @@ def bounded(weights: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> tor
         low_sum, high_sum = float(sums[after - 1]), float(sums[after])
         scale = (right if high_sum == low_sum
                  else left + (1.0 - low_sum) * (right - left) / (high_sum - low_sum))
-    return torch.minimum(torch.maximum(scale * weights, low), high)
+    return (scale * weights).clamp(low, high)

@@ -12,7 +12,7 @@ from torch import nn
 from nnfuzz import descent as descent_module
 from nnfuzz.campaign import Campaign
 from nnfuzz.config import FuzzConfig
-from nnfuzz.descent import Walk
+from nnfuzz.descent import Walk, pushed
 from nnfuzz.execution_record import STATS
 from nnfuzz.guidance import Push
 from nnfuzz.lineage import Batch
@@ -106,8 +106,9 @@ def test_the_loss_descent_is_minus_the_loss_so_walking_it_down_raises_the_loss()
 def walk_that(found: int, best: float, record: float) -> Walk:
     batch = Batch((torch.zeros(1, 6),), torch.zeros(1, dtype=torch.long),
                                 torch.zeros(1, dtype=torch.long))
-    return Walk(batch, [Push(0, True)], 0.01, torch.tensor([record]), torch.tensor([best]),
-                found=found)
+    pushes = [Push(0, True)]
+    return Walk(batch, pushes, pushed(pushes, torch.device("cpu")), 0.01, torch.tensor([record]),
+                torch.tensor([best]), found=found)
 
 
 def test_the_share_of_walks_grows_with_what_they_earn_and_shrinks_without() -> None:
